@@ -1,0 +1,336 @@
+"""Typed, frozen specs of everything a trial depends on, validated at construction.
+
+Each spec has a stable content hash (`spec_id`): the same fields give the same id in any process
+on any machine, so ids name cached teachers and finished trials. Fields that say where a thing
+lives rather than what it is (a data directory) are left out of the hash.
+
+Names used everywhere: N = teacher samples (`DataSpec.n_teacher`), M = round(kappa * N) student
+samples, kappa = M / N.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from kdscale.errors import SpecError
+
+SCHEMA_VERSION = 1  # bump when a change to training makes old cached results wrong
+
+OBJECTIVES = ("lt", "kd", "ls", "hard", "l2")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("cosine", "step", "constant")
+
+
+def _fail(spec: str, field_name: str, value: Any, allowed: str) -> None:
+    raise SpecError(f"{spec}.{field_name}={value!r} is invalid: {allowed}")
+
+
+def _check_int(spec: str, name: str, value: Any, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        _fail(spec, name, value, f"must be an integer >= {minimum}")
+
+
+def _check_float(spec: str, name: str, value: Any, low: float, high: float = math.inf,
+                 low_open: bool = False, high_open: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+        _fail(spec, name, value, f"must be a finite number in {lo}{low}, {high}{hi}")
+
+
+def _check_choice(spec: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        _fail(spec, name, value, f"must be one of {', '.join(choices)}")
+
+
+def _canonical(value: Any) -> Any:
+    """JSON-able form of a spec: nested specs by their hashed fields, numbers as floats."""
+    if dataclasses.is_dataclass(value):
+        out = {"_type": type(value).__name__}
+        for f in dataclasses.fields(value):
+            if f.metadata.get("hashed", True):
+                out[f.name] = _canonical(getattr(value, f.name))
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)  # 4 and 4.0 must give the same id
+    return value
+
+
+def spec_id(spec: Any) -> str:
+    """Stable content hash of a spec: 16 hex digits of sha256 over its canonical JSON."""
+    text = json.dumps({"schema": SCHEMA_VERSION, "spec": _canonical(spec)},
+                      sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def to_dict(spec: Any) -> dict:
+    """Plain nested dict of every field (for logging and JSON); `from_dict` inverts it."""
+    return dataclasses.asdict(spec)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """The data set and the teacher's share of it.
+
+    The training pool is a fixed, seeded stream of samples; the teacher trains on its first
+    `n_teacher` (N). Generated data sets (mnist1d) extend the stream on demand, so any kappa works;
+    fixed ones (digits, CIFAR) hold at most pool_size / N.
+    """
+    name: str = "mnist1d"
+    n_teacher: int = 4000
+    n_test: int | None = None  # generated data sets only; None = the data set's default
+    seed: int = 0  # generation and the order of the pool; not the trial seed
+    root: str | None = field(default=None, metadata={"hashed": False})  # where real files live
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            _fail("data", "name", self.name, "must be a data set name")
+        _check_int("data", "n_teacher", self.n_teacher, 1)
+        if self.n_test is not None:
+            _check_int("data", "n_test", self.n_test, 1)
+        _check_int("data", "seed", self.seed, 0)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model family and its size knob, e.g. `cnn1d:width=32` or `cnn2d:width=20,batch_norm=1`."""
+    family: str
+    width: int
+    options: tuple[tuple[str, Any], ...] = ()  # family-specific keyword arguments, sorted by name
+
+    def __post_init__(self):
+        if not isinstance(self.family, str) or not self.family:
+            _fail("model", "family", self.family, "must be a model family name")
+        _check_int("model", "width", self.width, 1)
+        options = tuple(sorted((str(k), v) for k, v in dict(self.options).items()))
+        object.__setattr__(self, "options", options)
+
+    @classmethod
+    def parse(cls, text: str) -> "ModelSpec":
+        """`family:width=W,key=value,...`; values are read as int, float or bool where they look so."""
+        family, _, rest = text.partition(":")
+        kwargs: dict[str, Any] = {}
+        for item in filter(None, rest.split(",")):
+            key, eq, raw = item.partition("=")
+            if not eq:
+                raise SpecError(f"model={text!r} is invalid: expected family:key=value,... (got {item!r})")
+            kwargs[key.strip()] = _parse_value(raw.strip())
+        if "width" not in kwargs:
+            raise SpecError(f"model={text!r} is invalid: needs width=, e.g. {family or 'mlp'}:width=64")
+        width = kwargs.pop("width")
+        return cls(family=family.strip(), width=width, options=tuple(kwargs.items()))
+
+    @property
+    def label(self) -> str:
+        """Short readable name: `cnn1d-32`, `cnn2d-20-batch_norm=True`."""
+        extra = "".join(f"-{k}={v}" for k, v in self.options)
+        return f"{self.family}-{self.width}{extra}"
+
+    def __str__(self) -> str:
+        return ",".join([f"{self.family}:width={self.width}"] + [f"{k}={v}" for k, v in self.options])
+
+
+def _parse_value(raw: str) -> Any:
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+@dataclass(frozen=True)
+class RecipeSpec:
+    """How to optimise: optimizer, schedule and budget.
+
+    The budget is `epochs` or `steps`, exactly one. `warmup` and `milestones` are in the budget's
+    unit (epochs when the budget is epochs, optimizer steps when it is steps). The learning rate
+    warms up linearly from 0 over `warmup`, then follows `schedule`: cosine to 0 at the end of the
+    budget, x`gamma` at each milestone, or constant.
+    """
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+    batch_size: int = 128
+    epochs: int | None = None
+    steps: int | None = 1000
+    schedule: str = "cosine"
+    warmup: float = 0.0
+    milestones: tuple[float, ...] = ()
+    gamma: float = 0.1
+
+    def __post_init__(self):
+        _check_choice("recipe", "optimizer", self.optimizer, OPTIMIZERS)
+        _check_float("recipe", "lr", self.lr, 0.0, low_open=True)
+        _check_float("recipe", "momentum", self.momentum, 0.0, 1.0, high_open=True)
+        _check_float("recipe", "weight_decay", self.weight_decay, 0.0)
+        _check_int("recipe", "batch_size", self.batch_size, 1)
+        if (self.epochs is None) == (self.steps is None):
+            raise SpecError(f"recipe.epochs={self.epochs!r}, recipe.steps={self.steps!r} is invalid: "
+                            "give exactly one budget, epochs or steps")
+        if self.epochs is not None:
+            _check_int("recipe", "epochs", self.epochs, 1)
+        if self.steps is not None:
+            _check_int("recipe", "steps", self.steps, 1)
+        _check_choice("recipe", "schedule", self.schedule, SCHEDULES)
+        budget = self.epochs if self.epochs is not None else self.steps
+        _check_float("recipe", "warmup", self.warmup, 0.0, budget, high_open=True)
+        object.__setattr__(self, "milestones", tuple(float(m) for m in self.milestones))
+        for m in self.milestones:
+            _check_float("recipe", "milestones", m, 0.0, budget, low_open=True)
+        if list(self.milestones) != sorted(self.milestones):
+            _fail("recipe", "milestones", self.milestones, "must be increasing")
+        _check_float("recipe", "gamma", self.gamma, 0.0, 1.0, low_open=True)
+
+    @property
+    def budget_unit(self) -> str:
+        return "epochs" if self.epochs is not None else "steps"
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """What the student is trained to match.
+
+    - `lt`: cross-entropy with the one-hot labels.
+    - `kd`: eq. 1 of the paper, (1 - alpha) * c * KL(p_t^tau || p_s^tau) + alpha * CE(y, p_s),
+      with c = tau^2 when `tau_squared` (Hinton et al.; keeps the gradient's scale independent of
+      tau) and c = 1 for eq. 1 as printed.
+    - `ls`: cross-entropy with uniformly smoothed labels, (1 - epsilon) * one-hot + epsilon / C.
+    - `hard`: (1 - alpha) * CE(argmax teacher) + alpha * CE(y).
+    - `l2`: (1 - alpha) * mean squared error between student and teacher logits (the tau -> infinity
+      limit of kd) + alpha * CE(y).
+
+    Fields an objective does not read are reset to their defaults, so `lt` at tau 4 is the same
+    trial, with the same id, as `lt` at tau 1.
+    """
+    name: str = "kd"
+    tau: float = 4.0
+    alpha: float = 0.0
+    tau_squared: bool = True
+    epsilon: float = 0.1
+
+    def __post_init__(self):
+        _check_choice("objective", "name", self.name, OBJECTIVES)
+        _check_float("objective", "tau", self.tau, 0.0, low_open=True)
+        _check_float("objective", "alpha", self.alpha, 0.0, 1.0)
+        _check_float("objective", "epsilon", self.epsilon, 0.0, 1.0, high_open=True)
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        used = {"lt": (), "kd": ("tau", "alpha", "tau_squared"), "ls": ("epsilon",),
+                "hard": ("alpha",), "l2": ("alpha",)}[self.name]
+        for name in ("tau", "alpha", "tau_squared", "epsilon"):
+            if name not in used:
+                object.__setattr__(self, name, defaults[name])
+        object.__setattr__(self, "tau", float(self.tau))
+        object.__setattr__(self, "alpha", float(self.alpha))
+        object.__setattr__(self, "epsilon", float(self.epsilon))
+
+    @property
+    def uses_teacher(self) -> bool:
+        return self.name in ("kd", "hard", "l2")
+
+    @property
+    def label(self) -> str:
+        if self.name == "kd":
+            extra = "" if self.tau_squared else " no-tau2"
+            extra += f" alpha={self.alpha:g}" if self.alpha else ""
+            return f"kd tau={self.tau:g}{extra}"
+        if self.name == "ls":
+            return f"ls eps={self.epsilon:g}"
+        if self.name in ("hard", "l2") and self.alpha:
+            return f"{self.name} alpha={self.alpha:g}"
+        return self.name
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """A teacher: a model trained with label training on the first N samples of the pool."""
+    data: DataSpec
+    model: ModelSpec
+    recipe: RecipeSpec
+    seed: int = 0
+
+    def __post_init__(self):
+        _check_int("teacher", "seed", self.seed, 0)
+
+    @property
+    def id(self) -> str:
+        return spec_id(self)
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One student: its teacher (and so its data), model, share kappa of N, objective, recipe, seed.
+
+    The seed chooses the student's subset, its initialisation and its batch order; it is data of
+    the spec, never global state, so several seeds can later be packed into one process.
+    """
+    teacher: TeacherSpec
+    student: ModelSpec
+    kappa: float
+    objective: ObjectiveSpec
+    recipe: RecipeSpec
+    seed: int = 0
+
+    def __post_init__(self):
+        _check_float("trial", "kappa", self.kappa, 0.0, low_open=True)
+        object.__setattr__(self, "kappa", float(self.kappa))
+        _check_int("trial", "seed", self.seed, 0)
+        m = self.n_train
+        if m < 1:
+            _fail("trial", "kappa", self.kappa,
+                  f"gives M = round(kappa * N) = {m} student samples with N = {self.data.n_teacher}; "
+                  f"needs kappa >= {0.5 / self.data.n_teacher:.3g}")
+
+    @property
+    def data(self) -> DataSpec:
+        return self.teacher.data
+
+    @property
+    def n_train(self) -> int:
+        """M = round(kappa * N), half away from zero so it is the same on every platform."""
+        return int(math.floor(self.kappa * self.data.n_teacher + 0.5))
+
+    @property
+    def id(self) -> str:
+        return spec_id(self)
+
+    @property
+    def label(self) -> str:
+        """Readable name, e.g. `cnn1d-32>mlp-64 kd tau=4 kappa=0.1 seed=0`."""
+        return (f"{self.teacher.model.label}>{self.student.label} {self.objective.label} "
+                f"kappa={self.kappa:g} seed={self.seed}")
+
+
+def _build(cls, value: dict):
+    kwargs = {}
+    hints = {f.name: f for f in dataclasses.fields(cls)}
+    nested = {"data": DataSpec, "model": ModelSpec, "student": ModelSpec, "recipe": RecipeSpec,
+              "objective": ObjectiveSpec, "teacher": TeacherSpec}
+    for name, raw in value.items():
+        if name not in hints:
+            raise SpecError(f"{cls.__name__}: unknown field {name!r}; known: {', '.join(hints)}")
+        if name in nested and isinstance(raw, dict):
+            raw = _build(nested[name], raw)
+        elif name == "options":
+            raw = tuple(tuple(item) for item in raw)
+        elif name == "milestones":
+            raw = tuple(raw)
+        kwargs[name] = raw
+    return cls(**kwargs)
+
+
+def from_dict(cls, value: dict):
+    """Rebuild a spec from `to_dict`'s output (e.g. a spec shipped to a Ray worker as JSON)."""
+    return _build(cls, value)
