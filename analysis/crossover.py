@@ -1,0 +1,213 @@
+"""The crossover kappa*: the student/teacher data ratio at which PG = R(kd) / R(lt) crosses 1.
+
+Method. kappa* is where the seed-mean PG curve crosses 1, by linear interpolation in log kappa
+between the two grid points that bracket the crossing. Why not a smooth monotone fit: measured PG
+curves need not be monotone (they can rise before they fall), a parametric shape would decide
+where the crossing lies between grid points with no data to check it, and between neighbouring
+points of a log-spaced grid a straight line in log kappa assumes the least. The interpolation is
+exact wherever the mean curve is linear in log kappa near the crossing.
+
+Several crossings: the first downward one (kd stops helping as kappa grows) is kappa*, and the
+count is reported. With only upward crossings (kd starts to help), the first is reported and
+flagged. No crossing: kappa* lies outside the grid, on the side reported; never extrapolated.
+
+Uncertainty: a percentile bootstrap over seeds. A replicate draws seeds with replacement and keeps
+the same draw for every kappa of the pair (a seed's trials share its data draw across kappas),
+recomputes the mean PG curve and locates its crossing by the same rule. Replicates without a
+crossing count as +inf (kd helps across the grid) or -inf (kd hurts across it), so a bound of the
+interval can be "beyond the grid" rather than the censored replicates silently being dropped.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+# The statuses of a PG curve, as `Crossing.status` and the `status` column name them.
+CROSSING, UPWARD, ABOVE, BELOW, EMPTY = "crossing", "upward", "above", "below", "empty"
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """Where one PG curve crosses 1; kappa_star is NaN when it does not inside the grid."""
+    kappa_star: float
+    status: str          # crossing | upward | above (kappa* > max kappa) | below | empty
+    n_crossings: int
+
+
+def gain(pg: np.ndarray, higher_is_better: bool) -> np.ndarray:
+    """> 0 where kd helps: PG > 1 for accuracy, PG < 1 for error, loss or perplexity."""
+    pg = np.asarray(pg, dtype=float)
+    return pg - 1.0 if higher_is_better else 1.0 - pg
+
+
+def find_crossing(kappas, gains) -> Crossing:
+    """Crossing of one curve of gains (> 0: kd helps) over a kappa grid; NaN points are skipped."""
+    kappas, gains = np.asarray(kappas, dtype=float), np.asarray(gains, dtype=float)
+    keep = np.isfinite(gains)
+    kappas, gains = kappas[keep], gains[keep]
+    order = np.argsort(kappas)
+    log_kappa, gains = np.log(kappas[order]), gains[order]
+    values, statuses, counts = _crossings(log_kappa, gains[None, :])
+    return Crossing(float(np.exp(values[0])) if statuses[0] in (CROSSING, UPWARD) else np.nan,
+                    statuses[0], int(counts[0]))
+
+
+def _crossings(log_kappa: np.ndarray, gains: np.ndarray):
+    """Vectorised over rows of `gains` (replicates x kappas, no NaN): log kappa* (+-inf when none)."""
+    n_rows, n_kappas = gains.shape
+    if n_kappas == 0:
+        return np.full(n_rows, np.nan), np.array([EMPTY] * n_rows, dtype=object), np.zeros(n_rows, int)
+    above = (gains >= 0).all(axis=1)
+    values = np.where(above, np.inf, -np.inf)
+    statuses = np.where(above, ABOVE, BELOW).astype(object)
+    if n_kappas < 2:
+        return values, statuses, np.zeros(n_rows, int)
+    left, right = gains[:, :-1], gains[:, 1:]
+    down = (left > 0) & (right <= 0)
+    up = (left < 0) & (right >= 0)
+    counts = down.sum(axis=1) + up.sum(axis=1)
+    has_down, has_up = down.any(axis=1), up.any(axis=1)
+    index = np.where(has_down, down.argmax(axis=1), up.argmax(axis=1))
+    rows = np.arange(n_rows)
+    g0, g1 = gains[rows, index], gains[rows, index + 1]
+    # g0 and g1 differ in sign (g1 may be 0), so g0 - g1 is never 0 on a crossing row.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fraction = g0 / (g0 - g1)
+    located = log_kappa[index] + fraction * (log_kappa[index + 1] - log_kappa[index])
+    crossed = has_down | has_up
+    values = np.where(crossed, located, values)
+    statuses = np.where(has_down, CROSSING, np.where(has_up, UPWARD, statuses)).astype(object)
+    return values, statuses, counts
+
+
+def bootstrap_crossing(kappas, pg_by_seed, higher_is_better: bool = True, n_boot: int = 2000,
+                       ci: float = 0.95, seed: int = 0) -> dict:
+    """kappa* of the seed-mean PG curve with a percentile bootstrap CI over seeds.
+
+    pg_by_seed: array [seeds, kappas] of per-seed PG, NaN where a seed lacks a kappa.
+    Returns kappa_star, status, n_crossings, ci_low, ci_high (0 or inf when a bound lies beyond
+    the grid; NaN with fewer than 2 seeds), frac_above / frac_below (replicates without a
+    crossing, by side), n_seeds and n_boot.
+    """
+    kappas = np.asarray(kappas, dtype=float)
+    matrix = np.asarray(pg_by_seed, dtype=float)
+    order = np.argsort(kappas)
+    kappas, matrix = kappas[order], matrix[:, order]
+    gains = gain(matrix, higher_is_better)
+    n_seeds = int(np.isfinite(gains).any(axis=1).sum())
+    point = find_crossing(kappas, _nanmean_rows(gains[None])[0])
+    out = {"kappa_star": point.kappa_star, "status": point.status, "n_crossings": point.n_crossings,
+           "ci_low": np.nan, "ci_high": np.nan, "frac_above": np.nan, "frac_below": np.nan,
+           "n_seeds": n_seeds, "n_boot": 0}
+    if n_seeds < 2 or n_boot < 1 or len(kappas) < 2:
+        return out
+    gains = gains[np.isfinite(gains).any(axis=1)]
+    rng = np.random.default_rng(seed)  # a fresh generator per curve: results do not depend on order
+    draws = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
+    replicate_gains = _nanmean_rows(gains[draws])          # [n_boot, kappas]
+    log_kappa = np.log(kappas)
+    complete = np.isfinite(replicate_gains).all(axis=1)
+    values = np.empty(n_boot)
+    values[complete] = _crossings(log_kappa, replicate_gains[complete])[0]
+    for row in np.flatnonzero(~complete):  # a replicate that drew no seed with some kappa
+        keep = np.isfinite(replicate_gains[row])
+        values[row] = _crossings(log_kappa[keep], replicate_gains[row, keep][None])[0][0]
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return out
+    tail = (1.0 - ci) / 2.0
+    # "lower"/"higher" pick replicate values instead of interpolating, which keeps +-inf exact
+    # and errs on the wide side.
+    out.update(ci_low=float(np.exp(np.quantile(values, tail, method="lower"))),
+               ci_high=float(np.exp(np.quantile(values, 1.0 - tail, method="higher"))),
+               frac_above=float(np.mean(values == np.inf)),
+               frac_below=float(np.mean(values == -np.inf)), n_boot=int(n_boot))
+    return out
+
+
+def _nanmean_rows(stack: np.ndarray) -> np.ndarray:
+    """Mean over axis -2 ignoring NaN; NaN where a column has no value."""
+    finite = np.isfinite(stack)
+    counts = finite.sum(axis=-2)
+    sums = np.where(finite, stack, 0.0).sum(axis=-2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def crossover(paired: pd.DataFrame, higher_is_better: bool = True, n_boot: int = 2000,
+              ci: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """kappa* per (pair, arm) of a `pair_by_seed` table, with its bootstrap CI and a message."""
+    rows = []
+    for (pair, arm), group in paired.groupby(["pair", "arm"], sort=True):
+        matrix = group.pivot_table(index="seed", columns="kappa", values="PG", aggfunc="first")
+        kappas = matrix.columns.to_numpy(dtype=float)
+        result = bootstrap_crossing(kappas, matrix.to_numpy(dtype=float), higher_is_better,
+                                    n_boot=n_boot, ci=ci, seed=seed)
+        result.update(pair=pair, arm=arm, n_kappas=len(kappas), kappa_min=kappas.min(),
+                      kappa_max=kappas.max())
+        result["message"] = describe(result, higher_is_better, ci)
+        rows.append(result)
+    columns = ["pair", "arm", "status", "kappa_star", "ci_low", "ci_high", "n_crossings",
+               "frac_above", "frac_below", "n_seeds", "n_kappas", "kappa_min", "kappa_max",
+               "n_boot", "message"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def format_kappa(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def format_interval(result: dict) -> str:
+    """`[0.41, 1.9]`, with a bound beyond the grid written `<min` or `>max`; `no CI` without one."""
+    low, high = result["ci_low"], result["ci_high"]
+    if np.isnan(low) or np.isnan(high):
+        return "no CI"
+
+    def bound(value):
+        if value == np.inf:
+            return f">{format_kappa(result['kappa_max'])}"
+        if value == 0:
+            return f"<{format_kappa(result['kappa_min'])}"
+        return format_kappa(value)
+
+    return f"[{bound(low)}, {bound(high)}]"
+
+
+def describe(result: dict, higher_is_better: bool, ci: float = 0.95) -> str:
+    """One line a reader can trust: the estimate, its interval and what it does not say."""
+    status, level = result["status"], f"{ci:.0%}"
+    pg_helps = "PG > 1" if higher_is_better else "PG < 1"
+    interval = format_interval(result)
+    extra = []
+    if result["n_seeds"] < 2:
+        extra.append("one seed: no CI")
+    elif result["n_seeds"] < 5:
+        extra.append(f"only {result['n_seeds']} seeds: the bootstrap CI is rough and too narrow")
+    censored = (result.get("frac_above") or 0) + (result.get("frac_below") or 0)
+    if censored > 0:
+        extra.append(f"{censored:.0%} of bootstrap replicates do not cross inside the grid")
+    if status == EMPTY:
+        return "no finite PG values"
+    if result["n_kappas"] < 2:
+        side = "helps" if status == ABOVE else "hurts"
+        return (f"only one kappa ({format_kappa(result['kappa_min'])}): no crossing can be located; "
+                f"kd {side} there")
+    if status in (CROSSING, UPWARD):
+        text = f"kappa* = {format_kappa(result['kappa_star'])}" + ("" if interval == "no CI" else f" {interval}")
+        if status == UPWARD:
+            text += "; PG crosses 1 only upward: kd hurts at small kappa and starts to help at kappa*"
+        elif result["n_crossings"] > 1:
+            text += f"; PG crosses 1 {result['n_crossings']} times, the first downward crossing is reported"
+    elif status == ABOVE:
+        text = (f"kd helps across the whole grid ({pg_helps} at every kappa): "
+                f"kappa* > max kappa = {format_kappa(result['kappa_max'])}, not extrapolated")
+        if result["n_boot"] and result["ci_low"] < np.inf:
+            text += f"; {level} CI {interval}"
+    else:
+        text = (f"kd hurts across the whole grid ({pg_helps} at no kappa): "
+                f"kappa* < min kappa = {format_kappa(result['kappa_min'])}, not extrapolated")
+        if result["n_boot"] and result["ci_high"] > 0:
+            text += f"; {level} CI {interval}"
+    return text + ("; " + "; ".join(extra) if extra else "")

@@ -1,0 +1,152 @@
+"""Figures of the report, drawn headless.
+
+Figures are built as `matplotlib.figure.Figure` objects and saved directly, never through pyplot:
+no backend is chosen, no global figure state is touched, so this works without a display and
+inside a caller that uses pyplot for something else. Every function takes the tables the fits
+return and a path, and returns the path written.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from analysis.fidelity import power_law
+from analysis.table import Metric
+
+FIGURE_DPI = 120
+
+
+def _grid(n_panels: int, width: float = 4.0, height: float = 3.2):
+    columns = min(3, max(1, n_panels))
+    rows = math.ceil(n_panels / columns)
+    figure = Figure(figsize=(width * columns, height * rows), layout="constrained")
+    axes = [figure.add_subplot(rows, columns, i + 1) for i in range(n_panels)]
+    return figure, axes
+
+
+def _save(figure: Figure, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=FIGURE_DPI)
+    return path
+
+
+def error_vs_kappa(frame: pd.DataFrame, metric: Metric, pairs: list[str], path) -> Path:
+    """Per pair: the lt and kd curves of the measure against kappa, mean +- 1 sd over seeds."""
+    use_error = metric.name in ("test_acc", "test_error")
+    values = (1.0 - pd.to_numeric(frame["test_acc"])) if use_error else frame["R"]
+    ylabel = "test error (1 - accuracy)" if use_error else metric.label
+    frame = frame.assign(value=values)
+    figure, axes = _grid(len(pairs))
+    for ax, pair in zip(axes, pairs):
+        part = frame[(frame["pair"] == pair) & frame["objective"].isin(["lt", "kd"])]
+        for arm, group in part.groupby("arm", sort=True):
+            stats = group.groupby("kappa")["value"].agg(["mean", "std"]).sort_index()
+            kappas, mean, sd = stats.index.to_numpy(), stats["mean"].to_numpy(), stats["std"].fillna(0).to_numpy()
+            line, = ax.plot(kappas, mean, marker="o", ms=3, label=arm)
+            ax.fill_between(kappas, mean - sd, mean + sd, color=line.get_color(), alpha=0.2, lw=0)
+        ax.set_xscale("log")
+        ax.set_title(pair, fontsize=9)
+        ax.set_xlabel("kappa = M / N")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7)
+    figure.suptitle("Test performance against kappa (band: +-1 sd over seeds)", fontsize=10)
+    return _save(figure, path)
+
+
+def gain_vs_kappa(summary: pd.DataFrame, cross: pd.DataFrame, higher_is_better: bool, path) -> Path:
+    """PG against kappa, one curve per (pair, kd arm), kappa* and its CI marked on the PG = 1 line."""
+    figure = Figure(figsize=(7.0, 4.5), layout="constrained")
+    ax = figure.add_subplot()
+    crossings = cross.set_index(["pair", "arm"]) if len(cross) else None
+    for (pair, arm), group in summary.groupby(["pair", "arm"], sort=True):
+        group = group.sort_values("kappa")
+        label = pair if summary["arm"].nunique() == 1 else f"{pair} {arm}"
+        line = ax.errorbar(group["kappa"], group["PG_mean"], yerr=group["PG_se"].fillna(0),
+                           marker="o", ms=3, capsize=2, label=label)
+        color = line[0].get_color()
+        if crossings is not None and (pair, arm) in crossings.index:
+            row = crossings.loc[(pair, arm)]
+            if np.isfinite(row["kappa_star"]):
+                ax.plot([row["kappa_star"]], [1.0], marker="D", color=color, ms=7, mec="black")
+                low, high = row["ci_low"], row["ci_high"]
+                if np.isfinite(low) and np.isfinite(high) and low > 0:
+                    ax.hlines(1.0, low, high, color=color, lw=4, alpha=0.4)
+    ax.axhline(1.0, color="gray", lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_xlabel("kappa = M / N")
+    helps = "above" if higher_is_better else "below"
+    ax.set_ylabel("PG = R(kd) / R(lt)")
+    ax.set_title(f"Performance gain (kd helps {helps} 1); diamonds: kappa*, bars: 95% CI", fontsize=10)
+    ax.legend(fontsize=7)
+    return _save(figure, path)
+
+
+def kappa_star_vs_ratio(points: pd.DataFrame, fits: pd.DataFrame, path) -> Path:
+    """kappa* against P_student / P_teacher, log-log, with the fitted power law per kd arm."""
+    figure = Figure(figsize=(6.0, 4.5), layout="constrained")
+    ax = figure.add_subplot()
+    for (dataset, arm), group in points.groupby(["dataset", "arm"], sort=True):
+        used = group[group["used"]]
+        label = f"{arm}" + (f" [{dataset}]" if points["dataset"].nunique() > 1 else "")
+        bars = np.array([used["kappa_star"] - used["ci_low"], used["ci_high"] - used["kappa_star"]])
+        bars = np.where(np.isfinite(bars), bars, 0.0)
+        drawn = ax.errorbar(used["size_ratio"], used["kappa_star"], yerr=bars, fmt="o", capsize=3, label=label)
+        fit = fits[(fits["dataset"] == dataset) & (fits["arm"] == arm) & (fits["model"] == "ratio")]
+        if len(fit) and "slope" in fit.columns and np.isfinite(fit["slope"].iloc[0]):
+            fit = fit.iloc[0]
+            ratios = np.geomspace(used["size_ratio"].min(), used["size_ratio"].max(), 50)
+            ax.plot(ratios, fit["prefactor"] * ratios ** fit["slope"], color=drawn[0].get_color(),
+                    label=f"fit: slope {fit['slope']:.2f}, R^2 {fit['r2']:.2f}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("size ratio P_student / P_teacher")
+    ax.set_ylabel("kappa*")
+    ax.set_title("Crossover against size ratio (pairs with kappa* inside the grid)", fontsize=10)
+    ax.legend(fontsize=7)
+    return _save(figure, path)
+
+
+def fidelity_gap(points: pd.DataFrame, fits: pd.DataFrame, pairs: list[str], path) -> Path:
+    """Per pair: the train-test fidelity gap against kappa with the fitted omega * kappa^-beta."""
+    figure, axes = _grid(len(pairs))
+    for ax, pair in zip(axes, pairs):
+        for arm, group in points[points["pair"] == pair].groupby("arm", sort=True):
+            group = group.sort_values("kappa")
+            drawn = ax.errorbar(group["kappa"], group["delta_mean"], yerr=group["delta_se"].fillna(0),
+                                fmt="o", ms=3, capsize=2, label=arm)
+            fit = fits[(fits["pair"] == pair) & (fits["arm"] == arm)]
+            if len(fit) and "beta" in fit.columns and np.isfinite(fit["beta"].iloc[0]):
+                fit = fit.iloc[0]
+                grid = np.geomspace(group["kappa"].min(), group["kappa"].max(), 50)
+                ax.plot(grid, power_law(grid, fit["omega"], fit["beta"]), color=drawn[0].get_color(),
+                        lw=1, label=f"fit beta={fit['beta']:.2f}")
+        ax.set_xscale("log")
+        ax.set_title(pair, fontsize=9)
+        ax.set_xlabel("kappa = M / N")
+        ax.set_ylabel("fidelity_train - fidelity_test")
+        ax.legend(fontsize=7)
+    figure.suptitle("Fidelity gap against kappa with omega * kappa^-beta fits", fontsize=10)
+    return _save(figure, path)
+
+
+def bias_variance(table: pd.DataFrame, pairs: list[str], path) -> Path:
+    """Per pair: bias^2 (solid) and variance (dashed) of the squared loss against kappa, per arm."""
+    figure, axes = _grid(len(pairs))
+    for ax, pair in zip(axes, pairs):
+        for arm, group in table[table["pair"] == pair].groupby("arm", sort=True):
+            group = group.sort_values("kappa")
+            line, = ax.plot(group["kappa"], group["bias2"], marker="o", ms=3, label=f"{arm} bias^2")
+            ax.plot(group["kappa"], group["variance"], marker="s", ms=3, ls="--",
+                    color=line.get_color(), label=f"{arm} variance")
+        ax.set_xscale("log")
+        ax.set_title(pair, fontsize=9)
+        ax.set_xlabel("kappa = M / N")
+        ax.set_ylabel("squared loss term")
+        ax.legend(fontsize=6)
+    figure.suptitle("Bias-variance decomposition of the squared loss over seeds (eq. 2)", fontsize=10)
+    return _save(figure, path)

@@ -1,0 +1,88 @@
+"""Data sets: a registry of loaders, the training stream and the subsets of DESIGN.
+
+`data.load(spec, n_pool)` returns the first `n_pool` samples of the training stream and the fixed
+test set as numpy arrays; `data.check(spec, kappas)` validates a grid before any compute.
+A new data set is one file with a class that has `info` and `load`, and one registry line.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from kdscale.config import DataSpec
+from kdscale.errors import SpecError
+from kdscale.registry import Registry
+from kdscale.data.subsets import stratified_order, stream_length_for, student_indices, rng_for
+
+DATASETS: Registry = Registry("dataset")
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    input_shape: tuple[int, ...]  # one sample, channels first
+    num_classes: int
+    pool_size: int | None  # samples in the training stream; None = generated without limit
+    n_test: int
+
+
+@dataclass
+class LoadedData:
+    info: DataInfo
+    x_pool: np.ndarray  # float32 [n_pool, *input_shape], the stream's first n_pool samples
+    y_pool: np.ndarray  # int64 [n_pool]
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def _dataset(spec: DataSpec):
+    return DATASETS.get(spec.name)
+
+
+def info(spec: DataSpec) -> DataInfo:
+    """Shape, classes and capacity of a data set, without loading it."""
+    return _dataset(spec).info(spec)
+
+
+def max_kappa(spec: DataSpec) -> float:
+    pool = info(spec).pool_size
+    return math.inf if pool is None else pool / spec.n_teacher
+
+
+def check(spec: DataSpec, kappas=()) -> DataInfo:
+    """Fail with a one-line SpecError if the data set cannot serve N and every kappa."""
+    data_info = info(spec)
+    pool = data_info.pool_size
+    if pool is not None and spec.n_teacher > pool:
+        raise SpecError(f"data.n_teacher={spec.n_teacher} is invalid: {spec.name} holds {pool} "
+                        f"training samples")
+    for kappa in kappas:
+        n_train = int(math.floor(kappa * spec.n_teacher + 0.5))
+        if pool is not None and n_train > pool:
+            raise SpecError(f"kappa={kappa:g} is invalid: it needs M={n_train} student samples but "
+                            f"{spec.name} holds {pool}; with N={spec.n_teacher} the maximum kappa "
+                            f"is {pool / spec.n_teacher:.4g}")
+    return data_info
+
+
+def load(spec: DataSpec, n_pool: int) -> LoadedData:
+    """The first `n_pool` samples of the training stream, and the test set."""
+    data_info = check(spec)
+    if data_info.pool_size is not None:
+        n_pool = min(n_pool, data_info.pool_size)
+    x_pool, y_pool, x_test, y_test = _dataset(spec).load(spec, max(n_pool, spec.n_teacher))
+    return LoadedData(data_info, x_pool, y_pool, x_test, y_test)
+
+
+def fixed_stream(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Order a fixed training split as a stream: stratified by class, seeded by the data seed."""
+    order = stratified_order(y, rng_for(seed, 1_000_003))
+    return x[order], y[order]
+
+
+# The registry lines: importing a data set's module registers it.
+from kdscale.data import mnist1d, digits  # noqa: E402,F401
+
+__all__ = ["DATASETS", "DataInfo", "LoadedData", "info", "check", "load", "max_kappa",
+           "fixed_stream", "student_indices", "stream_length_for", "stratified_order", "rng_for"]

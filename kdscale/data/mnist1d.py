@@ -1,0 +1,98 @@
+"""MNIST-1D (Greydanus 2020), generated offline by the `mnist1d` package: any number of samples.
+
+The package's own generator (`mnist1d.data.transform` on its templates) makes the samples; its
+download is never used. `make_dataset` normalises each call by that call's own mean and std, so
+two pool sizes would come from two slightly different distributions; here the stream is made in
+chunks of CHUNK raw samples, each seeded by (data seed, chunk), and every sample is normalised by
+the mean and std of the first training chunk. A pool of any size is then a prefix of a larger one.
+Chunks are cached on disk keyed by the generation arguments, so a second load is instant.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+
+import numpy as np
+
+from kdscale.config import DataSpec
+from kdscale.data import DATASETS, DataInfo
+from kdscale.fileio import atomic_path, cache_dir
+
+CHUNK = 4000  # samples per generated chunk: 400 per class, shuffled
+DEFAULT_N_TEST = 2000
+TEST_STREAM = 1_000_000  # chunk offset of the test stream, so test and train seeds never meet
+
+
+def _generation_args() -> dict:
+    from mnist1d.data import get_dataset_args
+
+    args = get_dataset_args(as_dict=True)
+    args.pop("url", None)
+    args.pop("seed", None)
+    args.pop("num_samples", None)
+    args.pop("train_split", None)
+    return args
+
+
+def _make_chunk(args: dict, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """CHUNK raw samples from the package's generator, leaving numpy's and python's global RNGs as found."""
+    from mnist1d.data import get_templates, transform
+    from mnist1d.utils import ObjectView
+
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        np.random.seed(seed)
+        random.seed(seed)
+        templates, view = get_templates(), ObjectView(dict(args))
+        xs, ys = [], []
+        per_class = CHUNK // len(templates["y"])
+        for label in range(len(templates["y"])):
+            for _ in range(per_class):
+                x, _t = transform(templates["x"][label], templates["t"], view)
+                xs.append(x)
+                ys.append(templates["y"][label])
+        order = np.random.permutation(len(ys))
+        return np.stack(xs)[order].astype(np.float32), np.asarray(ys, dtype=np.int64)[order]
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+
+
+def _chunk(args: dict, data_seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+    key = hashlib.sha256(json.dumps({"args": args, "seed": data_seed}, sort_keys=True).encode())
+    path = cache_dir() / "mnist1d" / key.hexdigest()[:16] / f"chunk_{index:07d}.npz"
+    if path.exists():
+        try:
+            with np.load(path) as cached:
+                return cached["x"], cached["y"]
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache file is regenerated below
+    x, y = _make_chunk(args, seed=(data_seed * 7_919_993 + index) % (2**32))
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, x=x, y=y)
+    return x, y
+
+
+def _stream(args: dict, data_seed: int, first_chunk: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    chunks = [_chunk(args, data_seed, first_chunk + i) for i in range(-(-n // CHUNK))]
+    return np.concatenate([c[0] for c in chunks])[:n], np.concatenate([c[1] for c in chunks])[:n]
+
+
+@DATASETS.register("mnist1d")
+class MNIST1D:
+    @staticmethod
+    def info(spec: DataSpec) -> DataInfo:
+        return DataInfo((1, 40), 10, None, spec.n_test or DEFAULT_N_TEST)
+
+    @staticmethod
+    def load(spec: DataSpec, n_pool: int):
+        args = _generation_args()
+        x_pool, y_pool = _stream(args, spec.seed, 0, n_pool)
+        x_test, y_test = _stream(args, spec.seed, TEST_STREAM, spec.n_test or DEFAULT_N_TEST)
+        x_ref = _chunk(args, spec.seed, 0)[0]
+        mean, std = float(x_ref.mean()), float(x_ref.std())
+        def norm(x):
+            return ((x - mean) / std).astype(np.float32)[:, None, :]
+        return norm(x_pool), y_pool, norm(x_test), y_test

@@ -1,0 +1,63 @@
+"""Which samples the teacher and each student train on.
+
+The training pool is a stream: a fixed order of samples that a generated data set extends on
+demand. The teacher takes the stream's first N. A student of seed s at kappa takes the first
+M = round(kappa * N) of its own order, which is
+  - the teacher's N samples, shuffled by s and class-stratified, then
+  - the samples after N in blocks of N, each block shuffled by (s, block) and stratified.
+So for one seed the subsets are nested across kappa (a smaller kappa is a prefix of a larger
+one), lie inside the teacher's samples for kappa <= 1, and take generated extra samples beyond.
+
+Stratified means every prefix keeps each class's share of the block to within one sample: at
+kappa = 0.02 on 4000 samples (80 samples, 10 classes) a plain random draw can miss a class.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def rng_for(*key: int) -> np.random.Generator:
+    """A numpy Generator from integer keys; the same keys give the same draws on any machine."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(k) for k in key])))
+
+
+def stratified_order(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random order of `labels`' positions in which every prefix is class-stratified.
+
+    Each class's samples are shuffled, the r-th of n_c gets the key (r + u) / n_c with u uniform
+    in [0, 1), and positions are sorted by key: classes interleave in proportion to their size.
+    """
+    labels = np.asarray(labels)
+    keys = np.empty(len(labels), dtype=np.float64)
+    for c in np.unique(labels):
+        where = np.flatnonzero(labels == c)
+        where = where[rng.permutation(len(where))]
+        keys[where] = (np.arange(len(where)) + rng.random(len(where))) / len(where)
+    return np.argsort(keys, kind="stable")
+
+
+def stream_length_for(n_teacher: int, n_train: int) -> int:
+    """How much of the stream a student with M = n_train samples needs: N, or N plus whole blocks."""
+    if n_train <= n_teacher:
+        return n_teacher
+    blocks = -(-(n_train - n_teacher) // n_teacher)  # ceil
+    return n_teacher * (1 + blocks)
+
+
+def student_indices(stream_labels: np.ndarray, n_teacher: int, n_train: int, seed: int) -> np.ndarray:
+    """Stream positions of the M = n_train samples of the student of `seed` (see module doc).
+
+    `stream_labels` must cover at least `stream_length_for(n_teacher, n_train)` samples, except
+    for a fixed data set whose last block is partial (then it must cover n_train).
+    """
+    if n_train > len(stream_labels):
+        raise ValueError(f"need {n_train} samples, the pool holds {len(stream_labels)}")
+    order = [stratified_order(stream_labels[:n_teacher], rng_for(seed, 0))]
+    taken, block = n_teacher, 1
+    while taken < n_train:
+        start = n_teacher * block
+        stop = min(start + n_teacher, len(stream_labels))
+        order.append(start + stratified_order(stream_labels[start:stop], rng_for(seed, block)))
+        taken += stop - start
+        block += 1
+    return np.concatenate(order)[:n_train]

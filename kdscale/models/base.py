@@ -1,0 +1,58 @@
+"""What every model family shares: the registry, the features/head split and input-shape checks.
+
+Distillation studies look inside a model as well as at its output (feature-kernel CKA to the
+teacher, linear probes), so every model splits into `features(x) -> [B, D]`, the penultimate
+representation phi, and one linear `head: D -> num_classes`, with `forward(x) = head(features(x))`.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from kdscale.errors import SpecError
+from kdscale.registry import Registry
+
+# Builders take (width, input_shape, num_classes, **options) and return a Classifier. The kind is
+# the spec field a failed lookup is about, so its message reads "model.family: unknown 'x'; ...".
+MODELS: Registry = Registry("model.family")
+
+
+class Classifier(nn.Module):
+    """A model as phi (`features`) followed by a linear head. Subclasses set `self.head` and
+    `self.feature_dim` and define `features`."""
+
+    head: nn.Linear
+    feature_dim: int  # D, the width of phi
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    @property
+    def num_params(self) -> int:
+        return count_params(self)
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameters (weights and biases; batch-norm running statistics are buffers, not
+    counted). This is the model size the scaling fits use."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def bad_shape(family: str, input_shape: tuple[int, ...], needs: str) -> SpecError:
+    return SpecError(f"model.input_shape={tuple(input_shape)!r} is invalid for {family}: needs {needs}")
+
+
+def int_option(name: str, value, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise SpecError(f"model.options.{name}={value!r} is invalid: must be an integer >= {minimum}")
+    return value
+
+
+def bool_option(name: str, value) -> bool:
+    # `ModelSpec.parse("cnn2d:width=20,batch_norm=1")` reads 1 as an int, so 0 and 1 count as flags.
+    if value not in (True, False) or (isinstance(value, float)):
+        raise SpecError(f"model.options.{name}={value!r} is invalid: must be true or false (or 1 or 0)")
+    return bool(value)

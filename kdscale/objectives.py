@@ -1,0 +1,105 @@
+"""Training objectives: what a student's logits are pulled towards.
+
+Every objective is a pure function of (spec, student logits, labels, teacher logits) returning the
+batch-mean loss. Shapes: logits [B, C], labels [B] (int64).
+
+Eq. 1 of the paper (arXiv 2510.15516), with c = tau^2 when `tau_squared` else 1:
+    L_kd = (1 - alpha) * c * KL(p_t^tau || p_s^tau) + alpha * CE(y, p_s)
+where p^tau = softmax(z / tau). The tau^2 factor (Hinton et al. 2015, and the paper's own code)
+keeps the soft term's gradient independent of tau; without it a high tau shrinks the gradient by
+1 / tau^2, which acts like a smaller learning rate. The factor is applied the same way for every
+alpha, including alpha = 0 (torchdistill's KDLoss drops it there, against its own docstring).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from kdscale.config import ObjectiveSpec
+from kdscale.errors import SpecError
+from kdscale.registry import Registry
+
+OBJECTIVES: Registry = Registry("objective")
+
+
+def kl_to_teacher(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tau: float) -> torch.Tensor:
+    """KL(p_t^tau || p_s^tau), batch mean."""
+    return F.kl_div(F.log_softmax(student_logits / tau, dim=1), F.log_softmax(teacher_logits / tau, dim=1),
+                    reduction="batchmean", log_target=True)
+
+
+def distillation_loss(student_logits, teacher_logits, labels, tau: float, alpha: float,
+                      tau_squared: bool = True) -> torch.Tensor:
+    """Eq. 1 of the paper (see module doc)."""
+    scale = tau * tau if tau_squared else 1.0
+    soft = kl_to_teacher(student_logits, teacher_logits, tau)
+    if alpha == 0.0:
+        return scale * soft
+    return (1.0 - alpha) * scale * soft + alpha * F.cross_entropy(student_logits, labels)
+
+
+def logit_l2(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """(1 / 2C) * ||(z_s - mean z_s) - (z_t - mean z_t)||^2, batch mean.
+
+    This is the tau -> infinity limit of tau^2 * KL(p_t^tau || p_s^tau) (expand both softmaxes to
+    first order in 1/tau), so `l2` is the end of the temperature axis of `kd`, on the same scale.
+    """
+    diff = student_logits - teacher_logits
+    diff = diff - diff.mean(dim=1, keepdim=True)
+    return 0.5 * diff.pow(2).mean(dim=1).mean()
+
+
+def _with_labels(alpha: float, teacher_term: torch.Tensor, student_logits, labels) -> torch.Tensor:
+    if alpha == 0.0:
+        return teacher_term
+    return (1.0 - alpha) * teacher_term + alpha * F.cross_entropy(student_logits, labels)
+
+
+@OBJECTIVES.register("lt")
+def label_training(spec: ObjectiveSpec, student_logits, labels, teacher_logits=None):
+    return F.cross_entropy(student_logits, labels)
+
+
+@OBJECTIVES.register("kd")
+def knowledge_distillation(spec: ObjectiveSpec, student_logits, labels, teacher_logits=None):
+    return distillation_loss(student_logits, teacher_logits, labels, spec.tau, spec.alpha, spec.tau_squared)
+
+
+@OBJECTIVES.register("ls")
+def label_smoothing(spec: ObjectiveSpec, student_logits, labels, teacher_logits=None):
+    """Cross-entropy with (1 - epsilon) * one-hot + epsilon / C.
+
+    The paper's own baseline (alpha = 0.9 towards a one-hot of 0.99 passed through a softmax at
+    tau = 1) amounts to epsilon of about 0.09 for 10 classes; see docs/objectives.md.
+    """
+    return F.cross_entropy(student_logits, labels, label_smoothing=spec.epsilon)
+
+
+@OBJECTIVES.register("hard")
+def hard_teacher_labels(spec: ObjectiveSpec, student_logits, labels, teacher_logits=None):
+    teacher_term = F.cross_entropy(student_logits, teacher_logits.argmax(dim=1))
+    return _with_labels(spec.alpha, teacher_term, student_logits, labels)
+
+
+@OBJECTIVES.register("l2")
+def logit_regression(spec: ObjectiveSpec, student_logits, labels, teacher_logits=None):
+    return _with_labels(spec.alpha, logit_l2(student_logits, teacher_logits), student_logits, labels)
+
+
+def loss(spec: ObjectiveSpec, student_logits, labels, teacher_logits=None) -> torch.Tensor:
+    """The batch-mean loss of `spec`; teacher-based objectives need `teacher_logits`."""
+    if spec.uses_teacher and teacher_logits is None:
+        raise SpecError(f"objective.name={spec.name!r} needs teacher logits")
+    return OBJECTIVES.get(spec.name)(spec, student_logits, labels, teacher_logits)
+
+
+def paper_ls_epsilon(num_classes: int, alpha: float = 0.9, peak: float = 0.99) -> float:
+    """The uniform-smoothing epsilon that the paper's label-smoothing baseline amounts to.
+
+    Its code mixes alpha * one-hot with (1 - alpha) * softmax(peak * one-hot) at tau = 1. Every
+    wrong class then gets (1 - alpha) / (e^peak + C - 1), which uniform smoothing gives as
+    epsilon / C; so epsilon = (1 - alpha) * C / (e^peak + C - 1), 0.0855 for C = 10.
+    """
+    import math
+
+    return (1.0 - alpha) * num_classes / (math.exp(peak) + num_classes - 1)

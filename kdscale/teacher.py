@@ -1,0 +1,163 @@
+"""Teachers: trained once with label training on the pool's first N samples, then cached.
+
+A teacher's directory, named by its spec's content hash, holds
+  weights.safetensors   the model (safetensors: loading runs no pickled code)
+  logits_test.npy       float32 [n_test, C]
+  logits_train.npy      float32 [n_covered, C], logits on the first n_covered samples of the stream
+  meta.json             spec, test accuracy, parameter count, FLOPs, sha256 of each file above
+With no augmentation a teacher's forward pass over a sample happens once, ever: a student reads
+the logits, and a later student that needs more of a generated stream extends them by a forward
+pass over the new samples only. A file whose checksum does not match is reported and the teacher
+retrained, never silently used.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kdscale import data as datasets
+from kdscale import models
+from kdscale.config import ObjectiveSpec, TeacherSpec, to_dict
+from kdscale.fileio import atomic_path, cache_dir
+from kdscale.trainer import TrainData, forward_flops, predict, train
+
+FILES = ("weights.safetensors", "logits_test.npy", "logits_train.npy")
+
+
+@dataclass
+class TeacherOutputs:
+    spec: TeacherSpec
+    directory: Path
+    test_acc: float
+    params: int
+    forward_flops: float  # one forward pass on one sample
+    logits_train: np.ndarray  # [n_covered, C], rows aligned with the stream
+    logits_test: np.ndarray
+    trained: bool  # trained in this call (False: loaded from the cache)
+    forward_samples: int  # samples this call ran the teacher's forward pass on
+
+
+def teacher_dir(spec: TeacherSpec, root: Path | None = None) -> Path:
+    return Path(root or cache_dir()) / "teachers" / spec.id
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+
+
+def _write_meta(directory: Path, meta: dict) -> None:
+    meta["sha256"] = {name: _sha256(directory / name) for name in FILES}
+    with atomic_path(directory / "meta.json") as tmp:
+        tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
+
+
+def _read_cached(directory: Path) -> dict | None:
+    """meta.json if every file is present and matches its checksum; None if there is no teacher.
+
+    Raises ValueError naming what is wrong when the cache exists but is damaged.
+    """
+    meta_path = directory / "meta.json"
+    if not meta_path.exists():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        expected = meta["sha256"]
+    except (ValueError, KeyError) as error:
+        raise ValueError(f"meta.json is unreadable ({error})") from None
+    for name in FILES:
+        path = directory / name
+        if not path.exists():
+            raise ValueError(f"{name} is missing")
+        if _sha256(path) != expected.get(name):
+            raise ValueError(f"{name} does not match its checksum")
+    return meta
+
+
+def _build(spec: TeacherSpec, info: datasets.DataInfo) -> torch.nn.Module:
+    return models.build(spec.model, info.input_shape, info.num_classes)
+
+
+def _train_teacher(spec: TeacherSpec, loaded: datasets.LoadedData, directory: Path, device: torch.device,
+                   log, on_report) -> dict:
+    from safetensors.torch import save_file
+
+    n = spec.data.n_teacher
+    log(f"training teacher {spec.model.label} on N={n} {spec.data.name} samples ({spec.id})")
+    tensors = TrainData(*(torch.as_tensor(a).to(device) for a in
+                          (loaded.x_pool[:n], loaded.y_pool[:n], loaded.x_test, loaded.y_test)))
+    result = train(spec.model, ObjectiveSpec("lt"), spec.recipe, spec.seed, tensors, loaded.info.num_classes,
+                   on_report=on_report)
+    if result.status != "ok":
+        raise RuntimeError(f"teacher {spec.model.label} ({spec.id}) diverged; lower recipe.lr")
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
+    with atomic_path(directory / "weights.safetensors") as tmp:
+        save_file(state, str(tmp))
+    x_test = torch.as_tensor(loaded.x_test).to(device)
+    _save_npy(directory / "logits_test.npy", predict(result.model, x_test).cpu().numpy())
+    _save_npy(directory / "logits_train.npy", np.zeros((0, loaded.info.num_classes), np.float32))
+    meta = {"spec": to_dict(spec), "id": spec.id, "test_acc": result.metrics["test_acc"],
+            "train_acc": result.metrics["train_acc"], "params": result.metrics["student_params"],
+            "forward_flops": forward_flops(result.model, x_test), "wall_s": result.metrics["wall_s"]}
+    _write_meta(directory, meta)
+    log(f"teacher {spec.model.label}: test accuracy {meta['test_acc']:.4f} "
+        f"({meta['params']:,} parameters, {meta['wall_s']:.1f} s)")
+    return meta
+
+
+def get_teacher(spec: TeacherSpec, n_pool: int | None = None, root: Path | None = None,
+                device: str | torch.device = "cpu", log=None, on_report=None) -> TeacherOutputs:
+    """Train the teacher of `spec` or load it from the cache, with logits on the stream's first `n_pool`.
+
+    `n_pool` defaults to N; a larger one (a student with kappa > 1) extends the cached logits.
+    `on_report` is passed to the trainer when the teacher is trained (a progress bar, say).
+    """
+    log = log or (lambda message: print(message, file=sys.stderr))
+    device = torch.device(device)
+    info = datasets.check(spec.data)
+    n_pool = max(n_pool or 0, spec.data.n_teacher)
+    if info.pool_size is not None:
+        n_pool = min(n_pool, info.pool_size)
+    directory = teacher_dir(spec, root)
+    try:
+        meta = _read_cached(directory)
+    except ValueError as damage:
+        log(f"teacher cache {directory} is corrupt ({damage}): retraining")
+        shutil.rmtree(directory)
+        meta = None
+    loaded, trained = None, meta is None
+    if meta is None:
+        loaded = datasets.load(spec.data, n_pool)
+        meta = _train_teacher(spec, loaded, directory, device, log, on_report)
+    logits_train = np.load(directory / "logits_train.npy")
+    forward_samples = 0
+    if len(logits_train) < n_pool:
+        from safetensors.torch import load_file
+
+        loaded = loaded or datasets.load(spec.data, n_pool)
+        model = _build(spec, info).to(device)
+        model.load_state_dict(load_file(str(directory / "weights.safetensors"), device=str(device)))
+        new = torch.as_tensor(loaded.x_pool[len(logits_train):n_pool]).to(device)
+        logits_train = np.concatenate([logits_train, predict(model, new).cpu().numpy()])
+        forward_samples = len(new)
+        _save_npy(directory / "logits_train.npy", logits_train)
+        _write_meta(directory, meta)
+    return TeacherOutputs(spec, directory, meta["test_acc"], meta["params"], meta["forward_flops"],
+                          logits_train, np.load(directory / "logits_test.npy"), trained, forward_samples)

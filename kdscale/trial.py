@@ -1,0 +1,82 @@
+"""One trial end to end, without Ray or MLflow: data subset, teacher logits, student, results row.
+
+The CLI's `kdscale trial` and the engine's workers both call `run_trial`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from kdscale import data as datasets
+from kdscale.config import TrialSpec
+from kdscale.teacher import TeacherOutputs, get_teacher
+from kdscale.trainer import TrainData, train
+
+# The results table's columns (DESIGN's contract plus a few that say how a row was trained).
+COLUMNS = ("study", "trial_id", "status", "error", "label", "dataset", "n_teacher", "n_train", "kappa",
+           "teacher", "student", "teacher_params", "student_params", "teacher_id", "objective", "tau",
+           "alpha", "tau_squared", "epsilon", "seed", "budget", "lr", "batch_size", "test_acc",
+           "test_loss", "test_ppl", "train_acc", "fidelity_train", "fidelity_test", "teacher_test_acc",
+           "epochs", "steps", "wall_s", "flops")
+
+
+@dataclass
+class TrialOutcome:
+    row: dict[str, Any]  # one row of the results table (without `study`)
+    test_probs: np.ndarray | None  # float32 [n_test, C]
+    test_labels: np.ndarray  # int64 [n_test]
+    history: list[dict[str, Any]]
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """`auto` (or None) takes a GPU when one is visible, else the CPU."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def spec_row(spec: TrialSpec) -> dict[str, Any]:
+    """The columns of a row that follow from the spec alone (also used for failed trials)."""
+    objective, recipe = spec.objective, spec.recipe
+    budget = f"epochs={recipe.epochs}" if recipe.epochs is not None else f"steps={recipe.steps}"
+    return {"trial_id": spec.id, "label": spec.label, "dataset": spec.data.name,
+            "n_teacher": spec.data.n_teacher, "n_train": spec.n_train, "kappa": spec.kappa,
+            "teacher": spec.teacher.model.label, "student": spec.student.label, "teacher_id": spec.teacher.id,
+            "objective": objective.name,
+            "tau": objective.tau if objective.name == "kd" else math.nan,
+            "alpha": objective.alpha if objective.name in ("kd", "hard", "l2") else math.nan,
+            "tau_squared": objective.tau_squared if objective.name == "kd" else None,
+            "epsilon": objective.epsilon if objective.name == "ls" else math.nan,
+            "seed": spec.seed, "budget": budget, "lr": recipe.lr, "batch_size": recipe.batch_size}
+
+
+def run_trial(spec: TrialSpec, teacher: TeacherOutputs | None = None, device: str | torch.device | None = None,
+              cache_root: Path | None = None, on_report: Callable | None = None, resume: dict | None = None,
+              log=None) -> TrialOutcome:
+    """Train the student of `spec` against its teacher (trained or loaded if not given)."""
+    device = resolve_device(device)
+    n_stream = datasets.stream_length_for(spec.data.n_teacher, spec.n_train)
+    if teacher is None:
+        teacher = get_teacher(spec.teacher, n_stream, root=cache_root, device=device, log=log)
+    loaded = datasets.load(spec.data, n_stream)
+    indices = datasets.student_indices(loaded.y_pool, spec.data.n_teacher, spec.n_train, spec.seed)
+    if len(teacher.logits_train) <= indices.max():
+        raise ValueError(f"teacher logits cover {len(teacher.logits_train)} samples; the trial needs "
+                         f"{indices.max() + 1} (call get_teacher with n_pool={n_stream})")
+    def tensor(array):
+        return torch.as_tensor(np.ascontiguousarray(array)).to(device)
+    tensors = TrainData(tensor(loaded.x_pool[indices]), tensor(loaded.y_pool[indices]), tensor(loaded.x_test),
+                        tensor(loaded.y_test), tensor(teacher.logits_train[indices]), tensor(teacher.logits_test))
+    result = train(spec.student, spec.objective, spec.recipe, spec.seed, tensors, loaded.info.num_classes,
+                   on_report=on_report, resume=resume, teacher_forward_flops=teacher.forward_flops)
+    row = spec_row(spec)
+    row.update({"status": result.status, "error": None if result.status == "ok" else "loss became NaN or inf",
+                "teacher_params": teacher.params, "teacher_test_acc": teacher.test_acc, "test_ppl": None})
+    row.update(result.metrics)
+    probs = None if result.test_probs is None else result.test_probs.numpy().astype(np.float32)
+    return TrialOutcome(row, probs, loaded.y_test, result.history)

@@ -1,0 +1,42 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from kdscale import cli
+
+FAST = ["--dataset", "digits", "--n-teacher", "400", "--teacher", "mlp:width=32", "--student", "mlp:width=16",
+        "--teacher-steps", "150", "--steps", "60", "--device", "cpu"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--dataset", "cifar7"], "dataset: unknown 'cifar7'; known: digits, mnist1d"),
+    (["--student", "transformer:width=8"], "student: model.family: unknown 'transformer'"),
+    (["--objective", "distill"], "objective.name='distill' is invalid: must be one of lt, kd, ls, hard, l2"),
+    (["--kappa", "0"], "trial.kappa=0.0 is invalid"),
+    (["--kappa", "-1"], "trial.kappa=-1.0 is invalid"),
+    (["--dataset", "digits", "--n-teacher", "500", "--kappa", "5"], "maximum kappa is 2.874"),
+    (["--tau", "0"], "objective.tau=0.0 is invalid"),
+    (["--alpha", "1.5"], "objective.alpha=1.5 is invalid"),
+    (["--student", "mlp:width=16,num_classes=5"], "student: model.options.num_classes=5 is invalid"),
+    (["--steps", "10", "--epochs", "3"], "--steps and --epochs are exclusive"),
+])
+def test_bad_input_is_one_line_and_exit_2_before_training(argv, message, capsys, monkeypatch):
+    import kdscale.teacher
+
+    monkeypatch.setattr(kdscale.teacher, "train", lambda *a, **k: pytest.fail("trained on bad input"))
+    assert cli.main(["trial", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("kdscale: error: ") and message in err and "\n" not in err
+
+
+def test_trial_prints_json_row_and_a_readable_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "kdscale.cli", "trial", *FAST, "--kappa", "0.5",
+                           "--objective", "kd", "--tau", "4", "--cache", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    row = json.loads(done.stdout)
+    assert row["status"] == "ok" and row["n_train"] == 200 and row["objective"] == "kd" and row["tau"] == 4.0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("mlp-32>mlp-16 kd tau=4 kappa=0.5 seed=0: test_acc ") and row["trial_id"] in last

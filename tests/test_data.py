@@ -1,0 +1,104 @@
+import random
+import time
+
+import numpy as np
+import pytest
+
+from kdscale import data
+from kdscale.config import DataSpec
+from kdscale.data import mnist1d
+from kdscale.errors import SpecError
+
+
+@pytest.fixture(scope="module")
+def pool():
+    return data.load(DataSpec(n_teacher=4000), 12000)
+
+
+def test_mnist1d_shapes_and_normalisation(pool):
+    assert pool.x_pool.shape == (12000, 1, 40) and pool.x_pool.dtype == np.float32
+    assert pool.x_test.shape == (2000, 1, 40) and pool.y_test.dtype == np.int64
+    assert pool.info.num_classes == 10 and pool.info.pool_size is None
+    assert abs(pool.x_pool.mean()) < 0.02 and abs(pool.x_pool.std() - 1) < 0.02
+    assert np.bincount(pool.y_pool[:4000]).tolist() == [400] * 10
+
+
+def test_mnist1d_pool_is_a_prefix_of_a_larger_pool_and_cached(pool):
+    start = time.perf_counter()
+    small = data.load(DataSpec(n_teacher=4000), 4000)
+    assert time.perf_counter() - start < 0.5  # chunks come from the disk cache
+    np.testing.assert_array_equal(small.x_pool, pool.x_pool[:4000])
+    np.testing.assert_array_equal(small.x_test, pool.x_test)
+
+
+def test_mnist1d_train_and_test_do_not_overlap(pool):
+    train_rows = {row.tobytes() for row in pool.x_pool}
+    assert not any(row.tobytes() in train_rows for row in pool.x_test)
+
+
+def test_generation_leaves_global_rngs_alone(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDSCALE_CACHE", str(tmp_path))
+    np.random.seed(5)
+    random.seed(5)
+    expected_np, expected_py = np.random.rand(), random.random()
+    np.random.seed(5)
+    random.seed(5)
+    mnist1d._chunk(mnist1d._generation_args(), 3, 0)
+    assert np.random.rand() == expected_np and random.random() == expected_py
+
+
+def test_different_data_seeds_give_different_pools():
+    a = data.load(DataSpec(seed=0, n_teacher=100), 100).x_pool
+    b = data.load(DataSpec(seed=1, n_teacher=100), 100).x_pool
+    assert not np.allclose(a, b)
+
+
+def test_student_subsets_are_nested_stratified_and_inside_the_teacher(pool):
+    n = 4000
+    previous = np.array([], dtype=int)
+    for kappa in (0.02, 0.05, 0.1, 0.5, 1.0, 2.0, 2.5):
+        m = int(round(kappa * n))
+        idx = data.student_indices(pool.y_pool, n, m, seed=3)
+        assert len(idx) == m and len(np.unique(idx)) == m
+        np.testing.assert_array_equal(idx[:len(previous)], previous)  # nested across kappa
+        counts = np.bincount(pool.y_pool[idx], minlength=10)
+        assert counts.max() - counts.min() <= 1 if m <= n else True
+        if kappa <= 1:
+            assert idx.max() < n  # inside the teacher's samples
+        else:
+            assert set(range(n)) <= set(idx.tolist()) and idx.max() >= n
+        previous = idx
+    # at kappa = 0.02 (80 samples) every class is present, 8 each
+    assert np.bincount(pool.y_pool[data.student_indices(pool.y_pool, n, 80, seed=0)]).tolist() == [8] * 10
+
+
+def test_seeds_draw_different_subsets(pool):
+    a = data.student_indices(pool.y_pool, 4000, 400, seed=0)
+    b = data.student_indices(pool.y_pool, 4000, 400, seed=1)
+    assert len(set(a) & set(b)) < 200
+
+
+def test_stratified_order_prefixes_keep_class_shares():
+    labels = np.array([0] * 70 + [1] * 20 + [2] * 10)
+    order = data.stratified_order(labels, data.rng_for(0))
+    for m in (10, 20, 50):
+        counts = np.bincount(labels[order[:m]], minlength=3)
+        assert np.all(np.abs(counts - m * np.array([0.7, 0.2, 0.1])) <= 1)
+
+
+def test_digits_is_real_and_fixed():
+    digits = data.load(DataSpec(name="digits", n_teacher=500), 10_000)
+    assert digits.x_pool.shape == (1437, 1, 8, 8) and digits.x_test.shape == (360, 1, 8, 8)
+    assert 0.0 <= digits.x_pool.min() and digits.x_pool.max() <= 1.0
+    assert data.max_kappa(DataSpec(name="digits", n_teacher=500)) == pytest.approx(1437 / 500)
+
+
+@pytest.mark.parametrize("spec, kappas, message", [
+    (DataSpec(name="digits", n_teacher=500), [3.0], "maximum kappa is 2.874"),
+    (DataSpec(name="digits", n_teacher=5000), [], "data.n_teacher=5000"),
+    (DataSpec(name="cifar7"), [], "unknown 'cifar7'; known: digits, mnist1d"),
+    (DataSpec(name="digits", n_test=100), [], "data.n_test"),
+])
+def test_bad_data_requests_are_clear(spec, kappas, message):
+    with pytest.raises(SpecError, match=message):
+        data.check(spec, kappas)

@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+
+from kdscale import teacher as teacher_module
+from kdscale.config import DataSpec, ModelSpec, ObjectiveSpec, RecipeSpec, TeacherSpec, TrialSpec
+from kdscale.teacher import get_teacher
+from kdscale.trial import run_trial
+
+SMALL = RecipeSpec(lr=0.05, steps=60, batch_size=64)
+TEACHER_RECIPE = RecipeSpec(lr=0.05, steps=200, batch_size=64)
+
+
+def digits_teacher(seed=0):
+    return TeacherSpec(DataSpec(name="digits", n_teacher=400), ModelSpec.parse("mlp:width=32"), TEACHER_RECIPE,
+                       seed=seed)
+
+
+def student(teacher, kappa=0.5, seed=0, objective="kd"):
+    return TrialSpec(teacher, ModelSpec.parse("mlp:width=16"), kappa, ObjectiveSpec(objective, tau=4.0), SMALL, seed)
+
+
+def forbid_teacher_compute(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the teacher ran")
+    monkeypatch.setattr(teacher_module, "train", refuse)
+    monkeypatch.setattr(teacher_module, "predict", refuse)
+
+
+def test_second_student_of_a_teacher_runs_no_teacher(tmp_path, monkeypatch):
+    spec = digits_teacher()
+    first = run_trial(student(spec, seed=0), cache_root=tmp_path, log=lambda m: None)
+    assert first.row["status"] == "ok" and first.row["teacher_test_acc"] > 0.5
+    forbid_teacher_compute(monkeypatch)  # from here on, any teacher training or forward pass fails
+    calls = []
+    loaded = get_teacher(spec, root=tmp_path, log=calls.append)
+    assert not loaded.trained and loaded.forward_samples == 0 and calls == []
+    second = run_trial(student(spec, seed=1, objective="hard"), teacher=loaded)
+    assert second.row["status"] == "ok" and second.row["teacher_id"] == spec.id
+
+
+def test_logits_extend_only_over_new_samples(tmp_path):
+    spec = TeacherSpec(DataSpec(n_teacher=200), ModelSpec.parse("mlp:width=16"), SMALL)
+    first = get_teacher(spec, root=tmp_path, log=lambda m: None)
+    assert first.trained and first.forward_samples == 200 and len(first.logits_train) == 200
+    extended = get_teacher(spec, n_pool=600, root=tmp_path, log=lambda m: None)
+    assert not extended.trained and extended.forward_samples == 400 and len(extended.logits_train) == 600
+    np.testing.assert_array_equal(extended.logits_train[:200], first.logits_train)
+    again = get_teacher(spec, n_pool=600, root=tmp_path, log=lambda m: None)
+    assert again.forward_samples == 0
+
+
+@pytest.mark.parametrize("damage", ["weights.safetensors", "logits_train.npy", "meta.json"])
+def test_a_corrupt_cached_teacher_is_reported_and_retrained(tmp_path, damage):
+    spec = digits_teacher(seed=1)
+    first = get_teacher(spec, root=tmp_path, log=lambda m: None)
+    path = first.directory / damage
+    path.write_bytes(path.read_bytes()[:-7] + b"garbage")
+    messages = []
+    again = get_teacher(spec, root=tmp_path, log=messages.append)
+    assert again.trained and any("corrupt" in m and damage in m for m in messages)
+    assert again.test_acc == first.test_acc  # same spec and seed: the same teacher again
+    np.testing.assert_array_equal(again.logits_test, first.logits_test)
+
+
+def test_trial_row_has_the_results_contract(tmp_path):
+    from kdscale.trial import COLUMNS
+
+    outcome = run_trial(student(digits_teacher(), kappa=0.25, objective="lt"), cache_root=tmp_path,
+                        log=lambda m: None)
+    row = outcome.row
+    assert set(row) | {"study"} >= set(COLUMNS) - {"study"}
+    assert row["n_train"] == 100 and row["kappa"] == 0.25 and row["objective"] == "lt"
+    assert np.isnan(row["tau"]) and row["budget"] == "steps=60"
+    assert outcome.test_probs.shape == (360, 10) and outcome.test_labels.shape == (360,)
+    assert 0 <= row["fidelity_test"] <= 1 and row["teacher_params"] > 0 and row["flops"] > 0
