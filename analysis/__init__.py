@@ -17,11 +17,13 @@ __all__ = ["AnalysisError", "load_results", "prepare", "write_report", "main", "
 
 
 def __getattr__(name):
-    # The report pulls in matplotlib and statsmodels; load them only when it is used.
+    # The report pulls in scipy and matplotlib; load it only when it is used. import_module, not
+    # `from analysis import report`, which would ask this very function for `report` again.
+    import importlib
+
     if name in ("write_report", "report"):
-        from analysis import report
+        report = importlib.import_module("analysis.report")
         return report.write_report if name == "write_report" else report
     if name == "main":
-        from analysis.cli import main
-        return main
+        return importlib.import_module("analysis.cli").main
     raise AttributeError(f"module 'analysis' has no attribute {name!r}")

@@ -13,12 +13,10 @@ initialisation and the batch order, so "variance" is over all three.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
-from analysis.table import PREDICTIONS_DIR, AnalysisError, Trials, predictions_path
+from analysis.table import PREDICTIONS_DIR, AnalysisError, Trials, has_predictions, read_predictions
 
 IDENTITY_TOLERANCE = 1e-6
 
@@ -42,18 +40,6 @@ def decompose(probs, labels) -> dict:
             "identity_error": abs(expected_loss - (bias2 + variance))}
 
 
-def load_predictions(results_dir, trial_id: str):
-    """(probs [n_test, classes], labels [n_test]) of one trial, or None if its file is missing."""
-    path = predictions_path(results_dir, trial_id)
-    if not path.exists():
-        return None
-    try:
-        with np.load(path) as data:
-            return np.asarray(data["probs"]), np.asarray(data["labels"])
-    except Exception as exc:  # a truncated file or one without the two arrays
-        raise AnalysisError(f"cannot read {path}: {type(exc).__name__}: {exc}") from exc
-
-
 def bias_variance(trials: Trials, results_dir=None, tolerance: float = IDENTITY_TOLERANCE):
     """Per (pair, arm, kappa): bias^2, variance, their sum and the expected loss, with the check.
 
@@ -62,8 +48,7 @@ def bias_variance(trials: Trials, results_dir=None, tolerance: float = IDENTITY_
     results_dir = results_dir if results_dir is not None else trials.results_dir
     if results_dir is None:
         raise AnalysisError("bias-variance needs the results directory (for predictions/)")
-    results_dir = Path(results_dir)
-    if not (results_dir / PREDICTIONS_DIR).is_dir():
+    if not has_predictions(results_dir):
         raise AnalysisError(f"no {PREDICTIONS_DIR}/ directory in {results_dir}: the per-trial test "
                             "probabilities are needed")
     rows, notes, n_missing = [], [], 0
@@ -71,7 +56,7 @@ def bias_variance(trials: Trials, results_dir=None, tolerance: float = IDENTITY_
         where = f"{pair} {arm} kappa={kappa:g}"
         loaded = []
         for trial_id in group["trial_id"]:
-            item = load_predictions(results_dir, trial_id)
+            item = read_predictions(results_dir, trial_id)
             if item is None:
                 n_missing += 1
             else:

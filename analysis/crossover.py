@@ -16,6 +16,8 @@ the same draw for every kappa of the pair (a seed's trials share its data draw a
 recomputes the mean PG curve and locates its crossing by the same rule. Replicates without a
 crossing count as +inf (kd helps across the grid) or -inf (kd hurts across it), so a bound of the
 interval can be "beyond the grid" rather than the censored replicates silently being dropped.
+The percentile levels are expanded for few seeds (Hesterberg 2015, see `expanded_tail`): the plain
+percentile interval covered 91-92% instead of 95% with 12 seeds in this package's coverage test.
 """
 from __future__ import annotations
 
@@ -82,11 +84,27 @@ def _crossings(log_kappa: np.ndarray, gains: np.ndarray):
     return values, statuses, counts
 
 
+def expanded_tail(ci: float, n_seeds: int) -> float:
+    """Tail probability of the expanded percentile interval (Hesterberg 2015, The American
+    Statistician 69(4), sec. 5.3): the plain percentile interval of a mean over n draws is too
+    narrow by about sqrt((n-1)/n) and by using normal rather than t quantiles, which costs real
+    coverage with a handful of seeds (about 91% instead of 95% with 12 seeds). The expanded
+    interval reads the bootstrap distribution at the level whose normal quantile is
+    sqrt(n/(n-1)) times the t_(n-1) quantile. Below about 6 seeds no bootstrap interval reaches
+    95% (see `max_bootstrap_coverage`); the report says so."""
+    from scipy import stats
+
+    z = np.sqrt(n_seeds / (n_seeds - 1)) * stats.t.ppf(0.5 + ci / 2.0, n_seeds - 1)
+    return float(stats.norm.sf(z))
+
+
 def bootstrap_crossing(kappas, pg_by_seed, higher_is_better: bool = True, n_boot: int = 2000,
-                       ci: float = 0.95, seed: int = 0) -> dict:
+                       ci: float = 0.95, seed: int = 0, expanded: bool = True) -> dict:
     """kappa* of the seed-mean PG curve with a percentile bootstrap CI over seeds.
 
     pg_by_seed: array [seeds, kappas] of per-seed PG, NaN where a seed lacks a kappa.
+    expanded: widen the percentile levels for few seeds (see `expanded_tail`); False gives the
+    plain percentile interval.
     Returns kappa_star, status, n_crossings, ci_low, ci_high (0 or inf when a bound lies beyond
     the grid; NaN with fewer than 2 seeds), frac_above / frac_below (replicates without a
     crossing, by side), n_seeds and n_boot.
@@ -117,7 +135,7 @@ def bootstrap_crossing(kappas, pg_by_seed, higher_is_better: bool = True, n_boot
     values = values[~np.isnan(values)]
     if len(values) == 0:
         return out
-    tail = (1.0 - ci) / 2.0
+    tail = expanded_tail(ci, n_seeds) if expanded else (1.0 - ci) / 2.0
     # "lower"/"higher" pick replicate values instead of interpolating, which keeps +-inf exact
     # and errs on the wide side.
     out.update(ci_low=float(np.exp(np.quantile(values, tail, method="lower"))),
@@ -175,7 +193,14 @@ def format_interval(result: dict) -> str:
     return f"[{bound(low)}, {bound(high)}]"
 
 
-def describe(result: dict, higher_is_better: bool, ci: float = 0.95) -> str:
+def max_bootstrap_coverage(n_seeds: int) -> float:
+    """About the best coverage any bootstrap interval over n seeds can have: a resample cannot
+    reach beyond the most extreme single seed, and all n seeds fall on one side of the truth with
+    probability 2 * (1/2)^n."""
+    return 1.0 - 2.0 ** (1 - n_seeds)
+
+
+def describe(result: dict, higher_is_better: bool, ci: float = 0.95, seed_note: bool = True) -> str:
     """One line a reader can trust: the estimate, its interval and what it does not say."""
     status, level = result["status"], f"{ci:.0%}"
     pg_helps = "PG > 1" if higher_is_better else "PG < 1"
@@ -183,8 +208,9 @@ def describe(result: dict, higher_is_better: bool, ci: float = 0.95) -> str:
     extra = []
     if result["n_seeds"] < 2:
         extra.append("one seed: no CI")
-    elif result["n_seeds"] < 5:
-        extra.append(f"only {result['n_seeds']} seeds: the bootstrap CI is rough and too narrow")
+    elif seed_note and max_bootstrap_coverage(result["n_seeds"]) < ci:
+        extra.append(f"only {result['n_seeds']} seeds: a bootstrap CI covers at most about "
+                     f"{max_bootstrap_coverage(result['n_seeds']):.0%}, not {level}; run more seeds")
     censored = (result.get("frac_above") or 0) + (result.get("frac_below") or 0)
     if censored > 0:
         extra.append(f"{censored:.0%} of bootstrap replicates do not cross inside the grid")

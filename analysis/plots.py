@@ -81,7 +81,7 @@ def gain_vs_kappa(summary: pd.DataFrame, cross: pd.DataFrame, higher_is_better: 
     ax.set_xlabel("kappa = M / N")
     helps = "above" if higher_is_better else "below"
     ax.set_ylabel("PG = R(kd) / R(lt)")
-    ax.set_title(f"Performance gain (kd helps {helps} 1); diamonds: kappa*, bars: 95% CI", fontsize=10)
+    ax.set_title(f"Performance gain (kd helps {helps} 1); diamonds: kappa*, bars: its CI", fontsize=10)
     ax.legend(fontsize=7)
     return _save(figure, path)
 

@@ -13,7 +13,6 @@ import pandas as pd
 
 from analysis import crossover as xo
 from analysis import markdown as md
-from analysis import scaling as sc
 from analysis.report import Analysis, headline_rows
 
 SECTION_FIGURES = {
@@ -25,9 +24,10 @@ SECTION_FIGURES = {
 }
 
 
-def render(analysis: Analysis, results_dir: Path, out_dir: Path, figures: dict, figure_notes: list) -> str:
+def render(analysis: Analysis, results_dir, out_dir: Path, figures: dict, figure_notes: list) -> str:
     trials = analysis.trials
-    study = ", ".join(map(str, trials.frame["study"].unique())) if "study" in trials.frame else results_dir.name
+    study = (", ".join(map(str, trials.frame["study"].unique())) if "study" in trials.frame
+             else str(results_dir).rstrip("/").rsplit("/", 1)[-1])
     direction = "higher is better" if trials.metric.higher_is_better else "lower is better"
     parts = [f"# Knowledge distillation scaling analysis: {study}\n",
              f"Results: `{results_dir}`. Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. "
@@ -60,8 +60,7 @@ def _summary(analysis: Analysis) -> str:
     level = f"{analysis.ci:.0%}"
     columns = [("pair", "pair")]
     if "dataset" in rows[0]:
-        columns.append(("data", lambda r: f"{r.get('dataset', '')}" + (
-            f" N={r['n_teacher']:g}" if isinstance(r.get("n_teacher"), (int, float)) else "")))
+        columns.append(("data", _data_cell))
     columns += [
         ("objective", "arm"),
         ("P_s / P_t", lambda r: md.number(r.get("size_ratio"))),
@@ -71,7 +70,7 @@ def _summary(analysis: Analysis) -> str:
         ("R(lt) at min kappa", lambda r: md.fixed(r["R_lt_first"])),
         ("PI at min kappa (± se)", lambda r: md.mean_pm(r["PI_first"], r["PI_first_se"], sign=True)),
         ("PG at min kappa (± se)", lambda r: md.mean_pm(r["PG_first"], r["PG_first_se"])),
-        (f"kappa* [{level} CI]", _kappa_cell),
+        (f"kappa* [{level} CI]", lambda r: _kappa_cell(r, analysis.ci)),
         (f"fidelity beta [{level} CI]", _beta_cell),
     ]
     notes = ("R is the test measure named above; min kappa is the smallest kappa of the pair's grid. "
@@ -82,13 +81,20 @@ def _summary(analysis: Analysis) -> str:
     return text + md.table(rows, columns) + "\n" + notes + "\n"
 
 
-def _kappa_cell(row: dict) -> str:
+def _data_cell(row: dict) -> str:
+    n_teacher = pd.to_numeric(pd.Series([row.get("n_teacher")]), errors="coerce").iloc[0]
+    return f"{row.get('dataset', '')}" + (f" N={n_teacher:g}" if pd.notna(n_teacher) else "")
+
+
+def _kappa_cell(row: dict, ci: float) -> str:
     if row["status"] in (xo.CROSSING, xo.UPWARD):
         cell = f"{xo.format_kappa(row['kappa_star'])} {xo.format_interval(row)}"
         if row["status"] == xo.UPWARD:
             cell += " (upward)"
         elif row["n_crossings"] > 1:
             cell += f" (first of {row['n_crossings']} crossings)"
+        if 1 < row["n_seeds"] and xo.max_bootstrap_coverage(row["n_seeds"]) < ci:
+            cell += f" ({row['n_seeds']} seeds: see warnings)"
         return cell
     if row["status"] == xo.ABOVE:
         return f"> {xo.format_kappa(row['kappa_max'])} (kd helps on whole grid)"
@@ -106,7 +112,7 @@ def _beta_cell(row: dict) -> str:
 
 
 def _warnings(analysis: Analysis, figure_notes: list) -> str:
-    items = list(analysis.trials.warnings)
+    items = [*analysis.trials.warnings, *analysis.warnings]
     items += [f"{section.replace('_', '-')}: not computed: {why}" for section, why in analysis.skipped.items()]
     items += figure_notes
     if not items:
@@ -163,7 +169,8 @@ def _crossover(analysis: Analysis) -> str:
              "crossings the first downward one is kappa*; without one, kappa* lies beyond the grid on the "
              "side given and is not extrapolated. "
              f"CI: percentile bootstrap, {analysis.n_boot} replicates resampling seeds with the same draw "
-             "at every kappa; replicates without a crossing count as beyond the grid.\n\n")
+             "at every kappa, with percentile levels expanded for few seeds (Hesterberg 2015); "
+             "replicates without a crossing count as beyond the grid.\n\n")
     columns = [("pair", "pair"), ("objective", "arm"), ("result", "message"),
                ("no crossing in replicates", lambda r: _censored(r))]
     return text + md.table(_ordered(analysis.cross, analysis.pairs, ["arm"]), columns)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from analysis import bias_variance as bv
@@ -17,10 +16,13 @@ from analysis import crossover as xo
 from analysis import fidelity as fid
 from analysis import increments as inc
 from analysis import scaling as sc
-from analysis.table import AnalysisError, Trials, load_results, pair_info, prepare
+from analysis.table import AnalysisError, Trials, is_uri, load_results, pair_info, prepare
 
 DEFAULT_OUT = "analysis"
 REPORT_FILE = "report.md"
+TABLE_NAMES = ("pairs", "increments", "paired_by_seed", "crossover", "size_scaling",
+               "size_scaling_points", "fidelity_fits", "fidelity_points", "bias_variance")
+FIGURE_NAMES = ("error_vs_kappa", "gain_vs_kappa", "kappa_star_vs_ratio", "fidelity_gap", "bias_variance")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Analysis:
     bias_variance: pd.DataFrame | None = None
     bias_variance_notes: list = field(default_factory=list)
     skipped: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)     # besides trials.warnings
 
     def tables(self) -> dict[str, pd.DataFrame]:
         named = {"pairs": self.info, "increments": self.summary, "paired_by_seed": self.paired,
@@ -80,6 +83,7 @@ def analyse(trials: Trials, n_boot: int = 2000, ci: float = 0.95, seed: int = 0)
             result.skipped[section] = str(exc)
     if result.cross is not None:
         result.scaling_fits, result.scaling_points = sc.size_scaling(result.cross, info, ci=ci)
+        result.warnings += _few_seeds(result.cross, ci)
     points, fits, reason = fid.fidelity_gap(trials, ci=ci)
     if reason:
         result.skipped["fidelity"] = reason
@@ -95,27 +99,43 @@ def analyse(trials: Trials, n_boot: int = 2000, ci: float = 0.95, seed: int = 0)
     return result
 
 
+def _few_seeds(cross: pd.DataFrame, ci: float) -> list[str]:
+    few = cross[(cross["n_seeds"] > 1) & (xo.max_bootstrap_coverage(cross["n_seeds"]) < ci)]
+    if few.empty:
+        return []
+    least = int(few["n_seeds"].min())
+    return [f"kappa* intervals rest on as few as {least} seeds: a bootstrap interval over n seeds covers "
+            f"at most about 1 - 2^(1-n) ({xo.max_bootstrap_coverage(least):.0%} here), less than the "
+            f"{ci:.0%} asked for; run more seeds"]
+
+
 def write_report(results_dir, out_dir=None, metric: str = "test_acc", tracking_uri: str | None = None,
                  run_id: str | None = None, *, n_boot: int = 2000, ci: float = 0.95, seed: int = 0,
                  figures: bool = True) -> ReportResult:
-    """Analyse RESULTS_DIR and write report.md, CSV tables and figures to out_dir.
+    """Analyse RESULTS_DIR (a path or a URI such as s3://...) and write report.md, CSV tables and
+    figures to out_dir.
 
-    out_dir defaults to RESULTS_DIR/analysis. With tracking_uri and run_id, the files are also
-    logged to that MLflow run under `analysis/`. seed fixes the bootstrap.
+    out_dir defaults to RESULTS_DIR/analysis, or ./<study>-analysis when RESULTS_DIR is a URI
+    (the report is written locally; log it to MLflow to keep it with the study). With tracking_uri
+    and run_id, the files are also logged to that MLflow run under `analysis/`. seed fixes the
+    bootstrap.
     """
     if (tracking_uri is None) != (run_id is None):
         raise AnalysisError("tracking_uri and run_id go together: give both to log to MLflow, or neither")
-    results_dir = Path(results_dir)
     trials = prepare(load_results(results_dir), metric, results_dir=results_dir)
-    out_dir = Path(out_dir) if out_dir is not None else results_dir / DEFAULT_OUT
+    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(results_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     analysis = analyse(trials, n_boot=n_boot, ci=ci, seed=seed)
 
+    for name in (*TABLE_NAMES, *FIGURE_NAMES):  # a rerun must not leave an older run's files behind
+        for suffix in (".csv", ".png"):
+            (out_dir / f"{name}{suffix}").unlink(missing_ok=True)
     figure_paths, figure_notes = draw_figures(analysis, out_dir) if figures else ({}, [])
     tables = analysis.tables()
     for name, frame in tables.items():
         frame.to_csv(out_dir / f"{name}.csv", index=False)
-    from analysis.render import render  # the Markdown layout lives apart from the numbers
+    from analysis.render import render  # imported here: render imports this module
+
 
     markdown_path = out_dir / REPORT_FILE
     markdown_path.write_text(render(analysis, results_dir, out_dir, figure_paths, figure_notes))
@@ -125,6 +145,15 @@ def write_report(results_dir, out_dir=None, metric: str = "test_acc", tracking_u
         _log_to_mlflow(tracking_uri, run_id, paths, markdown_path)
     return ReportResult(markdown_path=markdown_path, figure_paths=list(figure_paths.values()),
                         headline=headline, tables=tables)
+
+
+def default_out_dir(results_dir) -> Path:
+    location = str(results_dir).rstrip("/")
+    if location.endswith(".parquet"):
+        location = location.rsplit("/", 1)[0] if "/" in location else "."
+    if is_uri(location):
+        return Path.cwd() / f"{location.rsplit('/', 1)[-1]}-{DEFAULT_OUT}"
+    return Path(location) / DEFAULT_OUT
 
 
 def _log_to_mlflow(tracking_uri: str, run_id: str, paths: list[Path], markdown_path: Path) -> None:
@@ -197,12 +226,14 @@ def make_headline(analysis: Analysis, markdown_path: Path | None = None) -> str:
     lines = [f"kdscale analysis: {used} of {trials.total} trials used"
              + (f" (excluded: {excluded})" if excluded else "")
              + f"; R = {trials.metric.label} ({direction})"]
-    lines += [f"warning: {w}" for w in trials.warnings]
+    lines += [f"warning: {w}" for w in (*trials.warnings, *analysis.warnings)]
     if analysis.cross is None:
         lines.append(f"kappa*: not computed: {analysis.skipped.get('crossover', 'no data')}")
     else:
         lines.append(f"kappa* (PG = R(kd)/R(lt) crosses 1; {level} bootstrap CI over seeds):")
-        lines += [f"  {r['pair']} {r['arm']}: {r['message']}" for r in headline_rows(analysis)]
+        # The few-seeds caveat is one warning line above, not repeated on every pair.
+        lines += [f"  {r['pair']} {r['arm']}: {xo.describe(r, trials.metric.higher_is_better, analysis.ci, False)}"
+                  for r in headline_rows(analysis)]
     if analysis.scaling_fits is not None:
         for fit in analysis.scaling_fits.to_dict("records"):
             where = fit["arm"] + (f" [{fit['dataset']}]" if fit.get("dataset") else "")

@@ -7,6 +7,7 @@ name of the teacher/student pair and its data) and `arm` (the objective with its
 """
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,24 +66,81 @@ class Trials:
     excluded: dict[str, int]     # reason -> number of trials left out
     errors: pd.DataFrame         # trial_id, status, error of the trials that did not end ok
     warnings: list[str] = field(default_factory=list)
-    results_dir: Path | None = None
+    results_dir: str | None = None  # a path or a URI, kept as text (Path would mangle s3://)
 
 
-def results_path(results_dir: str | Path) -> Path:
-    path = Path(results_dir)
-    return path if path.suffix == ".parquet" else path / RESULTS_FILE
+def is_uri(location) -> bool:
+    """s3://, gs://, file://...: the study's storage can be a URI pyarrow understands (DESIGN)."""
+    return "://" in str(location)
+
+
+def _filesystem(location: str):
+    """(pyarrow filesystem, path) of a URI; a plain path never comes here."""
+    import pyarrow.fs as pafs
+
+    try:
+        return pafs.FileSystem.from_uri(location)
+    except Exception as exc:  # an unknown scheme or missing credentials
+        raise AnalysisError(f"cannot open {location}: {type(exc).__name__}: {_one_line(exc)}") from exc
 
 
 def load_results(results_dir: str | Path) -> pd.DataFrame:
-    """The raw results table of a study: RESULTS_DIR/results.parquet (a file or a Parquet data set)."""
-    path = results_path(results_dir)
-    if not path.exists():
-        where = f"{results_dir} does not exist" if not Path(results_dir).exists() else f"no {path.name} in it"
-        raise AnalysisError(f"no results table at {path} ({where}): expected RESULTS_DIR/{RESULTS_FILE}")
+    """The raw results table of a study: RESULTS_DIR/results.parquet, RESULTS_DIR a path or a URI."""
+    location = str(results_dir).rstrip("/")
+    table_location = location if location.endswith(".parquet") else f"{location}/{RESULTS_FILE}"
     try:
+        if is_uri(location):
+            import pyarrow.fs as pafs
+            import pyarrow.parquet as pq
+
+            fs, path = _filesystem(table_location)
+            if fs.get_file_info(path).type == pafs.FileType.NotFound:
+                raise AnalysisError(f"no results table at {table_location}: expected RESULTS_DIR/{RESULTS_FILE}")
+            return pq.read_table(path, filesystem=fs).to_pandas()
+        path = Path(table_location)
+        if not path.exists():
+            where = (f"{location} does not exist" if not Path(location).exists()
+                     else f"no {RESULTS_FILE} in it")
+            raise AnalysisError(f"no results table at {path} ({where}): expected RESULTS_DIR/{RESULTS_FILE}")
         return pd.read_parquet(path)
+    except AnalysisError:
+        raise
     except Exception as exc:  # pyarrow raises several types for a corrupt or foreign file
-        raise AnalysisError(f"cannot read {path}: {type(exc).__name__}: {_one_line(exc)}") from exc
+        raise AnalysisError(f"cannot read {table_location}: {type(exc).__name__}: {_one_line(exc)}") from exc
+
+
+def has_predictions(results_dir) -> bool:
+    location = f"{str(results_dir).rstrip('/')}/{PREDICTIONS_DIR}"
+    if not is_uri(location):
+        return Path(location).is_dir()
+    import pyarrow.fs as pafs
+
+    fs, path = _filesystem(location)
+    return fs.get_file_info(path).type == pafs.FileType.Directory
+
+
+def read_predictions(results_dir, trial_id: str):
+    """(probs [n_test, classes], labels [n_test]) of one trial, or None if it has no file."""
+    location = f"{str(results_dir).rstrip('/')}/{PREDICTIONS_DIR}/{trial_id}.npz"
+    try:
+        if is_uri(location):
+            import pyarrow.fs as pafs
+
+            fs, path = _filesystem(location)
+            if fs.get_file_info(path).type == pafs.FileType.NotFound:
+                return None
+            with fs.open_input_file(path) as handle:
+                source = io.BytesIO(handle.read())
+        else:
+            if not Path(location).exists():
+                return None
+            source = location
+        with np.load(source) as data:
+            return np.asarray(data["probs"]), np.asarray(data["labels"])
+    except AnalysisError:
+        raise
+    except Exception as exc:  # a truncated file or one without the two arrays
+        raise AnalysisError(f"cannot read {location}: {type(exc).__name__}: {_one_line(exc)}") from exc
 
 
 def _one_line(exc: BaseException) -> str:
@@ -94,8 +152,10 @@ def prepare(table: pd.DataFrame, metric: str | Metric = "test_acc",
             results_dir: str | Path | None = None) -> Trials:
     """Check a results table and keep the trials the fits can use; raise AnalysisError if none."""
     metric = metric if isinstance(metric, Metric) else get_metric(metric)
+    if hasattr(table, "to_pandas"):  # a pyarrow Table
+        table = table.to_pandas()
     if not isinstance(table, pd.DataFrame):
-        table = pd.DataFrame(table)  # e.g. a pyarrow Table is turned into pandas by the caller
+        table = pd.DataFrame(table)
     if table.empty:
         raise AnalysisError("the results table has no rows: nothing to analyse")
     missing = [c for c in (*REQUIRED_COLUMNS, metric.column) if c not in table.columns]
@@ -104,7 +164,7 @@ def prepare(table: pd.DataFrame, metric: str | Metric = "test_acc",
                             f"(DESIGN's results schema; it has {len(table.columns)} columns: "
                             f"{', '.join(map(str, table.columns[:12]))}{', ...' if len(table.columns) > 12 else ''})")
 
-    table = table.copy()
+    table = table.reset_index(drop=True)  # a concatenated table repeats index labels
     table["trial_id"] = table["trial_id"].astype(str)
     excluded: dict[str, int] = {}
     # A rerun may append a trial again; its last record is the one that counts.
@@ -114,7 +174,7 @@ def prepare(table: pd.DataFrame, metric: str | Metric = "test_acc",
         excluded["repeated trial_id (earlier record dropped)"] = n_dup
     total = len(table)
 
-    status = table["status"].astype(str).str.lower()
+    status = table["status"].fillna("missing").astype(str).str.strip().str.lower()
     not_ok = table[status != "ok"]
     for name, count in status[status != "ok"].value_counts().items():
         excluded[str(name)] = int(count)
@@ -158,7 +218,7 @@ def prepare(table: pd.DataFrame, metric: str | Metric = "test_acc",
                         "bootstrap confidence intervals can be computed; run more seeds")
     return Trials(frame=frame.reset_index(drop=True), metric=metric, total=total, excluded=excluded,
                   errors=errors, warnings=warnings,
-                  results_dir=Path(results_dir) if results_dir is not None else None)
+                  results_dir=str(results_dir) if results_dir is not None else None)
 
 
 def _first_error(frame: pd.DataFrame) -> str:
@@ -219,7 +279,8 @@ def _check_unique(frame: pd.DataFrame) -> None:
         return
     ignored = set(key) | {"trial_id", "R", "error", "status"}
     group = dup[(dup[key] == dup[key].iloc[0]).all(axis=1)]
-    varying = [c for c in group.columns if c not in ignored and group[c].astype(str).nunique() > 1]
+    varying = [c for c in group.columns  # repr: NaN and None count as values too
+               if c not in ignored and len(set(map(repr, group[c].tolist()))) > 1]
     example = dup.iloc[0]
     raise AnalysisError(
         f"{len(dup)} ok trials share (pair, objective, kappa, seed) with another, e.g. "
@@ -243,5 +304,3 @@ def pair_info(frame: pd.DataFrame) -> pd.DataFrame:
     return info.reset_index()
 
 
-def predictions_path(results_dir: str | Path, trial_id: str) -> Path:
-    return Path(results_dir) / PREDICTIONS_DIR / f"{trial_id}.npz"

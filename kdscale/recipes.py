@@ -14,8 +14,8 @@ RECIPES: Registry = Registry("recipe")
 
 RECIPES.register("mnist1d-teacher")(RecipeSpec(lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=128,
                                                steps=None, epochs=60, schedule="cosine"))
-RECIPES.register("mnist1d-student")(RecipeSpec(lr=0.01, momentum=0.9, weight_decay=5e-4, batch_size=128,
-                                               steps=1000, schedule="cosine"))
+RECIPES.register("mnist1d-student")(RecipeSpec(lr=0.02, momentum=0.9, weight_decay=5e-4, batch_size=128,
+                                               steps=1500, schedule="cosine"))
 RECIPES.register("digits-teacher")(RecipeSpec(lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=64,
                                               steps=None, epochs=60, schedule="cosine"))
 RECIPES.register("digits-student")(RecipeSpec(lr=0.01, momentum=0.9, weight_decay=5e-4, batch_size=64,

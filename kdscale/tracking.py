@@ -1,12 +1,150 @@
 """MLflow tracking: the only module of kdscale that imports mlflow.
 
-Workers never talk to MLflow; the driver logs everything from one process (several processes
-creating one SQLite database at once broke its schema migration, see DESIGN).
+One experiment per study, one parent run, one nested run per trial. Workers never talk to MLflow;
+the driver logs everything from one process (several processes creating one SQLite database at
+once broke its schema migration, see DESIGN).
+
+Ray's MLflowLoggerCallback keeps its trial-to-run map in memory and duplicated runs after a driver
+kill, so this module keeps its own: each trial run carries the tag `kdscale.trial_id`, looked up
+before a run is created. At start-up the study's trial runs left RUNNING by a killed driver are
+marked KILLED (SIGKILL cannot be caught; this sweep is the only defence), and a trial whose row
+reached the results store but whose run did not finish is logged again from the store.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
+
+ROLE, TRIAL_ID, STUDY = "kdscale.role", "kdscale.trial_id", "kdscale.study"
+
+
+def resolve_uri(tracking_uri: str | None) -> str:
+    """Default ./mlflow.db; a relative SQLite path becomes absolute (trials run elsewhere, DESIGN)."""
+    uri = tracking_uri or "sqlite:///mlflow.db"
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        uri = prefix + str(Path(uri[len(prefix):]).resolve())
+    elif "://" not in uri:  # a bare path: a file store directory or a .db file
+        uri = (prefix + str(Path(uri).resolve())) if uri.endswith(".db") else Path(uri).resolve().as_uri()
+    return uri
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, str]:
+    """Nested dicts as dotted keys, values as strings (MLflow params)."""
+    if isinstance(value, dict):
+        out: dict[str, str] = {}
+        for key, item in value.items():
+            out.update(flatten(item, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): str(value)}
+
+
+def _metrics(values: dict[str, Any], step: int, timestamp: int):
+    from mlflow.entities import Metric
+
+    return [Metric(key, float(v), timestamp, step) for key, v in values.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v]
+
+
+class StudyTracker:
+    """The MLflow side of one study, used by the driver alone."""
+
+    def __init__(self, tracking_uri: str | None, study: str, params: dict[str, Any] | None = None):
+        import mlflow
+
+        self.uri = resolve_uri(tracking_uri)
+        self.client = mlflow.MlflowClient(tracking_uri=self.uri)
+        experiment = self.client.get_experiment_by_name(study)
+        self.experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(study)
+        parents = self._search(f"tags.`{ROLE}` = 'study'")
+        if parents:
+            self.parent_id = parents[0].info.run_id
+            self.client.update_run(self.parent_id, status="RUNNING")
+        else:
+            run = self.client.create_run(self.experiment_id, run_name=study, tags={ROLE: "study", STUDY: study})
+            self.parent_id = run.info.run_id
+        if params:  # tags, not params: a grown grid changes them, and MLflow params are write-once
+            self._log(self.parent_id, tags={f"grid.{k}": v for k, v in flatten(params).items()})
+        self.killed = 0
+        for run in self._search(f"tags.`{ROLE}` = 'trial' and attributes.status = 'RUNNING'"):
+            self.client.set_terminated(run.info.run_id, status="KILLED")
+            self.killed += 1
+        self.runs: dict[str, tuple[str, str]] = {}  # trial id -> (run id, status)
+        for run in self._search(f"tags.`{ROLE}` = 'trial'"):
+            trial_id = run.data.tags.get(TRIAL_ID)
+            if trial_id and (trial_id not in self.runs or run.info.status == "FINISHED"):
+                self.runs[trial_id] = (run.info.run_id, run.info.status)
+
+    def _search(self, query: str) -> list:
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs([self.experiment_id], query, max_results=1000, page_token=token)
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+    def _log(self, run_id: str, params: dict[str, str] | None = None, metrics: list | None = None,
+             tags: dict[str, str] | None = None) -> None:
+        """One log_batch call per 1000 metrics / 100 params (MLflow's limits): 0.1 s, not 24 ms each."""
+        from mlflow.entities import Param, RunTag
+
+        params_left = [Param(k, v) for k, v in (params or {}).items()]
+        metrics_left = list(metrics or [])
+        tags_left = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+        while True:
+            self.client.log_batch(run_id, metrics=metrics_left[:1000], params=params_left[:100], tags=tags_left)
+            metrics_left, params_left, tags_left = metrics_left[1000:], params_left[100:], []
+            if not metrics_left and not params_left:
+                return
+
+    def trial_run(self, trial_id: str, label: str, spec: dict[str, Any]) -> str:
+        """The trial's run: the existing one (whatever its status) or a new nested run."""
+        if trial_id in self.runs:
+            run_id, status = self.runs[trial_id]
+            if status != "RUNNING":
+                self.client.update_run(run_id, status="RUNNING")
+                self.runs[trial_id] = (run_id, "RUNNING")
+            return run_id
+        run = self.client.create_run(self.experiment_id, run_name=label, tags={
+            ROLE: "trial", TRIAL_ID: trial_id, "mlflow.parentRunId": self.parent_id,
+            STUDY: self.client.get_experiment(self.experiment_id).name})
+        self._log(run.info.run_id, params=flatten(spec))
+        self.runs[trial_id] = (run.info.run_id, "RUNNING")
+        return run.info.run_id
+
+    def log_report(self, trial_id: str, report: dict[str, Any]) -> None:
+        run_id, _ = self.runs[trial_id]
+        self._log(run_id, metrics=_metrics({k: v for k, v in report.items() if k != "step"},
+                                           int(report.get("step", 0)), int(time.time() * 1000)))
+
+    def finish_trial(self, row: dict[str, Any], spec: dict[str, Any], history: Iterable[dict[str, Any]] = ()) -> None:
+        """Log a finished trial's final metrics and close its run (creating it if it never started)."""
+        trial_id = row["trial_id"]
+        fresh = trial_id not in self.runs
+        run_id = self.trial_run(trial_id, row["label"], spec)
+        now = int(time.time() * 1000)
+        metrics = _metrics({k: v for k, v in row.items() if k not in ("seed", "kappa", "tau", "alpha")},
+                           int(row.get("steps") or 0), now)
+        if fresh:  # logged from the store after a crash: the per-epoch curve too
+            for report in history:
+                metrics += _metrics({k: v for k, v in report.items() if k != "step"}, int(report["step"]), now)
+        self._log(run_id, metrics=metrics, tags={"status": row["status"], "error": row.get("error") or ""})
+        status = "FINISHED" if row["status"] in ("ok", "diverged") else "FAILED"
+        self.client.set_terminated(run_id, status=status)
+        self.runs[trial_id] = (run_id, status)
+
+    def unfinished(self, trial_ids: Iterable[str]) -> list[str]:
+        """Which of these trials have no FINISHED run."""
+        return [t for t in trial_ids if self.runs.get(t, ("", ""))[1] != "FINISHED"]
+
+    def log_artifacts(self, paths: Iterable[str | Path], artifact_path: str | None = None) -> None:
+        for path in paths:
+            self.client.log_artifact(self.parent_id, str(path), artifact_path)
+
+    def close(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.parent_id, status=status)
 
 
 def log_artifacts(tracking_uri: str, run_id: str, paths: Iterable[str | Path],
@@ -14,6 +152,20 @@ def log_artifacts(tracking_uri: str, run_id: str, paths: Iterable[str | Path],
     """Attach files to an existing run (e.g. the analysis report to a study's parent run)."""
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri=resolve_uri(tracking_uri))
     for path in paths:
         client.log_artifact(run_id, str(path), artifact_path)
+
+
+def study_runs(tracking_uri: str | None, study: str) -> list[dict[str, Any]]:
+    """Every trial run of a study: trial id, run id, status, name (for checks and tests)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=resolve_uri(tracking_uri))
+    experiment = client.get_experiment_by_name(study)
+    if experiment is None:
+        return []
+    runs = client.search_runs([experiment.experiment_id], f"tags.`{ROLE}` = 'trial'", max_results=50000)
+    return [{"trial_id": r.data.tags.get(TRIAL_ID), "run_id": r.info.run_id, "status": r.info.status,
+             "name": r.info.run_name, "parent": r.data.tags.get("mlflow.parentRunId")} for r in runs]
+

@@ -189,6 +189,7 @@ def train(model_spec: ModelSpec, objective: ObjectiveSpec, recipe: RecipeSpec, s
     flops_fwd = forward_flops(model, data.x_train)
     # forward + backward is about 3 forward passes per sample
     metrics: dict[str, Any] = {"student_params": models.count_params(model), "steps": step, "epochs": epoch,
+                               "resumed_from_step": resume["step"] if resume is not None else 0,
                                "flops": 3.0 * flops_fwd * seen + teacher_forward_flops * n_train}
     test_probs = None
     if status == "ok":

@@ -22,7 +22,7 @@ COLUMNS = ("study", "trial_id", "status", "error", "label", "dataset", "n_teache
            "teacher", "student", "teacher_params", "student_params", "teacher_id", "objective", "tau",
            "alpha", "tau_squared", "epsilon", "seed", "budget", "lr", "batch_size", "test_acc",
            "test_loss", "test_ppl", "train_acc", "fidelity_train", "fidelity_test", "teacher_test_acc",
-           "epochs", "steps", "wall_s", "flops")
+           "epochs", "steps", "wall_s", "flops", "resumed_from_step", "node_id")
 
 
 @dataclass

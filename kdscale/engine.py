@@ -1,0 +1,293 @@
+"""The study runner: the only module of kdscale that imports Ray.
+
+    run_study(spec) = validate -> skip finished trials -> teachers as parallel Ray tasks
+                      -> students as Ray Tune trials -> rows into the store, runs into MLflow
+
+The driver owns the results table and MLflow; workers train, checkpoint at every report, and write
+only their own trial's prediction and history files. A finished trial's row reaches the table the
+moment its last report reaches the driver, so Ctrl-C or a crashed driver loses only unfinished work,
+and the same command continues the study (finished trials are skipped by id, not by Tune's state).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own console tables; our progress replaces them
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no CSV/JSON/TensorBoard files per trial
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+
+from kdscale import data as datasets  # noqa: E402
+from kdscale.config import TrialSpec, from_dict, to_dict  # noqa: E402
+from kdscale.fileio import cache_dir  # noqa: E402
+from kdscale.store import ResultsStore  # noqa: E402
+from kdscale.study import StudySpec, check_study  # noqa: E402
+from kdscale.tracking import StudyTracker  # noqa: E402
+from kdscale.trial import spec_row  # noqa: E402
+
+ROW_KEY = "kdscale_row"  # the final report of a trial carries its results row as JSON
+
+
+@dataclass
+class StudyResult:
+    table: Any  # pandas DataFrame of every finished trial of the study
+    store: ResultsStore
+    tracking_uri: str
+    parent_run_id: str
+    trained: int  # trials trained by this call
+    skipped: int  # trials already finished in the store
+    complete: bool  # every trial of the grid has a finished row
+
+
+# --- workers ----------------------------------------------------------------------------------
+
+
+def _teacher_task(spec_dict: dict, n_pool: int, cache: str, threads: int):
+    import torch
+
+    from kdscale.config import TeacherSpec
+    from kdscale.teacher import get_teacher
+
+    os.environ["KDSCALE_CACHE"] = cache
+    torch.set_num_threads(threads)
+    return get_teacher(from_dict(TeacherSpec, spec_dict), n_pool, root=Path(cache), device="auto"
+                       if torch.cuda.is_available() else "cpu", log=lambda message: None)
+
+
+def _student_trainable(config: dict, teachers: dict | None = None) -> None:
+    """One Tune trial: resume from the last checkpoint if any, train, report, write predictions."""
+    import torch
+
+    from kdscale.trial import run_trial
+
+    spec = from_dict(TrialSpec, config["trial"])
+    os.environ["KDSCALE_CACHE"] = config["cache"]
+    torch.set_num_threads(max(1, int(config["cpus"])))
+    resume = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            resume = torch.load(Path(directory) / "state.pt", weights_only=True)
+    reports = {"count": 0}
+
+    def on_report(report: dict, state) -> None:
+        with tempfile.TemporaryDirectory() as directory:
+            torch.save(state(), Path(directory) / "state.pt")
+            tune.report(dict(report), checkpoint=tune.Checkpoint.from_directory(directory))
+        reports["count"] += 1
+        _maybe_die(config, reports["count"])
+
+    try:
+        outcome = run_trial(spec, teachers[spec.teacher.id], on_report=on_report, resume=resume)
+        store = ResultsStore(config["storage"], config["study"])
+        if outcome.test_probs is not None:
+            store.write_predictions(spec.id, outcome.test_probs, outcome.test_labels)
+        store.write_history(spec.id, outcome.history)
+        row = outcome.row | {"node_id": ray.get_runtime_context().get_node_id()}
+    except Exception as error:  # a bug or an out-of-memory is a failed row, not max_failures retries
+        row = spec_row(spec) | {"status": "failed", "error": f"{type(error).__name__}: {error}"[:500]}
+    tune.report({ROW_KEY: json.dumps(row, default=_json_default)})
+
+
+def _maybe_die(config: dict, reports: int) -> None:
+    """Fault injection for the tests: SIGKILL this worker once, after `kill_after_reports` reports."""
+    marker = config.get("kill_marker")
+    if marker and reports == config.get("kill_after_reports") and not os.path.exists(marker):
+        Path(marker).write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _json_default(value):
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+# --- driver -----------------------------------------------------------------------------------
+
+
+class _DriverCallback(tune.Callback):
+    """Runs in the driver: per-epoch metrics and finished rows into MLflow and the store, progress."""
+
+    def __init__(self, store: ResultsStore, tracker: StudyTracker, total: int, done: int, log, progress: bool):
+        from tqdm import tqdm
+
+        self.store, self.tracker, self.log = store, tracker, log
+        self.finished, self.done, self.total = 0, done, total
+        self.bar = tqdm(total=total, initial=done, desc="trials", unit="trial", file=sys.stderr,
+                        disable=not (progress and sys.stderr.isatty()), dynamic_ncols=True, leave=False)
+
+    def _spec(self, trial) -> dict:
+        return trial.config["trial"]
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        spec_dict = self._spec(trial)
+        spec = from_dict(TrialSpec, spec_dict)
+        if ROW_KEY not in result:
+            self.tracker.trial_run(spec.id, spec.label, spec_dict)
+            self.tracker.log_report(spec.id, {k: result[k] for k in ("step", "epoch", "train_loss", "test_acc",
+                                                                    "test_loss", "lr") if k in result})
+            return
+        self._finish(spec, spec_dict, json.loads(result[ROW_KEY]))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        spec_dict = self._spec(trial)
+        spec = from_dict(TrialSpec, spec_dict)
+        error = getattr(trial, "error_file", None) or "the trial's worker failed"
+        self._finish(spec, spec_dict, spec_row(spec) | {"status": "failed", "error": f"gave up: {error}"})
+
+    def _finish(self, spec: TrialSpec, spec_dict: dict, row: dict) -> None:
+        self.store.add_rows([row])
+        self.tracker.finish_trial(row, spec_dict)
+        self.finished += 1
+        self.bar.update(1)
+        if row["status"] == "ok":
+            line = (f"{spec.label}: test_acc {row['test_acc']:.4f} fidelity {row['fidelity_test']:.3f} "
+                    f"({row['wall_s']:.1f} s)")
+        else:
+            line = f"{spec.label}: {row['status']}: {row.get('error')}"
+        self.bar.write(f"[{self.done + self.finished}/{self.total}] {line}", file=sys.stderr)
+
+    def close(self):
+        self.bar.close()
+
+
+def _init_ray(address: str | None, verbose: bool) -> bool:
+    """Start or join Ray; True if this call started it (and so must stop it)."""
+    if ray.is_initialized():
+        return False
+    quiet = logging.INFO if verbose else logging.ERROR
+    kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=verbose, logging_level=quiet,
+                                  configure_logging=True)
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=os.cpu_count(), **kwargs)
+    return True
+
+
+def _stream_needs(trials: list[TrialSpec]) -> dict[str, int]:
+    """Per teacher id: how much of the training stream its pending students need logits for."""
+    needs: dict[str, int] = {}
+    for trial in trials:
+        n = datasets.stream_length_for(trial.data.n_teacher, trial.n_train)
+        needs[trial.teacher.id] = max(needs.get(trial.teacher.id, 0), n)
+    return needs
+
+
+def run_study(spec: StudySpec, storage: str = "kdscale_results", tracking_uri: str | None = None,
+              address: str | None = None, cache: str | None = None, verbose: bool = False,
+              progress: bool = True, log=None, fault: dict | None = None) -> StudyResult:
+    """Run every unfinished trial of `spec`; see the module doc. Returns the study's whole table."""
+    log = log or (lambda message: print(message, file=sys.stderr))
+    check_study(spec)  # bad input fails here, before Ray starts
+    trials = spec.trials()
+    store = ResultsStore(storage, spec.name)
+    finished = store.finished_ids()
+    pending = [t for t in trials if t.id not in finished]
+    tracker = StudyTracker(tracking_uri, spec.name, params=_study_params(spec))
+    if tracker.killed:
+        log(f"marked {tracker.killed} MLflow run(s) left RUNNING by an earlier driver as KILLED")
+    _sync_tracker(store, tracker, {t.id: t for t in trials})
+    log(f"study {spec.name}: {len(trials)} trials, {len(trials) - len(pending)} already finished, "
+        f"{len(pending)} to train; results in {store.uri}, MLflow at {tracker.uri}")
+    cache = str(Path(cache or cache_dir()).resolve()) if "://" not in str(cache or "") else cache
+    started_ray = False
+    interrupted = False
+    try:
+        if pending:
+            started_ray = _init_ray(address, verbose)
+            teachers = _train_teachers(spec, pending, cache, log)
+            interrupted = _train_students(spec, pending, teachers, store, tracker, cache, len(trials),
+                                          len(trials) - len(pending), progress, log, fault)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if started_ray:
+            ray.shutdown()
+    table = store.table()
+    done = set(table.loc[table["status"].isin(("ok", "diverged")), "trial_id"])
+    complete = all(t.id in done for t in trials)
+    if store.exists() and "://" not in store.uri:
+        tracker.log_artifacts([Path(store.root) / "results.parquet"])
+    tracker.close("FINISHED" if complete else "KILLED")
+    if not complete:
+        missing = sum(t.id not in done for t in trials)
+        log(f"study {spec.name}: {missing} trial(s) not finished"
+            f"{' (interrupted)' if interrupted else ''}; run the same command again to continue")
+    study_ids = {t.id for t in trials}
+    return StudyResult(table[table["trial_id"].isin(study_ids)].reset_index(drop=True), store, tracker.uri,
+                       tracker.parent_id, len(pending), len(trials) - len(pending), complete)
+
+
+def _study_params(spec: StudySpec) -> dict:
+    return {"dataset": spec.data.name, "n_teacher": spec.data.n_teacher,
+            "pairs": ";".join(f"{t}>{s}" for t, s in spec.pairs), "kappas": list(spec.kappas),
+            "taus": list(spec.taus), "objectives": list(spec.objectives), "seeds": list(spec.seeds),
+            "recipe": to_dict(spec.recipe), "teacher_recipe": to_dict(spec.teacher_recipe),
+            "alpha": spec.alpha, "tau_squared": spec.tau_squared}
+
+
+def _sync_tracker(store: ResultsStore, tracker: StudyTracker, trials: dict[str, TrialSpec]) -> None:
+    """Rows that reached the store but whose MLflow run never finished (a crash between the two)."""
+    table = store.table()
+    for trial_id in tracker.unfinished(table["trial_id"]):
+        if trial_id not in trials:
+            continue
+        row = table.loc[table["trial_id"] == trial_id].iloc[0].to_dict()
+        row = {k: (None if v is None or (isinstance(v, float) and v != v) else v) for k, v in row.items()}
+        tracker.finish_trial(row, to_dict(trials[trial_id]), store.history(trial_id))
+
+
+def _train_teachers(spec: StudySpec, pending: list[TrialSpec], cache: str, log) -> dict:
+    needs = _stream_needs(pending)
+    teachers = {t.teacher.id: t.teacher for t in pending}
+    resources = spec.resources
+    threads = max(1, int(resources.cpus_per_trial))
+    task = ray.remote(num_cpus=resources.cpus_per_trial, num_gpus=resources.gpus_per_trial)(_teacher_task)
+    refs = {tid: task.remote(to_dict(t), needs[tid], cache, threads) for tid, t in teachers.items()}
+    log(f"teachers: {len(refs)} to train or load")
+    outputs = {}
+    for tid, ref in refs.items():
+        outputs[tid] = ray.get(ref)
+        out = outputs[tid]
+        log(f"teacher {out.spec.model.label} [{tid}]: test_acc {out.test_acc:.4f}, {out.params:,} parameters"
+            f"{' (trained)' if out.trained else ' (cached)'}")
+    return outputs
+
+
+def _train_students(spec: StudySpec, pending: list[TrialSpec], teachers: dict, store: ResultsStore,
+                    tracker: StudyTracker, cache: str, total: int, done: int, progress: bool, log,
+                    fault: dict | None) -> bool:
+    resources = spec.resources
+    callback = _DriverCallback(store, tracker, total, done, log, progress)
+    trainable = tune.with_resources(tune.with_parameters(_student_trainable, teachers=teachers),
+                                    {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial})
+    shared = {"storage": store.storage, "study": spec.name, "cache": cache, "cpus": resources.cpus_per_trial}
+    shared.update(fault or {})
+    ray_storage = store.uri + "/_tune"
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"trial": tune.grid_search([to_dict(t) for t in pending]), **shared},
+        tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=resources.max_concurrent),
+        run_config=tune.RunConfig(
+            name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=ray_storage,
+            failure_config=tune.FailureConfig(max_failures=resources.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1), callbacks=[callback], verbose=0,
+            log_to_file=True))
+    try:
+        tuner.fit()
+    finally:
+        callback.close()
+    return callback.finished < len(pending)

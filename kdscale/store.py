@@ -1,0 +1,125 @@
+"""The results store: the contract between the engine and `analysis`.
+
+    <storage>/<study>/results.parquet          one row per trial (trial.COLUMNS), unique trial_id
+    <storage>/<study>/predictions/<id>.npz     probs float32 [n_test, C], labels int64 [n_test]
+    <storage>/<study>/history/<id>.json        the trial's per-epoch reports
+
+`storage` is a local or shared path, or a URI pyarrow understands (s3://bucket/prefix). Every
+file is written whole to a temporary name and moved into place, so a crash never leaves a
+half-written table; the table is de-duplicated on trial_id (a row is never written twice, and a
+failed row is replaced by a later success). Tune's own result files are never read: they lost
+and duplicated rows across a node loss (DESIGN).
+"""
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from kdscale.trial import COLUMNS
+
+FINISHED = ("ok", "diverged")  # a diverged trial is a result; a failed one is tried again
+
+
+def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    if "://" in uri:
+        return pafs.FileSystem.from_uri(uri)
+    import os
+
+    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
+
+
+class ResultsStore:
+    def __init__(self, storage: str, study: str):
+        self.storage = str(storage)  # the base, shared by every study
+        self.fs, base = _filesystem(self.storage)
+        self.root = f"{base.rstrip('/')}/{study}"
+        self.study = study
+        self.uri = self.root if "://" not in str(storage) else f"{str(storage).rstrip('/')}/{study}"
+        self.fs.create_dir(self.root, recursive=True)
+
+    # --- writing --------------------------------------------------------------------------------
+    def _write(self, path: str, payload: bytes) -> None:
+        """Whole file under a temporary name, then one move: readers see the old file or the new."""
+        directory = path.rsplit("/", 1)[0]
+        self.fs.create_dir(directory, recursive=True)
+        tmp = f"{directory}/.tmp-{uuid.uuid4().hex}"
+        with self.fs.open_output_stream(tmp) as out:
+            out.write(payload)
+        self.fs.move(tmp, path)
+
+    def write_predictions(self, trial_id: str, probs: np.ndarray, labels: np.ndarray) -> None:
+        buffer = io.BytesIO()
+        np.savez(buffer, probs=np.asarray(probs, np.float32), labels=np.asarray(labels, np.int64))
+        self._write(f"{self.root}/predictions/{trial_id}.npz", buffer.getvalue())
+
+    def write_history(self, trial_id: str, history: list[dict[str, Any]]) -> None:
+        self._write(f"{self.root}/history/{trial_id}.json", json.dumps(history).encode())
+
+    def add_rows(self, rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+        """Add rows (replacing an earlier row of the same trial_id) and rewrite the table atomically."""
+        new = pd.DataFrame([{column: row.get(column) for column in COLUMNS} | {"study": self.study}
+                            for row in rows], columns=list(COLUMNS))
+        table = pd.concat([self.table(), new], ignore_index=True) if self.exists() else new
+        table = table.drop_duplicates("trial_id", keep="last").reset_index(drop=True)
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pandas(_typed(table), preserve_index=False), sink)
+        self._write(f"{self.root}/results.parquet", sink.getvalue().to_pybytes())
+        return table
+
+    # --- reading --------------------------------------------------------------------------------
+    def exists(self) -> bool:
+        return self.fs.get_file_info(f"{self.root}/results.parquet").type == pafs.FileType.File
+
+    def table(self) -> pd.DataFrame:
+        if not self.exists():
+            return pd.DataFrame(columns=list(COLUMNS))
+        with self.fs.open_input_file(f"{self.root}/results.parquet") as f:
+            return pq.read_table(f).to_pandas()
+
+    def finished_ids(self) -> set[str]:
+        table = self.table()
+        return set(table.loc[table["status"].isin(FINISHED), "trial_id"])
+
+    def history(self, trial_id: str) -> list[dict[str, Any]]:
+        path = f"{self.root}/history/{trial_id}.json"
+        if self.fs.get_file_info(path).type != pafs.FileType.File:
+            return []
+        with self.fs.open_input_stream(path) as f:
+            return json.loads(f.read())
+
+    def predictions(self, trial_id: str) -> tuple[np.ndarray, np.ndarray]:
+        with self.fs.open_input_file(f"{self.root}/predictions/{trial_id}.npz") as f:
+            with np.load(io.BytesIO(f.read())) as saved:
+                return saved["probs"], saved["labels"]
+
+
+_INTS = ("n_teacher", "n_train", "teacher_params", "student_params", "seed", "batch_size", "epochs", "steps",
+         "resumed_from_step")
+_FLOATS = ("kappa", "tau", "alpha", "epsilon", "lr", "test_acc", "test_loss", "test_ppl", "train_acc",
+           "fidelity_train", "fidelity_test", "teacher_test_acc", "wall_s", "flops")
+
+
+def _typed(table: pd.DataFrame) -> pd.DataFrame:
+    """Fixed column types, so a table of failed rows (all nulls) reads back like a full one."""
+    table = table.copy()
+    for column in _INTS:
+        table[column] = pd.array(table[column], dtype="Int64")
+    for column in _FLOATS:
+        table[column] = pd.to_numeric(table[column], errors="coerce").astype("float64")
+    table["tau_squared"] = pd.array(table["tau_squared"], dtype="boolean")
+    for column in set(COLUMNS) - set(_INTS) - set(_FLOATS) - {"tau_squared"}:
+        table[column] = table[column].astype("string")
+    return table
+
+
+def load_table(storage: str, study: str) -> pd.DataFrame:
+    """A study's results table as a DataFrame (empty, with the columns, if nothing has finished)."""
+    return ResultsStore(storage, study).table()

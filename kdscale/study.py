@@ -1,0 +1,119 @@
+"""A study: a grid of kappa x tau x objective x seed x teacher-student pair, expanded into trials.
+
+Expansion is deterministic and de-duplicated by trial id: `lt` does not read tau, so the lt
+trials of a grid with three taus are one set, and two studies that share cells share their ids
+(and so their results, in a store both write to).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from kdscale.config import (DataSpec, ModelSpec, ObjectiveSpec, RecipeSpec, TeacherSpec, TrialSpec,
+                            OBJECTIVES)
+from kdscale.errors import SpecError
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one trial asks Ray for. torch's thread count follows `cpus_per_trial`."""
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0  # fractions share a GPU between trials
+    max_concurrent: int | None = None  # None: as many as the cluster holds
+    max_failures: int = 2  # restarts of a trial whose worker died, from its last checkpoint
+
+    def __post_init__(self):
+        if not self.cpus_per_trial > 0:
+            raise SpecError(f"resources.cpus_per_trial={self.cpus_per_trial!r} is invalid: must be > 0")
+        if not 0 <= self.gpus_per_trial:
+            raise SpecError(f"resources.gpus_per_trial={self.gpus_per_trial!r} is invalid: must be >= 0")
+        if self.max_concurrent is not None and self.max_concurrent < 1:
+            raise SpecError(f"resources.max_concurrent={self.max_concurrent!r} is invalid: must be >= 1")
+        if self.max_failures < 0:
+            raise SpecError(f"resources.max_failures={self.max_failures!r} is invalid: must be >= 0")
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    name: str
+    data: DataSpec
+    pairs: tuple[tuple[ModelSpec, ModelSpec], ...]  # (teacher, student)
+    kappas: tuple[float, ...]
+    taus: tuple[float, ...]
+    objectives: tuple[str, ...] = ("lt", "kd")
+    seeds: tuple[int, ...] = (0, 1, 2)
+    recipe: RecipeSpec = field(default_factory=RecipeSpec)  # the students'
+    teacher_recipe: RecipeSpec = field(default_factory=lambda: RecipeSpec(epochs=60, steps=None, lr=0.05))
+    teacher_seed: int = 0
+    alpha: float = 0.0
+    tau_squared: bool = True
+    epsilon: float = 0.1
+    resources: Resources = field(default_factory=Resources)
+
+    def __post_init__(self):
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name or ""):
+            raise SpecError(f"study.name={self.name!r} is invalid: letters, digits, '_', '.', '-'")
+        for name, values in (("pairs", self.pairs), ("kappas", self.kappas), ("objectives", self.objectives),
+                             ("seeds", self.seeds)):
+            if not values:
+                raise SpecError(f"study.{name} is empty: the grid has no trial")
+        for objective in self.objectives:
+            if objective not in OBJECTIVES:
+                raise SpecError(f"study.objectives: {objective!r} is invalid; must be one of {', '.join(OBJECTIVES)}")
+        if "kd" in self.objectives and not self.taus:
+            raise SpecError("study.taus is empty: kd needs at least one temperature")
+        for tau in self.taus:
+            if not tau > 0:
+                raise SpecError(f"study.taus: tau={tau!r} is invalid; every tau must be > 0")
+        for pair in self.pairs:
+            if len(pair) != 2:
+                raise SpecError(f"study.pairs: {pair!r} is invalid; each pair is (teacher, student)")
+        self.trials()  # every cell validates now, before any compute
+
+    def teacher(self, model: ModelSpec) -> TeacherSpec:
+        return TeacherSpec(self.data, model, self.teacher_recipe, seed=self.teacher_seed)
+
+    def objective_specs(self) -> list[ObjectiveSpec]:
+        specs = []
+        for name in self.objectives:
+            taus = self.taus if name == "kd" else (1.0,)
+            for tau in taus:
+                spec = ObjectiveSpec(name, tau=tau, alpha=self.alpha, tau_squared=self.tau_squared,
+                                     epsilon=self.epsilon)
+                if spec not in specs:
+                    specs.append(spec)
+        return specs
+
+    def trials(self) -> list[TrialSpec]:
+        """Every cell of the grid once, in a stable order: pair, kappa, objective, seed."""
+        seen, out = set(), []
+        for teacher_model, student_model in self.pairs:
+            teacher = self.teacher(teacher_model)
+            for kappa in self.kappas:
+                for objective in self.objective_specs():
+                    for seed in self.seeds:
+                        trial = TrialSpec(teacher, student_model, kappa, objective, self.recipe, seed)
+                        if trial.id not in seen:
+                            seen.add(trial.id)
+                            out.append(trial)
+        return out
+
+    def teachers(self) -> list[TeacherSpec]:
+        unique: dict[str, TeacherSpec] = {}
+        for teacher_model, _ in self.pairs:
+            spec = self.teacher(teacher_model)
+            unique.setdefault(spec.id, spec)
+        return list(unique.values())
+
+
+def check_study(spec: StudySpec) -> None:
+    """Everything that can be checked without training: data capacity, model families and shapes."""
+    from kdscale import data, models
+
+    info = data.check(spec.data, spec.kappas)
+    for teacher_model, student_model in spec.pairs:
+        for role, model in (("teacher", teacher_model), ("student", student_model)):
+            try:
+                models.build(model, info.input_shape, info.num_classes)
+            except SpecError as error:
+                raise SpecError(f"{role} {model}: {error}") from None

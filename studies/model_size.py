@@ -1,0 +1,160 @@
+"""Model size x data size: where does distillation stop helping, and how does that depend on size?
+
+    python studies/model_size.py             # default grid: MNIST-1D, 4 pairs, 8 kappas, 3 seeds
+    python studies/model_size.py --quick     # smoke size, every part of the pipeline
+
+Default: MNIST-1D with N = 4000 teacher samples; teachers cnn1d-16 and cnn1d-64, students cnn1d-4,
+cnn1d-16 and cnn1d-64 in five pairs whose student/teacher parameter ratio spans 0.012 to 11;
+kappa from 0.02 to 4 (kappa > 1 takes generated samples beyond the teacher's N); lt and kd at
+tau = 4 (chosen on MNIST-1D: README, "Choosing tau"); 3 seeds; students get 1000 SGD steps at
+every kappa. Cost and result on this project's 2-core CPU machine: README, "The main job".
+
+It prints, per pair, the performance gain PG = acc(kd) / acc(lt) per kappa and kappa* (where PG
+crosses 1, with a bootstrap CI over seeds), then the fits of `analysis`, and writes the report and
+figures beside the results table; MLflow (`mlflow ui`) shows the study as one parent run with a
+nested run per trial. Rerunning trains only trials that are not finished yet.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from kdscale.config import DataSpec, ModelSpec, RecipeSpec
+from kdscale.errors import SpecError
+from kdscale.study import Resources, StudySpec
+
+DEFAULT_PAIRS = ("cnn1d:width=16>cnn1d:width=16", "cnn1d:width=64>cnn1d:width=4", "cnn1d:width=64>cnn1d:width=16",
+                 "cnn1d:width=16>cnn1d:width=64", "cnn1d:width=64>cnn1d:width=64")
+DEFAULT_KAPPAS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 4.0)
+QUICK = dict(pairs=("cnn1d:width=16>cnn1d:width=16", "cnn1d:width=64>cnn1d:width=4",
+                    "cnn1d:width=16>cnn1d:width=64"),
+             kappas=(0.05, 0.2, 1.0, 2.0), seeds=(0, 1), student_steps=300, teacher_epochs=15)
+
+
+def parse_pair(text: str) -> tuple[ModelSpec, ModelSpec]:
+    teacher, arrow, student = text.partition(">")
+    if not arrow:
+        raise SpecError(f"--pairs {text!r} is invalid: write TEACHER>STUDENT, e.g. cnn1d:width=64>cnn1d:width=4")
+    return ModelSpec.parse(teacher), ModelSpec.parse(student)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke size: 3 pairs, 4 kappas, 2 seeds, short runs")
+    parser.add_argument("--name", help="study name (default model_size, or model_size_quick)")
+    parser.add_argument("--dataset", default="mnist1d", help="mnist1d or digits")
+    parser.add_argument("--data-root", help="directory of a real data set's files")
+    parser.add_argument("--n-teacher", type=int, default=None, help="N (default 4000; digits 700)")
+    parser.add_argument("--pairs", nargs="+", help="TEACHER>STUDENT model pairs")
+    parser.add_argument("--kappas", nargs="+", type=float)
+    parser.add_argument("--taus", nargs="+", type=float, default=[4.0])
+    parser.add_argument("--objectives", nargs="+", default=["lt", "kd"])
+    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3)")
+    parser.add_argument("--alpha", type=float, default=0.0, help="weight of the label loss in kd")
+    parser.add_argument("--no-tau-squared", action="store_true", help="kd without the tau^2 factor")
+    parser.add_argument("--student-steps", type=int, help="student budget in optimizer steps")
+    parser.add_argument("--student-epochs", type=int, help="student budget in epochs (the paper's protocol)")
+    parser.add_argument("--student-lr", type=float)
+    parser.add_argument("--teacher-epochs", type=int)
+    parser.add_argument("--storage", default="kdscale_results",
+                        help="results directory or URI (s3://... or a shared path on a cluster)")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
+    parser.add_argument("--address", help="Ray cluster address ('auto' on a cluster's head node)")
+    parser.add_argument("--cache", help="teacher and data cache (default $KDSCALE_CACHE or ~/.cache/kdscale)")
+    parser.add_argument("--cpus-per-trial", type=float, default=1.0)
+    parser.add_argument("--gpus-per-trial", type=float, default=0.0)
+    parser.add_argument("--max-concurrent", type=int)
+    parser.add_argument("--no-analysis", action="store_true", help="skip the fits and figures")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show Ray's own console output")
+    return parser
+
+
+def build_spec(args: argparse.Namespace) -> StudySpec:
+    from kdscale.recipes import default_recipes
+
+    quick = QUICK if args.quick else {}
+    teacher_recipe, student_recipe = default_recipes(args.dataset)
+    student_steps = args.student_steps or (None if args.student_epochs else quick.get("student_steps"))
+    if args.student_steps and args.student_epochs:
+        raise SpecError("--student-steps and --student-epochs are exclusive: give one budget")
+    if student_steps or args.student_epochs:
+        student_recipe = replace(student_recipe, steps=student_steps, epochs=args.student_epochs, warmup=0.0,
+                                 milestones=())
+    if args.student_lr:
+        student_recipe = replace(student_recipe, lr=args.student_lr)
+    teacher_epochs = args.teacher_epochs or quick.get("teacher_epochs")
+    if teacher_epochs:
+        teacher_recipe = replace(teacher_recipe, epochs=teacher_epochs, steps=None, warmup=0.0, milestones=())
+    n_teacher = args.n_teacher or (700 if args.dataset == "digits" else 4000)
+    seeds = args.seeds or len(quick.get("seeds", (0, 1, 2)))
+    default_pairs = quick.get("pairs", DEFAULT_PAIRS) if args.dataset == "mnist1d" else \
+        ("cnn2d:width=4>cnn2d:width=4", "cnn2d:width=16>cnn2d:width=4", "cnn2d:width=4>cnn2d:width=16")
+    return StudySpec(
+        name=args.name or ("model_size_quick" if args.quick else "model_size"),
+        data=DataSpec(name=args.dataset, n_teacher=n_teacher, root=args.data_root),
+        pairs=tuple(parse_pair(p) for p in (args.pairs or default_pairs)),
+        kappas=tuple(args.kappas or quick.get("kappas", DEFAULT_KAPPAS)),
+        taus=tuple(args.taus), objectives=tuple(args.objectives), seeds=tuple(range(seeds)),
+        recipe=student_recipe, teacher_recipe=teacher_recipe, alpha=args.alpha,
+        tau_squared=not args.no_tau_squared,
+        resources=Resources(cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                            max_concurrent=args.max_concurrent))
+
+
+def gain_tables(table) -> str:
+    """Per pair: mean test accuracy of lt and kd and PG = kd / lt per kappa (paired by seed)."""
+    import pandas as pd
+
+    ok = table[table["status"] == "ok"]
+    blocks = []
+    for (teacher, student), rows in ok.groupby(["teacher", "student"], sort=False):
+        lt = rows[rows["objective"] == "lt"].set_index(["kappa", "seed"])["test_acc"]
+        for tau, kd_rows in rows[rows["objective"] == "kd"].groupby("tau"):
+            kd = kd_rows.set_index(["kappa", "seed"])["test_acc"]
+            paired = pd.concat({"lt": lt, "kd": kd}, axis=1).dropna()
+            if paired.empty:
+                continue
+            paired["pg"] = paired["kd"] / paired["lt"]
+            summary = paired.groupby(level="kappa").agg(lt=("lt", "mean"), kd=("kd", "mean"), pg=("pg", "mean"),
+                                                        pg_sd=("pg", "std"), seeds=("pg", "size"))
+            lines = [f"{teacher} > {student}, kd tau={tau:g}:",
+                     "   kappa   acc(lt)   acc(kd)       PG   sd(PG)  seeds"]
+            for kappa, r in summary.iterrows():
+                lines.append(f"  {kappa:6g}   {r['lt']:7.4f}   {r['kd']:7.4f}   {r['pg']:6.3f}   {r['pg_sd']:6.3f}  {int(r['seeds']):5d}")
+            blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        spec = build_spec(args)
+        from kdscale.engine import run_study  # imports Ray: after the cheap checks
+
+        result = run_study(spec, storage=args.storage, tracking_uri=args.tracking_uri, address=args.address,
+                           cache=args.cache, verbose=args.verbose)
+    except SpecError as error:
+        print(f"model_size: error: {error}", file=sys.stderr)
+        return 2
+    print(gain_tables(result.table))
+    if not args.no_analysis and result.complete:
+        from analysis import AnalysisError
+        from analysis.report import write_report
+
+        try:
+            report = write_report(result.store.uri, tracking_uri=result.tracking_uri, run_id=result.parent_run_id)
+        except AnalysisError as error:
+            print(f"analysis: {error}", file=sys.stderr)
+            return 1
+        print()
+        print(report.headline)
+        print(f"\nreport: {report.markdown_path}")
+    print(f"MLflow: mlflow ui --backend-store-uri {result.tracking_uri}   (study {spec.name!r})")
+    return 0 if result.complete else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""The engine on a real local Ray, real MLflow (SQLite) and Parquet on disk."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from kdscale.config import DataSpec, ModelSpec, ObjectiveSpec, RecipeSpec, TeacherSpec, TrialSpec
+from kdscale.errors import SpecError
+from kdscale.store import ResultsStore
+from kdscale.study import Resources, StudySpec
+from kdscale.tracking import study_runs
+
+REPO = Path(__file__).resolve().parents[1]
+STUDENT = RecipeSpec(lr=0.05, steps=80, batch_size=64)
+TEACHER = RecipeSpec(lr=0.05, steps=150, batch_size=64)
+
+
+def small_study(name="small", kappas=(0.25, 0.5), seeds=(0, 1), **changes):
+    fields = dict(name=name, data=DataSpec(name="digits", n_teacher=400),
+                  pairs=((ModelSpec.parse("mlp:width=32"), ModelSpec.parse("mlp:width=16")),),
+                  kappas=kappas, taus=(4.0,), seeds=seeds, recipe=STUDENT, teacher_recipe=TEACHER,
+                  resources=Resources(cpus_per_trial=1))
+    fields.update(changes)
+    return StudySpec(**fields)
+
+
+def run(spec, tmp_path, **kwargs):
+    from kdscale.engine import run_study
+
+    return run_study(spec, storage=str(tmp_path / "results"), tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                     cache=str(tmp_path / "cache"), progress=False, log=lambda m: None, **kwargs)
+
+
+def check_exactly_once(tmp_path, spec):
+    table = ResultsStore(str(tmp_path / "results"), spec.name).table()
+    ids = [t.id for t in spec.trials()]
+    assert sorted(table["trial_id"]) == sorted(ids)  # every trial once in the table
+    assert set(table["status"]) == {"ok"}
+    runs = study_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", spec.name)
+    assert sorted(r["trial_id"] for r in runs) == sorted(ids)  # once in MLflow
+    assert {r["status"] for r in runs} == {"FINISHED"}  # none left RUNNING
+    return table, runs
+
+
+def test_study_lands_in_store_and_mlflow_and_reruns_train_nothing(tmp_path):
+    spec = small_study()
+    first = run(spec, tmp_path)
+    assert first.complete and first.trained == 8 and first.skipped == 0
+    table, runs = check_exactly_once(tmp_path, spec)
+    assert {r["parent"] for r in runs} == {first.parent_run_id}  # nested under one parent run
+    assert "mlp-32>mlp-16 kd tau=4 kappa=0.25 seed=0" in {r["name"] for r in runs}
+    kd = table[table["objective"] == "kd"]
+    assert (kd["fidelity_test"] > 0).all() and (table["teacher_test_acc"] > 0.5).all()
+    store = ResultsStore(str(tmp_path / "results"), spec.name)
+    probs, labels = store.predictions(table["trial_id"].iloc[0])
+    assert probs.shape == (360, 10) and labels.shape == (360,)
+    assert len(store.history(table["trial_id"].iloc[0])) > 0
+
+    again = run(spec, tmp_path)
+    assert again.trained == 0 and again.skipped == 8 and again.complete
+    grown = run(small_study(kappas=(0.25, 0.5, 1.0)), tmp_path)  # a new kappa: only its cells train
+    assert grown.trained == 4 and grown.skipped == 8 and len(grown.table) == 12
+    check_exactly_once(tmp_path, small_study(kappas=(0.25, 0.5, 1.0)))
+
+
+def test_a_killed_worker_resumes_its_trial_from_the_checkpoint(tmp_path):
+    spec = small_study(name="worker_kill", kappas=(0.5,), seeds=(0,), objectives=("kd",))
+    marker = tmp_path / "killed.pid"
+    result = run(spec, tmp_path, fault={"kill_marker": str(marker), "kill_after_reports": 3})
+    assert marker.exists()  # the worker really died (SIGKILL) once
+    row = result.table.iloc[0]
+    assert result.complete and row["status"] == "ok" and row["resumed_from_step"] > 0
+    # resuming from the checkpoint gives the same student as an uninterrupted run
+    from kdscale.trial import run_trial
+
+    trial = spec.trials()[0]
+    alone = run_trial(trial, device="cpu", cache_root=tmp_path / "cache", log=lambda m: None).row
+    assert row["test_acc"] == alone["test_acc"] and row["fidelity_test"] == alone["fidelity_test"]
+    check_exactly_once(tmp_path, spec)
+
+
+DRIVER = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    from test_engine import small_study, run
+    from pathlib import Path
+    spec = small_study(name="driver_kill", kappas=(0.1, 0.25, 0.5, 1.0), seeds=(0, 1, 2),
+                       recipe=__import__("kdscale.config").config.RecipeSpec(lr=0.05, steps=400, batch_size=64))
+    run(spec, Path({tmp!r}))
+""")
+
+
+def test_a_killed_driver_continues_with_the_same_command(tmp_path):
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER.format(tests=str(REPO / "tests"), tmp=str(tmp_path)))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    driver = subprocess.Popen([sys.executable, str(script)], env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = ResultsStore(str(tmp_path / "results"), "driver_kill")
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and (not store.exists() or len(store.table()) < 3):
+            assert driver.poll() is None, "the study ended before it could be killed"
+            time.sleep(0.5)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started, no clean-up
+        driver.wait()
+    rows_before = len(store.table())
+    assert 3 <= rows_before < 24
+    runs = study_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "driver_kill")
+    assert any(r["status"] == "RUNNING" for r in runs)  # the kill left runs open ...
+
+    spec = small_study(name="driver_kill", kappas=(0.1, 0.25, 0.5, 1.0), seeds=(0, 1, 2),
+                       recipe=RecipeSpec(lr=0.05, steps=400, batch_size=64))
+    result = run(spec, tmp_path)
+    assert result.complete and result.skipped >= rows_before  # ... finished rows were kept, not rerun
+    check_exactly_once(tmp_path, spec)  # ... and now none is RUNNING or duplicated
+
+
+def test_trials_land_on_several_nodes_of_a_real_cluster(tmp_path):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    for _ in range(2):
+        cluster.add_node(num_cpus=1)
+    try:
+        ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+        spec = small_study(name="cluster", kappas=(0.25, 0.5), seeds=(0, 1, 2))
+        result = run(spec, tmp_path)
+        assert result.complete
+        assert result.table["node_id"].nunique() >= 2
+        check_exactly_once(tmp_path, spec)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(kappas=()), "study.kappas is empty"),
+    (dict(seeds=()), "study.seeds is empty"),
+    (dict(taus=(4.0, -1.0)), "tau=-1.0 is invalid"),
+    (dict(objectives=("kd", "distill")), "'distill' is invalid"),
+    (dict(name="bad name/with slash"), "study.name"),
+])
+def test_bad_studies_fail_at_construction(changes, message):
+    with pytest.raises(SpecError, match=message):
+        small_study(**changes)
+
+
+def test_bad_grid_fails_before_ray_starts(tmp_path):
+    import ray
+
+    spec = small_study(kappas=(0.5, 5.0))  # digits holds 1437 samples: kappa 5 needs 2000
+    with pytest.raises(SpecError, match="maximum kappa"):
+        run(spec, tmp_path)
+    assert not ray.is_initialized() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_lt_cells_are_shared_across_taus():
+    spec = small_study(taus=(1.0, 4.0))
+    objectives = [t.objective for t in spec.trials()]
+    assert objectives.count(ObjectiveSpec("lt")) == 4 and len(spec.trials()) == 12
+    assert len({t.id for t in spec.trials()}) == 12
