@@ -1,12 +1,13 @@
 """Wall time of one MNIST-1D student trial through kdscale's trainer against the same loop in bare PyTorch.
 
-    python bench/trial_speed.py                      # ~2 min on a 2-core CPU (teacher included)
+    python bench/trial_speed.py                      # ~1 min on the 2-core CPU (2.6 min at --repeats 15)
     python bench/trial_speed.py --teacher-steps 300  # a shorter teacher: same student timings, faster
-    python bench/trial_speed.py --student mlp:width=64 --repeats 9
+    python bench/trial_speed.py --student mlp:width=64 --repeats 15
 
 What it measures: the student of DESIGN's reference setting (N = 4000, kappa = 0.1 so M = 400,
-kd at tau = 4 with the tau^2 factor, the default student recipe: SGD lr 0.01, momentum 0.9,
-weight decay 5e-4, batch 128, 1000 steps, cosine), trained three ways on one thread:
+kd at tau = 4 with the tau^2 factor, MNIST-1D's default student recipe from kdscale.recipes, which
+the output prints: SGD with momentum, batch 128, a step budget, cosine), trained three ways on one
+thread:
 
   trainer      kdscale.trainer.train: its reports (up to 20 test-set evaluations), the final
                train/test predictions and fidelity, FLOP counting.
@@ -20,8 +21,9 @@ Both loops start from the same seeds (initialisation and batch order, via `deriv
 compute the same numbers: the table shows both final test accuracies as a check that the bare loop
 really is the same training. Runs alternate (the order rotates each repeat) and each ratio is the
 median of per-repeat ratios, so a load change on the machine hits both sides of a ratio alike.
-Wall and CPU time are both reported: on a machine shared with other jobs the wall-time ratios
-scatter widely, while CPU time (one torch thread) leaves out the time other jobs held the core.
+Wall and CPU time are both reported: on a machine shared with other jobs single runs scatter by
+tens of percent; CPU time (one torch thread) leaves out the time other jobs held the core, though
+not their effect on caches, so it scatters less but still does. Use --repeats 15 or more there.
 The target is an overhead under 10%.
 """
 from __future__ import annotations
@@ -64,7 +66,8 @@ def bare_trial(model_spec: ModelSpec, recipe, tau: float, tensors: TrainData, nu
     if not written_out:
         raise SystemExit(f"the bare loop writes out SGD, cosine, no warm-up, a step budget; the student "
                          f"recipe is now {recipe}: extend bare_trial to match it")
-    x_train, y_train, x_test, y_test = tensors.x_train, tensors.y_train, tensors.x_test, tensors.y_test
+    # kd at alpha = 0 (the bench's objective) reads no labels: the teacher's logits are the targets.
+    x_train, x_test, y_test = tensors.x_train, tensors.x_test, tensors.y_test
     teacher_train = tensors.teacher_train
     torch.manual_seed(derive_seed(SEED, 1))
     model = models.build(model_spec, tuple(x_train.shape[1:]), num_classes)
@@ -115,8 +118,9 @@ CLOCKS = ("wall", "cpu")
 def timed(fn) -> tuple[dict[str, float], float]:
     """Run `fn`; its wall time and this process's CPU time, and what it returned (a test accuracy).
 
-    With one torch thread a trial's CPU time is its wall time less the time other jobs on the
-    machine held the core; so on a shared machine CPU-time ratios are the steadier figure.
+    With one torch thread a trial's CPU time is its wall time less the time it waited while other
+    jobs held the core. Other jobs still share caches and memory bandwidth, so CPU time scatters
+    too, only less.
     """
     gc.collect()
     wall, cpu = time.perf_counter(), time.process_time()
@@ -234,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"| {m['trainer']:.3f} | {m['bare+evals']:.3f} | {m['bare']:.3f} "
                   f"| {percent(row['overhead'][clock])} | {percent(row['vs_bare'][clock])} |")
     print("\nseconds: median per trial; percentages: median of the per-repeat ratios (min .. max); "
-          "cpu: process CPU time, which other jobs on the machine do not inflate")
+          "cpu: process CPU time, which leaves out the time other jobs on the machine held the core")
     for row in rows:
         acc = row["accuracy"]
         print(f"{row['student']}: final test accuracy trainer {acc['trainer']:.4f}, bare+evals "

@@ -38,8 +38,9 @@ def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
 
 class ResultsStore:
     def __init__(self, storage: str, study: str):
-        self.storage = str(storage)  # the base, shared by every study
-        self.fs, base = _filesystem(self.storage)
+        self.fs, base = _filesystem(str(storage))
+        # the base, shared by every study; local paths made absolute (workers run in other directories)
+        self.storage = str(storage) if "://" in str(storage) else base
         self.root = f"{base.rstrip('/')}/{study}"
         self.study = study
         self.uri = self.root if "://" not in str(storage) else f"{str(storage).rstrip('/')}/{study}"

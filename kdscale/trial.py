@@ -76,7 +76,8 @@ def run_trial(spec: TrialSpec, teacher: TeacherOutputs | None = None, device: st
                    on_report=on_report, resume=resume, teacher_forward_flops=teacher.forward_flops)
     row = spec_row(spec)
     row.update({"status": result.status, "error": None if result.status == "ok" else "loss became NaN or inf",
-                "teacher_params": teacher.params, "teacher_test_acc": teacher.test_acc, "test_ppl": None})
+                "teacher_params": teacher.params, "teacher_test_acc": teacher.test_acc, "test_ppl": None,
+                "node_id": None})  # the engine fills in where the trial ran
     row.update(result.metrics)
     probs = None if result.test_probs is None else result.test_probs.numpy().astype(np.float32)
     return TrialOutcome(row, probs, loaded.y_test, result.history)

@@ -30,7 +30,7 @@ DEFAULT_PAIRS = ("cnn1d:width=16>cnn1d:width=16", "cnn1d:width=64>cnn1d:width=4"
 DEFAULT_KAPPAS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 4.0)
 QUICK = dict(pairs=("cnn1d:width=16>cnn1d:width=16", "cnn1d:width=64>cnn1d:width=4",
                     "cnn1d:width=16>cnn1d:width=64"),
-             kappas=(0.05, 0.2, 1.0, 2.0), seeds=(0, 1), student_steps=300, teacher_epochs=15)
+             kappas=(0.05, 0.2, 1.0, 2.0), seeds=(0, 1), student_steps=500, teacher_epochs=30)
 
 
 def parse_pair(text: str) -> tuple[ModelSpec, ModelSpec]:
@@ -151,7 +151,6 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print()
         print(report.headline)
-        print(f"\nreport: {report.markdown_path}")
     print(f"MLflow: mlflow ui --backend-store-uri {result.tracking_uri}   (study {spec.name!r})")
     return 0 if result.complete else 1
 
