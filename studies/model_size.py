@@ -89,7 +89,7 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
     if teacher_epochs:
         teacher_recipe = replace(teacher_recipe, epochs=teacher_epochs, steps=None, warmup=0.0, milestones=())
     n_teacher = args.n_teacher or (700 if args.dataset == "digits" else 4000)
-    seeds = args.seeds or len(quick.get("seeds", (0, 1, 2)))
+    seeds = args.seeds if args.seeds is not None else len(quick.get("seeds", (0, 1, 2)))
     default_pairs = quick.get("pairs", DEFAULT_PAIRS) if args.dataset == "mnist1d" else \
         ("cnn2d:width=4>cnn2d:width=4", "cnn2d:width=16>cnn2d:width=4", "cnn2d:width=4>cnn2d:width=16")
     return StudySpec(

@@ -1,0 +1,51 @@
+"""Every shipped study runs end to end at its --quick size (a fresh process, real Ray and MLflow)."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kdscale.store import ResultsStore
+from kdscale.tracking import study_runs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def study(name, tmp_path, *argv, timeout=300):
+    return subprocess.run([sys.executable, str(REPO / "studies" / f"{name}.py"), *argv,
+                           "--storage", str(tmp_path / "results"), "--tracking-uri",
+                           f"sqlite:///{tmp_path / 'mlflow.db'}", "--cache", str(tmp_path / "cache")],
+                          capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
+
+
+def test_model_size_quick_end_to_end(tmp_path):
+    done = study("model_size", tmp_path, "--quick")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "cnn1d-64 > cnn1d-4, kd tau=4:" in done.stdout and "kappa* (PG" in done.stdout
+    table = ResultsStore(str(tmp_path / "results"), "model_size_quick").table()
+    assert len(table) == 48 and set(table["status"]) == {"ok"}
+    report = tmp_path / "results" / "model_size_quick" / "analysis" / "report.md"
+    assert report.read_text().splitlines()[0].startswith("# ") and "| pair |" in report.read_text()
+    runs = study_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "model_size_quick")
+    assert len(runs) == 48 and {r["status"] for r in runs} == {"FINISHED"} and len({r["parent"] for r in runs}) == 1
+    # the whole study again: nothing is trained twice
+    again = study("model_size", tmp_path, "--quick", "--no-analysis")
+    assert again.returncode == 0 and "48 already finished, 0 to train" in again.stderr
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--kappas", "0.1", "-1"], "trial.kappa=-1.0 is invalid"),
+    (["--taus", "4", "0"], "tau=0.0 is invalid"),
+    (["--seeds", "0"], "study.seeds is empty"),
+    (["--pairs", "cnn1d:width=8"], "write TEACHER>STUDENT"),
+    (["--dataset", "digits", "--kappas", "3"], "maximum kappa"),
+])
+def test_model_size_bad_input_is_one_line_before_compute(tmp_path, argv, message):
+    done = study("model_size", tmp_path, *argv, timeout=60)
+    assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_model_size_unknown_flag(tmp_path):
+    done = study("model_size", tmp_path, "--kapas", "0.1", timeout=60)
+    assert done.returncode == 2 and "unrecognized arguments: --kapas" in done.stderr
