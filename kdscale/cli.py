@@ -58,6 +58,7 @@ def trial_spec_from_flags(args: argparse.Namespace):
     from kdscale import data
     from kdscale.config import DataSpec, ModelSpec, ObjectiveSpec, TeacherSpec, TrialSpec
     from kdscale.recipes import default_recipes
+    from kdscale.study import check_models
 
     data_spec = DataSpec(name=args.dataset, n_teacher=args.n_teacher, seed=args.data_seed, root=args.data_root)
     data.check(data_spec, [args.kappa])
@@ -68,20 +69,8 @@ def trial_spec_from_flags(args: argparse.Namespace):
                               tau_squared=not args.no_tau_squared, epsilon=args.epsilon)
     spec = TrialSpec(teacher, ModelSpec.parse(args.student), args.kappa, objective,
                      recipe_from_flags(args, student_recipe), seed=args.seed)
-    _check_models(spec)
+    check_models(data_spec, [(spec.teacher.model, spec.student)])
     return spec
-
-
-def _check_models(spec) -> None:
-    """Build teacher and student once on the CPU: a bad family, option or class count fails here."""
-    from kdscale import data, models
-
-    info = data.info(spec.data)
-    for role, model in (("teacher", spec.teacher.model), ("student", spec.student)):
-        try:
-            models.build(model, info.input_shape, info.num_classes)
-        except SpecError as error:
-            raise SpecError(f"{role}: {error}") from None
 
 
 def cmd_trial(args: argparse.Namespace) -> int:
@@ -138,10 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     trial.add_argument("--cache", help="cache directory for data and teachers (default $KDSCALE_CACHE or ~/.cache/kdscale)")
     trial.set_defaults(run=cmd_trial)
 
-    analyze = commands.add_parser("analyze", help="fit the scaling relations of a results directory",
-                                  add_help=False)
-    analyze.add_argument("rest", nargs=argparse.REMAINDER)
-    analyze.set_defaults(run=lambda args: _analyze(args.rest))
+    # `kdscale analyze ...` is handed to analysis' own parser in main(); listed here for --help
+    commands.add_parser("analyze", help="fit the scaling relations of a results directory "
+                        "(python -m analysis RESULTS_DIR)")
     return parser
 
 
@@ -152,6 +140,9 @@ def _analyze(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["analyze"]:  # analysis has its own parser (and --help)
+        return _analyze(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

@@ -106,14 +106,23 @@ class StudySpec:
         return list(unique.values())
 
 
-def check_study(spec: StudySpec) -> None:
-    """Everything that can be checked without training: data capacity, model families and shapes."""
+def check_models(data_spec: DataSpec, pairs) -> None:
+    """Build each (teacher, student) once on the CPU: a bad family, option, input shape or class
+    count fails here, with the role named, before any training."""
     from kdscale import data, models
 
-    info = data.check(spec.data, spec.kappas)
-    for teacher_model, student_model in spec.pairs:
+    info = data.info(data_spec)
+    for teacher_model, student_model in pairs:
         for role, model in (("teacher", teacher_model), ("student", student_model)):
             try:
                 models.build(model, info.input_shape, info.num_classes)
             except SpecError as error:
-                raise SpecError(f"{role} {model}: {error}") from None
+                raise SpecError(f"{role}: {error}") from None
+
+
+def check_study(spec: StudySpec) -> None:
+    """Everything that can be checked without training: data capacity, model families and shapes."""
+    from kdscale import data
+
+    data.check(spec.data, spec.kappas)
+    check_models(spec.data, spec.pairs)

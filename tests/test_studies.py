@@ -28,6 +28,12 @@ def test_model_size_quick_end_to_end(tmp_path):
     assert report.read_text().splitlines()[0].startswith("# ") and "| pair |" in report.read_text()
     runs = study_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "model_size_quick")
     assert len(runs) == 48 and {r["status"] for r in runs} == {"FINISHED"} and len({r["parent"] for r in runs}) == 1
+    # offline analysis of the same results through the kdscale command
+    analyzed = subprocess.run([sys.executable, "-m", "kdscale.cli", "analyze", str(tmp_path / "results" / "model_size_quick"),
+                               "--out", str(tmp_path / "offline"), "--n-boot", "200", "--no-figures"],
+                              capture_output=True, text=True, timeout=120)
+    assert analyzed.returncode == 0, analyzed.stderr
+    assert (tmp_path / "offline" / "report.md").exists()
     # the whole study again: nothing is trained twice
     again = study("model_size", tmp_path, "--quick", "--no-analysis")
     assert again.returncode == 0 and "48 already finished, 0 to train" in again.stderr
