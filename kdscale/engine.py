@@ -79,13 +79,19 @@ def _student_trainable(config: dict, teachers: dict | None = None) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             resume = torch.load(Path(directory) / "state.pt", weights_only=True)
-    reports = {"count": 0}
+    reports = {"count": 0, "saved": time.monotonic()}
 
     def on_report(report: dict, state) -> None:
-        with tempfile.TemporaryDirectory() as directory:
-            torch.save(state(), Path(directory) / "state.pt")
-            tune.report(dict(report), checkpoint=tune.Checkpoint.from_directory(directory))
+        # A checkpoint every `checkpoint_every_s` seconds, not every report: a short trial that
+        # loses its worker simply starts again, a long one loses at most that much work.
         reports["count"] += 1
+        if time.monotonic() - reports["saved"] >= config["checkpoint_every_s"]:
+            with tempfile.TemporaryDirectory() as directory:
+                torch.save(state(), Path(directory) / "state.pt")
+                tune.report(dict(report), checkpoint=tune.Checkpoint.from_directory(directory))
+            reports["saved"] = time.monotonic()
+        else:
+            tune.report(dict(report))
         _maybe_die(config, reports["count"])
 
     try:
@@ -120,10 +126,16 @@ def _json_default(value):
 class _DriverCallback(tune.Callback):
     """Runs in the driver: per-epoch metrics and finished rows into MLflow and the store, progress."""
 
-    def __init__(self, store: ResultsStore, tracker: StudyTracker, total: int, done: int, log, progress: bool):
+    def __init__(self, store: ResultsStore, tracker: StudyTracker, total: int, done: int, log, progress: bool,
+                 flush_every_s: float):
         from tqdm import tqdm
 
         self.store, self.tracker, self.log = store, tracker, log
+        # Per-epoch metrics wait here and reach MLflow in one batch per trial and interval: a
+        # log_batch per report per trial cost the driver (on the trials' cores) a second a trial.
+        self.flush_every_s = flush_every_s
+        self.buffer: dict[str, list[dict]] = {}
+        self.flushed: dict[str, float] = {}
         self.finished, self.done, self.total = 0, done, total
         self.bar = tqdm(total=total, initial=done, desc="trials", unit="trial", file=sys.stderr,
                         disable=not (progress and sys.stderr.isatty()), dynamic_ncols=True, leave=False)
@@ -135,9 +147,14 @@ class _DriverCallback(tune.Callback):
         spec_dict = self._spec(trial)
         spec = from_dict(TrialSpec, spec_dict)
         if ROW_KEY not in result:
-            self.tracker.trial_run(spec.id, spec.label, spec_dict)
-            self.tracker.log_report(spec.id, {k: result[k] for k in ("step", "epoch", "train_loss", "test_acc",
-                                                                    "test_loss", "lr") if k in result})
+            report = {k: result[k] for k in ("step", "epoch", "train_loss", "test_acc", "test_loss", "lr") if k in result}
+            self.buffer.setdefault(spec.id, []).append(report)
+            now = time.monotonic()
+            first = self.flushed.setdefault(spec.id, now)
+            if now - first >= self.flush_every_s:
+                self.tracker.trial_run(spec.id, spec.label, spec_dict)
+                self.tracker.log_reports(spec.id, self.buffer.pop(spec.id))
+                self.flushed[spec.id] = now
             return
         self._finish(spec, spec_dict, json.loads(result[ROW_KEY]))
 
@@ -149,7 +166,8 @@ class _DriverCallback(tune.Callback):
 
     def _finish(self, spec: TrialSpec, spec_dict: dict, row: dict) -> None:
         self.store.add_rows([row])
-        self.tracker.finish_trial(row, spec_dict)
+        self.tracker.finish_trial(row, spec_dict, self.buffer.pop(spec.id, []))
+        self.flushed.pop(spec.id, None)
         self.finished += 1
         self.bar.update(1)
         if row["status"] == "ok":
@@ -157,7 +175,11 @@ class _DriverCallback(tune.Callback):
                     f"({row['wall_s']:.1f} s)")
         else:
             line = f"{spec.label}: {row['status']}: {row.get('error')}"
-        self.bar.write(f"[{self.done + self.finished}/{self.total}] {line}", file=sys.stderr)
+        line = f"[{self.done + self.finished}/{self.total}] {line}"
+        if self.bar.disable:
+            self.log(line)
+        else:
+            self.bar.write(line, file=sys.stderr)  # above the bar, which stays at the bottom
 
     def close(self):
         self.bar.close()
@@ -247,7 +269,9 @@ def _sync_tracker(store: ResultsStore, tracker: StudyTracker, trials: dict[str, 
             continue
         row = table.loc[table["trial_id"] == trial_id].iloc[0].to_dict()
         row = {k: (None if v is None or (isinstance(v, float) and v != v) else v) for k, v in row.items()}
-        tracker.finish_trial(row, to_dict(trials[trial_id]), store.history(trial_id))
+        after = tracker.last_logged_step(trial_id)  # a killed run may hold part of the curve already
+        history = [r for r in store.history(trial_id) if r["step"] > after]
+        tracker.finish_trial(row, to_dict(trials[trial_id]), history)
 
 
 def _train_teachers(spec: StudySpec, pending: list[TrialSpec], cache: str, log) -> dict:
@@ -271,10 +295,11 @@ def _train_students(spec: StudySpec, pending: list[TrialSpec], teachers: dict, s
                     tracker: StudyTracker, cache: str, total: int, done: int, progress: bool, log,
                     fault: dict | None) -> bool:
     resources = spec.resources
-    callback = _DriverCallback(store, tracker, total, done, log, progress)
+    callback = _DriverCallback(store, tracker, total, done, log, progress, resources.metrics_every_s)
     trainable = tune.with_resources(tune.with_parameters(_student_trainable, teachers=teachers),
                                     {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial})
-    shared = {"storage": store.storage, "study": spec.name, "cache": cache, "cpus": resources.cpus_per_trial}
+    shared = {"storage": store.storage, "study": spec.name, "cache": cache, "cpus": resources.cpus_per_trial,
+              "checkpoint_every_s": resources.checkpoint_every_s}
     shared.update(fault or {})
     ray_storage = store.uri + "/_tune"
     tuner = tune.Tuner(

@@ -21,6 +21,8 @@ class Resources:
     gpus_per_trial: float = 0.0  # fractions share a GPU between trials
     max_concurrent: int | None = None  # None: as many as the cluster holds
     max_failures: int = 2  # restarts of a trial whose worker died, from its last checkpoint
+    checkpoint_every_s: float = 20.0  # a trial checkpoints at its first report after this long
+    metrics_every_s: float = 20.0  # per-epoch metrics reach MLflow in batches this far apart
 
     def __post_init__(self):
         if not self.cpus_per_trial > 0:
@@ -29,6 +31,9 @@ class Resources:
             raise SpecError(f"resources.gpus_per_trial={self.gpus_per_trial!r} is invalid: must be >= 0")
         if self.max_concurrent is not None and self.max_concurrent < 1:
             raise SpecError(f"resources.max_concurrent={self.max_concurrent!r} is invalid: must be >= 1")
+        for name in ("checkpoint_every_s", "metrics_every_s"):
+            if not getattr(self, name) >= 0:
+                raise SpecError(f"resources.{name}={getattr(self, name)!r} is invalid: must be >= 0")
         if self.max_failures < 0:
             raise SpecError(f"resources.max_failures={self.max_failures!r} is invalid: must be >= 0")
 

@@ -114,26 +114,34 @@ class StudyTracker:
         self.runs[trial_id] = (run.info.run_id, "RUNNING")
         return run.info.run_id
 
-    def log_report(self, trial_id: str, report: dict[str, Any]) -> None:
+    def log_reports(self, trial_id: str, reports: Iterable[dict[str, Any]]) -> None:
+        """Per-epoch metrics (each report's `step` is its x axis), in one batch."""
         run_id, _ = self.runs[trial_id]
-        self._log(run_id, metrics=_metrics({k: v for k, v in report.items() if k != "step"},
-                                           int(report.get("step", 0)), int(time.time() * 1000)))
+        now = int(time.time() * 1000)
+        metrics = [m for report in reports
+                   for m in _metrics({k: v for k, v in report.items() if k != "step"}, int(report["step"]), now)]
+        if metrics:
+            self._log(run_id, metrics=metrics)
 
     def finish_trial(self, row: dict[str, Any], spec: dict[str, Any], history: Iterable[dict[str, Any]] = ()) -> None:
-        """Log a finished trial's final metrics and close its run (creating it if it never started)."""
+        """Log a finished trial's unlogged per-epoch `history` and final metrics, and close its run
+        (creating the run if it never started)."""
         trial_id = row["trial_id"]
-        fresh = trial_id not in self.runs
         run_id = self.trial_run(trial_id, row["label"], spec)
-        now = int(time.time() * 1000)
+        self.log_reports(trial_id, history)
         metrics = _metrics({k: v for k, v in row.items() if k not in ("seed", "kappa", "tau", "alpha")},
-                           int(row.get("steps") or 0), now)
-        if fresh:  # logged from the store after a crash: the per-epoch curve too
-            for report in history:
-                metrics += _metrics({k: v for k, v in report.items() if k != "step"}, int(report["step"]), now)
+                           int(row.get("steps") or 0), int(time.time() * 1000))
         self._log(run_id, metrics=metrics, tags={"status": row["status"], "error": row.get("error") or ""})
         status = "FINISHED" if row["status"] in ("ok", "diverged") else "FAILED"
         self.client.set_terminated(run_id, status=status)
         self.runs[trial_id] = (run_id, status)
+
+    def last_logged_step(self, trial_id: str) -> int:
+        """The last step with a logged test accuracy in the trial's run (-1 if none)."""
+        if trial_id not in self.runs:
+            return -1
+        history = self.client.get_metric_history(self.runs[trial_id][0], "test_acc")
+        return max((m.step for m in history), default=-1)
 
     def unfinished(self, trial_ids: Iterable[str]) -> list[str]:
         """Which of these trials have no FINISHED run."""

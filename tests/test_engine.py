@@ -69,7 +69,8 @@ def test_study_lands_in_store_and_mlflow_and_reruns_train_nothing(tmp_path):
 
 
 def test_a_killed_worker_resumes_its_trial_from_the_checkpoint(tmp_path):
-    spec = small_study(name="worker_kill", kappas=(0.5,), seeds=(0,), objectives=("kd",))
+    spec = small_study(name="worker_kill", kappas=(0.5,), seeds=(0,), objectives=("kd",),
+                       resources=Resources(cpus_per_trial=1, checkpoint_every_s=0))
     marker = tmp_path / "killed.pid"
     result = run(spec, tmp_path, fault={"kill_marker": str(marker), "kill_after_reports": 3})
     assert marker.exists()  # the worker really died (SIGKILL) once
@@ -90,7 +91,8 @@ DRIVER = textwrap.dedent("""
     from test_engine import small_study, run
     from pathlib import Path
     spec = small_study(name="driver_kill", kappas=(0.1, 0.25, 0.5, 1.0), seeds=(0, 1, 2),
-                       recipe=__import__("kdscale.config").config.RecipeSpec(lr=0.05, steps=400, batch_size=64))
+                       recipe=__import__("kdscale.config").config.RecipeSpec(lr=0.05, steps=400, batch_size=64),
+                       resources=__import__("kdscale.study").study.Resources(metrics_every_s=0))
     run(spec, Path({tmp!r}))
 """)
 
@@ -113,10 +115,10 @@ def test_a_killed_driver_continues_with_the_same_command(tmp_path):
     rows_before = len(store.table())
     assert 3 <= rows_before < 24
     runs = study_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "driver_kill")
-    assert any(r["status"] == "RUNNING" for r in runs)  # the kill left runs open ...
+    assert any(r["status"] == "RUNNING" for r in runs)  # the kill left runs open (live metrics) ...
 
     spec = small_study(name="driver_kill", kappas=(0.1, 0.25, 0.5, 1.0), seeds=(0, 1, 2),
-                       recipe=RecipeSpec(lr=0.05, steps=400, batch_size=64))
+                       recipe=RecipeSpec(lr=0.05, steps=400, batch_size=64), resources=Resources(metrics_every_s=0))
     result = run(spec, tmp_path)
     assert result.complete and result.skipped >= rows_before  # ... finished rows were kept, not rerun
     check_exactly_once(tmp_path, spec)  # ... and now none is RUNNING or duplicated
