@@ -218,7 +218,7 @@ def run_study(spec: StudySpec, storage: str = "kdscale_results", tracking_uri: s
     store = ResultsStore(storage, spec.name)
     finished = store.finished_ids()
     pending = [t for t in trials if t.id not in finished]
-    tracker = StudyTracker(tracking_uri, spec.name, params=_study_params(spec))
+    tracker = StudyTracker(tracking_uri, spec.name, params=_study_params(spec), verbose=verbose)
     if tracker.killed:
         log(f"marked {tracker.killed} MLflow run(s) left RUNNING by an earlier driver as KILLED")
     _sync_tracker(store, tracker, {t.id: t for t in trials})

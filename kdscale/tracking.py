@@ -50,8 +50,14 @@ def _metrics(values: dict[str, Any], step: int, timestamp: int):
 class StudyTracker:
     """The MLflow side of one study, used by the driver alone."""
 
-    def __init__(self, tracking_uri: str | None, study: str, params: dict[str, Any] | None = None):
+    def __init__(self, tracking_uri: str | None, study: str, params: dict[str, Any] | None = None,
+                 verbose: bool = False):
+        import logging
+
         import mlflow
+
+        if not verbose:  # "Creating initial MLflow database tables..." and the like
+            logging.getLogger("mlflow").setLevel(logging.WARNING)
 
         self.uri = resolve_uri(tracking_uri)
         self.client = mlflow.MlflowClient(tracking_uri=self.uri)
