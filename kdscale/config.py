@@ -23,6 +23,9 @@ SCHEMA_VERSION = 1  # bump when a change to training makes old cached results wr
 OBJECTIVES = ("lt", "kd", "ls", "hard", "l2")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
+# Opt-in measurements at the end of a trial (issue 5): linear CKA and feature alignment to the
+# teacher on the test set, a linear probe on the teacher's N samples, the test features themselves.
+EXTRAS = ("cka", "fa", "probe", "features")
 
 
 def _fail(spec: str, field_name: str, value: Any, allowed: str) -> None:
@@ -282,8 +285,13 @@ class TrialSpec:
     objective: ObjectiveSpec
     recipe: RecipeSpec
     seed: int = 0
+    # what to measure at the end; not hashed: it changes what is logged, not what is trained
+    extras: tuple[str, ...] = field(default=(), metadata={"hashed": False})
 
     def __post_init__(self):
+        object.__setattr__(self, "extras", tuple(sorted(set(self.extras))))
+        for extra in self.extras:
+            _check_choice("trial", "extras", extra, EXTRAS)
         _check_float("trial", "kappa", self.kappa, 0.0, low_open=True)
         object.__setattr__(self, "kappa", float(self.kappa))
         _check_int("trial", "seed", self.seed, 0)
@@ -325,7 +333,7 @@ def _build(cls, value: dict):
             raw = _build(nested[name], raw)
         elif name == "options":
             raw = tuple(tuple(item) for item in raw)
-        elif name == "milestones":
+        elif name in ("milestones", "extras"):
             raw = tuple(raw)
         kwargs[name] = raw
     return cls(**kwargs)

@@ -100,6 +100,8 @@ def _student_trainable(config: dict, teachers: dict | None = None) -> None:
         if outcome.test_probs is not None:
             store.write_predictions(spec.id, outcome.test_probs, outcome.test_labels)
         store.write_history(spec.id, outcome.history)
+        if outcome.test_features is not None:
+            store.write_features(spec.id, outcome.test_features)
         row = outcome.row | {"node_id": ray.get_runtime_context().get_node_id()}
     except Exception as error:  # a bug or an out-of-memory is a failed row, not max_failures retries
         row = spec_row(spec) | {"status": "failed", "error": f"{type(error).__name__}: {error}"[:500]}

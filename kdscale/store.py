@@ -3,6 +3,7 @@
     <storage>/<study>/results.parquet          one row per trial (trial.COLUMNS), unique trial_id
     <storage>/<study>/predictions/<id>.npz     probs float32 [n_test, C], labels int64 [n_test]
     <storage>/<study>/history/<id>.json        the trial's per-epoch reports
+    <storage>/<study>/features/<id>.npy        float32 [n_test, D], for trials with extras "features"
 
 `storage` is a local or shared path, or a URI pyarrow understands (s3://bucket/prefix). Every
 file is written whole to a temporary name and moved into place, so a crash never leaves a
@@ -61,6 +62,16 @@ class ResultsStore:
         np.savez(buffer, probs=np.asarray(probs, np.float32), labels=np.asarray(labels, np.int64))
         self._write(f"{self.root}/predictions/{trial_id}.npz", buffer.getvalue())
 
+    def write_features(self, trial_id: str, features: np.ndarray) -> None:
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(features, np.float32))
+        self._write(f"{self.root}/features/{trial_id}.npy", buffer.getvalue())
+
+    def features(self, trial_id: str) -> np.ndarray:
+        """A trial's test-set features [n_test, D] (trials run with extras 'features')."""
+        with self.fs.open_input_file(f"{self.root}/features/{trial_id}.npy") as f:
+            return np.load(io.BytesIO(f.read()))
+
     def write_history(self, trial_id: str, history: list[dict[str, Any]]) -> None:
         self._write(f"{self.root}/history/{trial_id}.json", json.dumps(history).encode())
 
@@ -105,7 +116,8 @@ class ResultsStore:
 _INTS = ("n_teacher", "n_train", "teacher_params", "student_params", "seed", "batch_size", "epochs", "steps",
          "resumed_from_step")
 _FLOATS = ("kappa", "tau", "alpha", "epsilon", "lr", "test_acc", "test_loss", "test_ppl", "train_acc",
-           "fidelity_train", "fidelity_test", "teacher_test_acc", "wall_s", "flops")
+           "fidelity_train", "fidelity_test", "teacher_test_acc", "wall_s", "flops", "cka_teacher", "fa_teacher",
+           "probe_acc")
 
 
 def _typed(table: pd.DataFrame) -> pd.DataFrame:

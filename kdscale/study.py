@@ -54,6 +54,7 @@ class StudySpec:
     tau_squared: bool = True
     epsilon: float = 0.1
     resources: Resources = field(default_factory=Resources)
+    extras: tuple[str, ...] = ()  # opt-in end-of-trial measurements: cka, fa, probe, features
 
     def __post_init__(self):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name or ""):
@@ -97,7 +98,8 @@ class StudySpec:
             for kappa in self.kappas:
                 for objective in self.objective_specs():
                     for seed in self.seeds:
-                        trial = TrialSpec(teacher, student_model, kappa, objective, self.recipe, seed)
+                        trial = TrialSpec(teacher, student_model, kappa, objective, self.recipe, seed,
+                                          extras=self.extras)
                         if trial.id not in seen:
                             seen.add(trial.id)
                             out.append(trial)

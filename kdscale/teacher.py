@@ -149,15 +149,40 @@ def get_teacher(spec: TeacherSpec, n_pool: int | None = None, root: Path | None 
     logits_train = np.load(directory / "logits_train.npy")
     forward_samples = 0
     if len(logits_train) < n_pool:
-        from safetensors.torch import load_file
-
         loaded = loaded or datasets.load(spec.data, n_pool)
-        model = _build(spec, info).to(device)
-        model.load_state_dict(load_file(str(directory / "weights.safetensors"), device=str(device)))
+        partial = TeacherOutputs(spec, directory, meta["test_acc"], meta["params"], meta["forward_flops"],
+                                 logits_train, np.empty(0), trained, 0)
         new = torch.as_tensor(loaded.x_pool[len(logits_train):n_pool]).to(device)
-        logits_train = np.concatenate([logits_train, predict(model, new).cpu().numpy()])
+        logits_train = np.concatenate([logits_train, predict(load_model(partial, device), new).cpu().numpy()])
         forward_samples = len(new)
         _save_npy(directory / "logits_train.npy", logits_train)
         _write_meta(directory, meta)
     return TeacherOutputs(spec, directory, meta["test_acc"], meta["params"], meta["forward_flops"],
                           logits_train, np.load(directory / "logits_test.npy"), trained, forward_samples)
+
+
+def load_model(outputs: TeacherOutputs, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The cached teacher as a model (weights checked against meta.json when it was loaded)."""
+    from safetensors.torch import load_file
+
+    info = datasets.info(outputs.spec.data)
+    model = _build(outputs.spec, info).to(device)
+    model.load_state_dict(load_file(str(outputs.directory / "weights.safetensors"), device=str(device)))
+    return model.eval()
+
+
+def teacher_features(outputs: TeacherOutputs, x_test: torch.Tensor) -> torch.Tensor:
+    """The teacher's test-set features phi [n_test, D], computed once and cached beside its logits."""
+    from kdscale.representations import features_of
+
+    path = outputs.directory / "features_test.npy"
+    if path.exists():
+        try:
+            cached = np.load(path)
+            if len(cached) == len(x_test):
+                return torch.as_tensor(cached).to(x_test.device)
+        except (OSError, ValueError):
+            pass  # damaged: computed again below
+    features = features_of(load_model(outputs, x_test.device), x_test)
+    _save_npy(path, features.float().cpu().numpy())
+    return features

@@ -22,7 +22,8 @@ COLUMNS = ("study", "trial_id", "status", "error", "label", "dataset", "n_teache
            "teacher", "student", "teacher_params", "student_params", "teacher_id", "objective", "tau",
            "alpha", "tau_squared", "epsilon", "seed", "budget", "lr", "batch_size", "test_acc",
            "test_loss", "test_ppl", "train_acc", "fidelity_train", "fidelity_test", "teacher_test_acc",
-           "epochs", "steps", "wall_s", "flops", "resumed_from_step", "node_id")
+           "epochs", "steps", "wall_s", "flops", "resumed_from_step", "node_id", "cka_teacher", "fa_teacher",
+           "probe_acc")
 
 
 @dataclass
@@ -31,6 +32,7 @@ class TrialOutcome:
     test_probs: np.ndarray | None  # float32 [n_test, C]
     test_labels: np.ndarray  # int64 [n_test]
     history: list[dict[str, Any]]
+    test_features: np.ndarray | None = None  # float32 [n_test, D], with extras "features"
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -77,7 +79,36 @@ def run_trial(spec: TrialSpec, teacher: TeacherOutputs | None = None, device: st
     row = spec_row(spec)
     row.update({"status": result.status, "error": None if result.status == "ok" else "loss became NaN or inf",
                 "teacher_params": teacher.params, "teacher_test_acc": teacher.test_acc, "test_ppl": None,
-                "node_id": None})  # the engine fills in where the trial ran
+                "node_id": None,  # the engine fills in where the trial ran
+                "cka_teacher": None, "fa_teacher": None, "probe_acc": None})  # with spec.extras
     row.update(result.metrics)
+    features = None
+    if spec.extras and result.status == "ok":
+        extra_metrics, features = measure_extras(spec, result.model, teacher, loaded, tensors)
+        row.update(extra_metrics)
     probs = None if result.test_probs is None else result.test_probs.numpy().astype(np.float32)
-    return TrialOutcome(row, probs, loaded.y_test, result.history)
+    return TrialOutcome(row, probs, loaded.y_test, result.history, features)
+
+
+def measure_extras(spec: TrialSpec, model, teacher: TeacherOutputs, loaded, tensors: TrainData):
+    """The opt-in representation metrics of `spec.extras` (see kdscale.representations)."""
+    from kdscale import representations as rep
+    from kdscale.teacher import teacher_features
+
+    metrics: dict[str, Any] = {}
+    student_test = rep.features_of(model, tensors.x_test)
+    if "cka" in spec.extras or "fa" in spec.extras:
+        teacher_test = teacher_features(teacher, tensors.x_test)
+        if "cka" in spec.extras:
+            metrics["cka_teacher"] = rep.linear_cka(student_test, teacher_test)
+        if "fa" in spec.extras:  # coordinate-wise: defined for same-width features only
+            same = student_test.shape[1] == teacher_test.shape[1]
+            metrics["fa_teacher"] = rep.feature_alignment(student_test, teacher_test) if same else math.nan
+    if "probe" in spec.extras:  # the paper's protocol: refit the head on the full training pool
+        n = spec.data.n_teacher
+        pool = torch.as_tensor(loaded.x_pool[:n]).to(tensors.x_test.device)
+        probe = rep.linear_probe(rep.features_of(model, pool), loaded.y_pool[:n], student_test, loaded.y_test,
+                                 num_classes=loaded.info.num_classes)
+        metrics["probe_acc"] = probe.test_acc
+    features = student_test.float().cpu().numpy() if "features" in spec.extras else None
+    return metrics, features

@@ -73,3 +73,21 @@ def test_trial_row_has_the_results_contract(tmp_path):
     assert np.isnan(row["tau"]) and row["budget"] == "steps=60"
     assert outcome.test_probs.shape == (360, 10) and outcome.test_labels.shape == (360,)
     assert 0 <= row["fidelity_test"] <= 1 and row["teacher_params"] > 0 and row["flops"] > 0
+
+
+def test_opt_in_representation_metrics(tmp_path):
+    teacher = digits_teacher()
+    same_width = TrialSpec(teacher, ModelSpec.parse("mlp:width=32"), 0.5, ObjectiveSpec("kd", tau=4.0), SMALL, 0,
+                           extras=("cka", "fa", "probe", "features"))
+    assert same_width.id == TrialSpec(teacher, ModelSpec.parse("mlp:width=32"), 0.5, ObjectiveSpec("kd", tau=4.0),
+                                      SMALL, 0).id  # measuring more is the same trial
+    outcome = run_trial(same_width, cache_root=tmp_path, log=lambda m: None)
+    row = outcome.row
+    assert 0.0 < row["cka_teacher"] <= 1.0 and -1.0 <= row["fa_teacher"] <= 1.0 and 0.1 < row["probe_acc"] <= 1.0
+    assert outcome.test_features.shape == (360, 32)
+    cached = (outcome.row["teacher_id"], (tmp_path / "teachers" / teacher.id / "features_test.npy").exists())
+    assert cached[1]  # the teacher's features are computed once and cached
+    narrower = run_trial(student(teacher), cache_root=tmp_path, log=lambda m: None).row
+    assert narrower["cka_teacher"] is None  # not asked for
+    other = TrialSpec(teacher, ModelSpec.parse("mlp:width=16"), 0.5, ObjectiveSpec("lt"), SMALL, 0, extras=("fa",))
+    assert np.isnan(run_trial(other, cache_root=tmp_path, log=lambda m: None).row["fa_teacher"])  # widths differ
