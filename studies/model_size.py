@@ -23,7 +23,8 @@ from pathlib import Path
 
 from kdscale.config import DataSpec, ModelSpec, RecipeSpec
 from kdscale.errors import SpecError
-from kdscale.study import Resources, StudySpec
+from kdscale.study import StudySpec
+from kdscale.studyargs import add_run_flags, analyse, resources, run
 
 DEFAULT_PAIRS = ("cnn1d:width=16>cnn1d:width=16", "cnn1d:width=64>cnn1d:width=4", "cnn1d:width=64>cnn1d:width=16",
                  "cnn1d:width=16>cnn1d:width=64", "cnn1d:width=64>cnn1d:width=64")
@@ -59,16 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--student-epochs", type=int, help="student budget in epochs (the paper's protocol)")
     parser.add_argument("--student-lr", type=float)
     parser.add_argument("--teacher-epochs", type=int)
-    parser.add_argument("--storage", default="kdscale_results",
-                        help="results directory or URI (s3://... or a shared path on a cluster)")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
-    parser.add_argument("--address", help="Ray cluster address ('auto' on a cluster's head node)")
-    parser.add_argument("--cache", help="teacher and data cache (default $KDSCALE_CACHE or ~/.cache/kdscale)")
-    parser.add_argument("--cpus-per-trial", type=float, default=1.0)
-    parser.add_argument("--gpus-per-trial", type=float, default=0.0)
-    parser.add_argument("--max-concurrent", type=int)
-    parser.add_argument("--no-analysis", action="store_true", help="skip the fits and figures")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show Ray's own console output")
+    add_run_flags(parser)
     return parser
 
 
@@ -100,8 +92,7 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
         taus=tuple(args.taus), objectives=tuple(args.objectives), seeds=tuple(range(seeds)),
         recipe=student_recipe, teacher_recipe=teacher_recipe, alpha=args.alpha,
         tau_squared=not args.no_tau_squared,
-        resources=Resources(cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                            max_concurrent=args.max_concurrent))
+        resources=resources(args))
 
 
 def gain_tables(table) -> str:
@@ -132,25 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         spec = build_spec(args)
-        from kdscale.engine import run_study  # imports Ray: after the cheap checks
-
-        result = run_study(spec, storage=args.storage, tracking_uri=args.tracking_uri, address=args.address,
-                           cache=args.cache, verbose=args.verbose)
+        result = run(spec, args)
     except SpecError as error:
         print(f"model_size: error: {error}", file=sys.stderr)
         return 2
     print(gain_tables(result.table))
-    if not args.no_analysis and result.complete:
-        from analysis import AnalysisError
-        from analysis.report import write_report
-
-        try:
-            report = write_report(result.store.uri, tracking_uri=result.tracking_uri, run_id=result.parent_run_id)
-        except AnalysisError as error:
-            print(f"analysis: {error}", file=sys.stderr)
-            return 1
-        print()
-        print(report.headline)
+    if not args.no_analysis and result.complete and analyse(result) is None:
+        return 1
     print(f"MLflow: mlflow ui --backend-store-uri {result.tracking_uri}   (study {spec.name!r})")
     return 0 if result.complete else 1
 

@@ -55,3 +55,14 @@ def test_model_size_bad_input_is_one_line_before_compute(tmp_path, argv, message
 def test_model_size_unknown_flag(tmp_path):
     done = study("model_size", tmp_path, "--kapas", "0.1", timeout=60)
     assert done.returncode == 2 and "unrecognized arguments: --kapas" in done.stderr
+
+
+def test_feature_alignment_quick_end_to_end(tmp_path):
+    done = study("feature_alignment", tmp_path, "--quick")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "## Feature alignment to the teacher" in done.stdout and "Correlation of the CKA gain" in done.stdout
+    table = ResultsStore(str(tmp_path / "results"), "feature_alignment_quick").table()
+    assert len(table) == 8 and table["cka_teacher"].between(0, 1).all() and table["probe_acc"].notna().all()
+    analysis_dir = tmp_path / "results" / "feature_alignment_quick" / "analysis"
+    assert (analysis_dir / "cka_pairwise.png").exists()
+    assert "## Feature alignment to the teacher" in (analysis_dir / "report.md").read_text()
