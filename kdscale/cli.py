@@ -68,7 +68,7 @@ def trial_spec_from_flags(args: argparse.Namespace):
     objective = ObjectiveSpec(args.objective, tau=args.tau, alpha=args.alpha,
                               tau_squared=not args.no_tau_squared, epsilon=args.epsilon)
     spec = TrialSpec(teacher, ModelSpec.parse(args.student), args.kappa, objective,
-                     recipe_from_flags(args, student_recipe), seed=args.seed)
+                     recipe_from_flags(args, student_recipe), seed=args.seed, extras=tuple(args.extras))
     check_models(data_spec, [(spec.teacher.model, spec.student)])
     return spec
 
@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     trial.add_argument("--no-tau-squared", action="store_true", help="kd without the tau^2 factor (eq. 1 as printed)")
     trial.add_argument("--epsilon", type=float, default=0.1, help="ls smoothing")
     trial.add_argument("--seed", type=int, default=0, help="student seed: subset, initialisation, batch order")
+    trial.add_argument("--extras", nargs="+", default=[], help="end-of-trial measurements: cka fa probe "
+                       "(to the teacher; see kdscale.representations)")
     add_recipe_flags(trial)
     add_recipe_flags(trial, "teacher-")
     trial.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")

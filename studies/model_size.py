@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--objectives", nargs="+", default=["lt", "kd"])
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3)")
     parser.add_argument("--alpha", type=float, default=0.0, help="weight of the label loss in kd")
+    parser.add_argument("--extras", nargs="+", default=[], help="end-of-trial measurements: cka fa probe features")
     parser.add_argument("--no-tau-squared", action="store_true", help="kd without the tau^2 factor")
     parser.add_argument("--student-steps", type=int, help="student budget in optimizer steps")
     parser.add_argument("--student-epochs", type=int, help="student budget in epochs (the paper's protocol)")
@@ -91,7 +92,7 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
         kappas=tuple(args.kappas or quick.get("kappas", DEFAULT_KAPPAS)),
         taus=tuple(args.taus), objectives=tuple(args.objectives), seeds=tuple(range(seeds)),
         recipe=student_recipe, teacher_recipe=teacher_recipe, alpha=args.alpha,
-        tau_squared=not args.no_tau_squared,
+        tau_squared=not args.no_tau_squared, extras=tuple(args.extras),
         resources=resources(args))
 
 
