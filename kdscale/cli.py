@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     trial = commands.add_parser("trial", help="train (or load) a teacher and train one student")
-    trial.add_argument("--dataset", default="mnist1d", help="data set name (mnist1d, digits)")
+    trial.add_argument("--dataset", default="mnist1d", help="data set name (mnist1d, digits, cifar10, ...: see README)")
     trial.add_argument("--data-root", help="directory of a real data set's files")
     trial.add_argument("--n-teacher", type=int, default=4000, help="N, the teacher's samples (default 4000)")
     trial.add_argument("--data-seed", type=int, default=0, help="seed of the pool's generation and order")

@@ -89,7 +89,7 @@ class DataSpec:
     """
     name: str = "mnist1d"
     n_teacher: int = 4000
-    n_test: int | None = None  # generated data sets only; None = the data set's default
+    n_test: int | None = None  # data sets with a chosen test size (mnist1d, cifar5m-heldout); None = default
     seed: int = 0  # generation and the order of the pool; not the trial seed
     root: str | None = field(default=None, metadata={"hashed": False})  # where real files live
 

@@ -82,7 +82,7 @@ def fixed_stream(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, n
 
 
 # The registry lines: importing a data set's module registers it.
-from kdscale.data import mnist1d, digits  # noqa: E402,F401
+from kdscale.data import mnist1d, digits, cifar, cifar5m, imagefolder, transfer  # noqa: E402,F401
 
 __all__ = ["DATASETS", "DataInfo", "LoadedData", "info", "check", "load", "max_kappa",
            "fixed_stream", "student_indices", "stream_length_for", "stratified_order", "rng_for"]

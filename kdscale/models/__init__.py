@@ -29,7 +29,7 @@ from kdscale.errors import SpecError
 from kdscale.models.base import MODELS, Classifier, count_params
 
 # One line per family: importing the module registers its builder.
-from kdscale.models import mlp, cnn1d, cnn2d, resnet  # noqa: F401  (registration)
+from kdscale.models import mlp, cnn1d, cnn2d, resnet, resnet50  # noqa: F401  (registration)
 
 __all__ = ["MODELS", "Classifier", "build", "count_params", "allowed_options"]
 
