@@ -22,43 +22,46 @@ from torch import nn
 
 from kdscale.models.base import MODELS, Classifier, bad_shape
 
-MULTIPLIERS = (1, 2, 4, 8)  # channels of the four stages, in units of width
+MULTIPLIERS = (1, 2, 4, 8)  # channels (planes, for Bottleneck) of the four stages, in units of width
 STRIDES = (1, 2, 2, 2)
-BLOCKS_PER_STAGE = 2  # ResNet-18: 2 + 2 + 2 + 2 BasicBlocks of 2 convolutions, plus stem and head
+BLOCKS_PER_STAGE = (2, 2, 2, 2)  # ResNet-18: BasicBlocks of 2 convolutions, plus stem and head
 
 
-def make_stage(in_channels: int, channels: int, blocks: int, stride: int) -> nn.Sequential:
-    """torchvision's `ResNet._make_layer` for BasicBlock, without its ImageNet-only state."""
-    # Imported here: torchvision takes about a second to import, which every process that only
-    # builds an MLP or a small CNN (each Ray worker, each test run) would otherwise pay.
-    from torchvision.models.resnet import BasicBlock, conv1x1
+def make_stage(block, in_channels: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
+    """torchvision's `ResNet._make_layer` for `block` (BasicBlock or Bottleneck), without its
+    ImageNet-only state."""
+    from torchvision.models.resnet import conv1x1
 
+    out_channels = planes * block.expansion
     downsample = None
-    if stride != 1 or in_channels != channels:
+    if stride != 1 or in_channels != out_channels:
         # The shortcut must match the block's output shape: a strided 1x1 projection.
-        downsample = nn.Sequential(conv1x1(in_channels, channels, stride), nn.BatchNorm2d(channels))
-    layers = [BasicBlock(in_channels, channels, stride, downsample)]
-    layers += [BasicBlock(channels, channels) for _ in range(1, blocks)]
+        downsample = nn.Sequential(conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
+    layers = [block(in_channels, planes, stride, downsample)]
+    layers += [block(out_channels, planes) for _ in range(1, blocks)]
     return nn.Sequential(*layers)
 
 
-class ResNet18(Classifier):
-    def __init__(self, in_channels: int, width: int, num_classes: int):
+class CifarResNet(Classifier):
+    """A torchvision ResNet with the CIFAR stem; `block` and `blocks` pick ResNet-18 or ResNet-50."""
+
+    def __init__(self, block, blocks: tuple[int, ...], in_channels: int, width: int, num_classes: int):
         super().__init__()
         # The CIFAR stem: no stride, no max pool; small images keep their resolution.
         self.conv1 = nn.Conv2d(in_channels, width, kernel_size=3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         stages, channels = [], width
-        for multiplier, stride in zip(MULTIPLIERS, STRIDES):
-            stages.append(make_stage(channels, width * multiplier, BLOCKS_PER_STAGE, stride))
-            channels = width * multiplier
+        for multiplier, stride, count in zip(MULTIPLIERS, STRIDES, blocks):
+            stages.append(make_stage(block, channels, width * multiplier, count, stride))
+            channels = width * multiplier * block.expansion
         self.layer1, self.layer2, self.layer3, self.layer4 = stages  # torchvision's names
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.feature_dim = channels
         self.head = nn.Linear(self.feature_dim, num_classes)
 
-        # torchvision's initialisation, so a width-64 model starts where torchvision's would.
+        # torchvision's initialisation (zero_init_residual=False, its default), so a width-64
+        # model starts where torchvision's would.
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
@@ -69,11 +72,15 @@ class ResNet18(Classifier):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.avgpool(x).flatten(1)  # [B, 8 * width, h, w] -> [B, 8 * width]
+        return self.avgpool(x).flatten(1)  # [B, D, h, w] -> [B, D]
 
 
 @MODELS.register("resnet18")
-def build_resnet18(width: int, input_shape: tuple[int, ...], num_classes: int) -> ResNet18:
+def build_resnet18(width: int, input_shape: tuple[int, ...], num_classes: int) -> CifarResNet:
+    # Imported here: torchvision takes about a second to import, which every process that only
+    # builds an MLP or a small CNN (each Ray worker, each test run) would otherwise pay.
+    from torchvision.models.resnet import BasicBlock
+
     if len(input_shape) != 3:
         raise bad_shape("resnet18", input_shape, "(channels, height, width), e.g. (1, 8, 8) or (3, 32, 32)")
-    return ResNet18(input_shape[0], width, num_classes)
+    return CifarResNet(BasicBlock, BLOCKS_PER_STAGE, input_shape[0], width, num_classes)

@@ -17,62 +17,16 @@ compute per image than torchvision's ImageNet stem, the price of one stem for ev
 """
 from __future__ import annotations
 
-import torch
-from torch import nn
+from kdscale.models.base import MODELS, bad_shape
+from kdscale.models.resnet import CifarResNet
 
-from kdscale.models.base import MODELS, Classifier, bad_shape
-
-MULTIPLIERS = (1, 2, 4, 8)  # planes of the four stages, in units of width
-STRIDES = (1, 2, 2, 2)
 BLOCKS = (3, 4, 6, 3)  # ResNet-50 (He et al. 2016, table 1)
-EXPANSION = 4  # a Bottleneck's output channels per plane
-
-
-def make_stage(in_channels: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
-    """torchvision's `ResNet._make_layer` for Bottleneck, without its ImageNet-only state."""
-    # Imported here, as in resnet.py: torchvision costs about a second to import.
-    from torchvision.models.resnet import Bottleneck, conv1x1
-
-    downsample = None
-    if stride != 1 or in_channels != planes * EXPANSION:
-        downsample = nn.Sequential(conv1x1(in_channels, planes * EXPANSION, stride),
-                                   nn.BatchNorm2d(planes * EXPANSION))
-    layers = [Bottleneck(in_channels, planes, stride, downsample)]
-    layers += [Bottleneck(planes * EXPANSION, planes) for _ in range(1, blocks)]
-    return nn.Sequential(*layers)
-
-
-class ResNet50(Classifier):
-    def __init__(self, in_channels: int, width: int, num_classes: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, width, kernel_size=3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.relu = nn.ReLU(inplace=True)
-        stages, channels = [], width
-        for multiplier, stride, blocks in zip(MULTIPLIERS, STRIDES, BLOCKS):
-            stages.append(make_stage(channels, width * multiplier, blocks, stride))
-            channels = width * multiplier * EXPANSION
-        self.layer1, self.layer2, self.layer3, self.layer4 = stages  # torchvision's names
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.feature_dim = channels
-        self.head = nn.Linear(self.feature_dim, num_classes)
-
-        # torchvision's initialisation (zero_init_residual=False, its default).
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(self.bn1(self.conv1(x)))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.avgpool(x).flatten(1)  # [B, 32 * width, h, w] -> [B, 32 * width]
 
 
 @MODELS.register("resnet50")
-def build_resnet50(width: int, input_shape: tuple[int, ...], num_classes: int) -> ResNet50:
+def build_resnet50(width: int, input_shape: tuple[int, ...], num_classes: int) -> CifarResNet:
+    from torchvision.models.resnet import Bottleneck  # imported late, as in resnet.py
+
     if len(input_shape) != 3:
         raise bad_shape("resnet50", input_shape, "(channels, height, width), e.g. (3, 32, 32)")
-    return ResNet50(input_shape[0], width, num_classes)
+    return CifarResNet(Bottleneck, BLOCKS, input_shape[0], width, num_classes)
