@@ -36,6 +36,7 @@ def add_recipe_flags(parser: argparse.ArgumentParser, prefix: str = "") -> None:
     parser.add_argument(f"--{prefix}steps", type=int, help=f"{who} budget in optimizer steps")
     parser.add_argument(f"--{prefix}epochs", type=int, help=f"{who} budget in epochs")
     parser.add_argument(f"--{prefix}batch-size", type=int, help=f"{who} batch size")
+    parser.add_argument(f"--{prefix}augment", help=f"{who} augmentation: none, crop-flip, crop-flip-rotate")
 
 
 def recipe_from_flags(args: argparse.Namespace, default, prefix: str = ""):
@@ -44,7 +45,7 @@ def recipe_from_flags(args: argparse.Namespace, default, prefix: str = ""):
     key = prefix.replace("-", "_")
     name = getattr(args, f"{key}recipe")
     recipe = RECIPES.get(name) if name else default
-    changes = {field: getattr(args, f"{key}{field}") for field in ("lr", "batch_size")
+    changes = {field: getattr(args, f"{key}{field}") for field in ("lr", "batch_size", "augment")
                if getattr(args, f"{key}{field}") is not None}
     steps, epochs = getattr(args, f"{key}steps"), getattr(args, f"{key}epochs")
     if steps is not None and epochs is not None:
@@ -69,7 +70,7 @@ def trial_spec_from_flags(args: argparse.Namespace):
                               tau_squared=not args.no_tau_squared, epsilon=args.epsilon)
     spec = TrialSpec(teacher, ModelSpec.parse(args.student), args.kappa, objective,
                      recipe_from_flags(args, student_recipe), seed=args.seed, extras=tuple(args.extras))
-    check_models(data_spec, [(spec.teacher.model, spec.student)])
+    check_models(data_spec, [(spec.teacher.model, spec.student)], (spec.recipe, spec.teacher.recipe))
     return spec
 
 

@@ -113,12 +113,17 @@ class StudySpec:
         return list(unique.values())
 
 
-def check_models(data_spec: DataSpec, pairs) -> None:
+def check_models(data_spec: DataSpec, pairs, recipes=()) -> None:
     """Build each (teacher, student) once on the CPU: a bad family, option, input shape or class
-    count fails here, with the role named, before any training."""
+    count fails here, with the role named, before any training; so does augmentation of data
+    that are not images."""
     from kdscale import data, models
 
     info = data.info(data_spec)
+    for recipe in recipes:
+        if recipe.augment != "none" and len(info.input_shape) != 3:
+            raise SpecError(f"recipe.augment={recipe.augment!r} is invalid for {data_spec.name}: its samples are "
+                            f"{info.input_shape}, augmentation needs images (channels, height, width)")
     for teacher_model, student_model in pairs:
         for role, model in (("teacher", teacher_model), ("student", student_model)):
             try:
@@ -132,4 +137,4 @@ def check_study(spec: StudySpec) -> None:
     from kdscale import data
 
     data.check(spec.data, spec.kappas)
-    check_models(spec.data, spec.pairs)
+    check_models(spec.data, spec.pairs, (spec.recipe, spec.teacher_recipe))

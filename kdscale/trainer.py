@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from kdscale import models, objectives
+from kdscale.augment import augment
 from kdscale.config import ModelSpec, ObjectiveSpec, RecipeSpec
 
 EVAL_BATCH = 2048
@@ -37,6 +38,7 @@ class TrainData:
     y_test: torch.Tensor
     teacher_train: torch.Tensor | None = None  # float [M, C]
     teacher_test: torch.Tensor | None = None  # float [n_test, C]
+    teacher_model: nn.Module | None = None  # needed with augmentation: run on each augmented batch
 
 
 @dataclass
@@ -49,7 +51,7 @@ class TrainResult:
 
 
 def derive_seed(seed: int, purpose: int) -> int:
-    """Independent streams for initialisation (1) and batch order (2) from one seed."""
+    """Independent streams for initialisation (1), batch order (2) and augmentation (3) from one seed."""
     return (seed * 1_000_003 + purpose * 7_919) % (2**63 - 1)
 
 
@@ -119,7 +121,8 @@ def train(model_spec: ModelSpec, objective: ObjectiveSpec, recipe: RecipeSpec, s
     `on_report(metrics, state)` is called at each report; `state()` builds a checkpoint (model,
     optimizer, step, batch-order generator) that `resume` takes back to continue where it was.
     `teacher_forward_flops` is the FLOPs of one teacher forward pass on one sample, counted once
-    per training sample (teacher logits are computed once and cached, never per step).
+    per training sample (teacher logits are computed once and cached), or per sample seen when
+    augmentation makes the teacher run on every batch.
     """
     started = time.perf_counter()
     device = data.x_train.device
@@ -127,12 +130,17 @@ def train(model_spec: ModelSpec, objective: ObjectiveSpec, recipe: RecipeSpec, s
     n_train = len(data.x_train)
     if objective.uses_teacher and data.teacher_train is None:
         raise ValueError(f"objective {objective.name!r} needs teacher logits for the training samples")
+    augmenting = recipe.augment != "none"
+    if augmenting and objective.uses_teacher and data.teacher_model is None:
+        raise ValueError(f"recipe.augment={recipe.augment!r} with objective {objective.name!r} needs the "
+                         "teacher model: cached logits belong to the un-augmented samples")
 
     with torch.random.fork_rng(devices=[]):  # initialisation from the seed alone, global RNG untouched
         torch.manual_seed(derive_seed(seed, 1))
         model = models.build(model_spec, input_shape, num_classes).to(device)
     optimizer = make_optimizer(recipe, model)
     order_rng = torch.Generator(device="cpu").manual_seed(derive_seed(seed, 2))
+    augment_rng = torch.Generator(device=device).manual_seed(derive_seed(seed, 3))
     batch, per_epoch, total = plan_steps(recipe, n_train)
     total_epochs = math.ceil(total / per_epoch)
     report_every = max(1, math.ceil(total_epochs / max_reports))
@@ -141,11 +149,13 @@ def train(model_spec: ModelSpec, objective: ObjectiveSpec, recipe: RecipeSpec, s
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
         order_rng.set_state(resume["order_rng"])
+        augment_rng.set_state(resume["augment_rng"])
         step, epoch, seen, history = resume["step"], resume["epoch"], resume["seen"], list(resume["history"])
 
     def state() -> dict:
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                "epoch": epoch, "seen": seen, "order_rng": order_rng.get_state(), "history": list(history)}
+                "epoch": epoch, "seen": seen, "order_rng": order_rng.get_state(),
+                "augment_rng": augment_rng.get_state(), "history": list(history)}
 
     status = "ok"
     loss_sum = torch.zeros((), device=device)
@@ -159,8 +169,14 @@ def train(model_spec: ModelSpec, objective: ObjectiveSpec, recipe: RecipeSpec, s
             idx = perm[start:start + batch]
             for group in optimizer.param_groups:
                 group["lr"] = recipe.lr * lr_factor(recipe, step, per_epoch, total)
-            logits = model(data.x_train[idx])
+            inputs = data.x_train[idx]
             teacher = data.teacher_train[idx] if objective.uses_teacher else None
+            if augmenting:
+                inputs = augment(inputs, recipe.augment, augment_rng)
+                if objective.uses_teacher:  # the teacher sees exactly the student's batch
+                    with torch.no_grad():
+                        teacher = data.teacher_model(inputs)
+            logits = model(inputs)
             loss = objectives.loss(objective, logits, data.y_train[idx], teacher)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -190,7 +206,8 @@ def train(model_spec: ModelSpec, objective: ObjectiveSpec, recipe: RecipeSpec, s
     # forward + backward is about 3 forward passes per sample
     metrics: dict[str, Any] = {"student_params": models.count_params(model), "steps": step, "epochs": epoch,
                                "resumed_from_step": resume["step"] if resume is not None else 0,
-                               "flops": 3.0 * flops_fwd * seen + teacher_forward_flops * n_train}
+                               "flops": 3.0 * flops_fwd * seen + teacher_forward_flops *
+                               (seen if augmenting and objective.uses_teacher else n_train)}
     test_probs = None
     if status == "ok":
         train_logits, test_logits = predict(model, data.x_train), predict(model, data.x_test)

@@ -74,6 +74,10 @@ def run_trial(spec: TrialSpec, teacher: TeacherOutputs | None = None, device: st
         return torch.as_tensor(np.ascontiguousarray(array)).to(device)
     tensors = TrainData(tensor(loaded.x_pool[indices]), tensor(loaded.y_pool[indices]), tensor(loaded.x_test),
                         tensor(loaded.y_test), tensor(teacher.logits_train[indices]), tensor(teacher.logits_test))
+    if spec.recipe.augment != "none" and spec.objective.uses_teacher:
+        from kdscale.teacher import load_model
+
+        tensors.teacher_model = load_model(teacher, device)
     result = train(spec.student, spec.objective, spec.recipe, spec.seed, tensors, loaded.info.num_classes,
                    on_report=on_report, resume=resume, teacher_forward_flops=teacher.forward_flops)
     row = spec_row(spec)

@@ -40,3 +40,17 @@ def test_trial_prints_json_row_and_a_readable_line(tmp_path):
     assert row["status"] == "ok" and row["n_train"] == 200 and row["objective"] == "kd" and row["tau"] == 4.0
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("mlp-32>mlp-16 kd tau=4 kappa=0.5 seed=0: test_acc ") and row["trial_id"] in last
+
+
+def test_augmenting_data_that_are_not_images_is_refused(capsys):
+    assert cli.main(["trial", "--augment", "crop-flip"]) == 2  # mnist1d samples are (1, 40)
+    assert "recipe.augment='crop-flip' is invalid for mnist1d" in capsys.readouterr().err
+
+
+def test_augmented_trial_on_images_runs(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "kdscale.cli", "trial", *FAST, "--teacher", "cnn2d:width=4",
+                           "--student", "cnn2d:width=4", "--augment", "crop-flip-rotate", "--kappa", "0.5",
+                           "--cache", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    row = json.loads(done.stdout)
+    assert row["status"] == "ok" and row["flops"] > 0
