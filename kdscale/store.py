@@ -114,7 +114,7 @@ class ResultsStore:
 
 
 _INTS = ("n_teacher", "n_train", "teacher_params", "student_params", "seed", "batch_size", "epochs", "steps",
-         "resumed_from_step")
+         "resumed_from_step", "pack_size")
 _FLOATS = ("kappa", "tau", "alpha", "epsilon", "lr", "test_acc", "test_loss", "test_ppl", "train_acc",
            "fidelity_train", "fidelity_test", "teacher_test_acc", "wall_s", "flops", "cka_teacher", "fa_teacher",
            "probe_acc")

@@ -23,6 +23,7 @@ class Resources:
     max_failures: int = 2  # restarts of a trial whose worker died, from its last checkpoint
     checkpoint_every_s: float = 20.0  # a trial checkpoints at its first report after this long
     metrics_every_s: float = 20.0  # per-epoch metrics reach MLflow in batches this far apart
+    pack_size: int | None = None  # seeds trained together in one trial; None = auto, 1 = off
 
     def __post_init__(self):
         if not self.cpus_per_trial > 0:
@@ -34,6 +35,8 @@ class Resources:
         for name in ("checkpoint_every_s", "metrics_every_s"):
             if not getattr(self, name) >= 0:
                 raise SpecError(f"resources.{name}={getattr(self, name)!r} is invalid: must be >= 0")
+        if self.pack_size is not None and self.pack_size < 1:
+            raise SpecError(f"resources.pack_size={self.pack_size!r} is invalid: must be >= 1 (1 = no packing)")
         if self.max_failures < 0:
             raise SpecError(f"resources.max_failures={self.max_failures!r} is invalid: must be >= 0")
 

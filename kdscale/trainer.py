@@ -77,12 +77,14 @@ def lr_factor(recipe: RecipeSpec, step: int, per_epoch: int, total: int) -> floa
     return 1.0
 
 
-def make_optimizer(recipe: RecipeSpec, model: nn.Module) -> torch.optim.Optimizer:
+def make_optimizer(recipe: RecipeSpec, model: nn.Module | list[torch.Tensor]) -> torch.optim.Optimizer:
+    """The recipe's optimizer over a model's parameters (or a list of tensors, e.g. a pack's)."""
+    parameters = model.parameters() if isinstance(model, nn.Module) else model
     if recipe.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+        return torch.optim.SGD(parameters, lr=recipe.lr, momentum=recipe.momentum,
                                weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
     cls = torch.optim.Adam if recipe.optimizer == "adam" else torch.optim.AdamW
-    return cls(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    return cls(parameters, lr=recipe.lr, weight_decay=recipe.weight_decay)
 
 
 @torch.no_grad()
@@ -205,7 +207,7 @@ def train(model_spec: ModelSpec, objective: ObjectiveSpec, recipe: RecipeSpec, s
     flops_fwd = forward_flops(model, data.x_train)
     # forward + backward is about 3 forward passes per sample
     metrics: dict[str, Any] = {"student_params": models.count_params(model), "steps": step, "epochs": epoch,
-                               "resumed_from_step": resume["step"] if resume is not None else 0,
+                               "resumed_from_step": resume["step"] if resume is not None else 0, "pack_size": 1,
                                "flops": 3.0 * flops_fwd * seen + teacher_forward_flops *
                                (seen if augmenting and objective.uses_teacher else n_train)}
     test_probs = None

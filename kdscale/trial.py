@@ -23,7 +23,7 @@ COLUMNS = ("study", "trial_id", "status", "error", "label", "dataset", "n_teache
            "alpha", "tau_squared", "epsilon", "seed", "budget", "lr", "batch_size", "test_acc",
            "test_loss", "test_ppl", "train_acc", "fidelity_train", "fidelity_test", "teacher_test_acc",
            "epochs", "steps", "wall_s", "flops", "resumed_from_step", "node_id", "cka_teacher", "fa_teacher",
-           "probe_acc")
+           "probe_acc", "pack_size")
 
 
 @dataclass
@@ -57,19 +57,13 @@ def spec_row(spec: TrialSpec) -> dict[str, Any]:
             "seed": spec.seed, "budget": budget, "lr": recipe.lr, "batch_size": recipe.batch_size}
 
 
-def run_trial(spec: TrialSpec, teacher: TeacherOutputs | None = None, device: str | torch.device | None = None,
-              cache_root: Path | None = None, on_report: Callable | None = None, resume: dict | None = None,
-              log=None) -> TrialOutcome:
-    """Train the student of `spec` against its teacher (trained or loaded if not given)."""
-    device = resolve_device(device)
-    n_stream = datasets.stream_length_for(spec.data.n_teacher, spec.n_train)
-    if teacher is None:
-        teacher = get_teacher(spec.teacher, n_stream, root=cache_root, device=device, log=log)
-    loaded = datasets.load(spec.data, n_stream)
+def _tensors(spec: TrialSpec, teacher: TeacherOutputs, loaded, device: torch.device) -> TrainData:
+    """The trial's subset, test set and teacher logits as tensors on `device`."""
     indices = datasets.student_indices(loaded.y_pool, spec.data.n_teacher, spec.n_train, spec.seed)
     if len(teacher.logits_train) <= indices.max():
         raise ValueError(f"teacher logits cover {len(teacher.logits_train)} samples; the trial needs "
-                         f"{indices.max() + 1} (call get_teacher with n_pool={n_stream})")
+                         f"{indices.max() + 1} (call get_teacher with a larger n_pool)")
+
     def tensor(array):
         return torch.as_tensor(np.ascontiguousarray(array)).to(device)
     tensors = TrainData(tensor(loaded.x_pool[indices]), tensor(loaded.y_pool[indices]), tensor(loaded.x_test),
@@ -78,8 +72,10 @@ def run_trial(spec: TrialSpec, teacher: TeacherOutputs | None = None, device: st
         from kdscale.teacher import load_model
 
         tensors.teacher_model = load_model(teacher, device)
-    result = train(spec.student, spec.objective, spec.recipe, spec.seed, tensors, loaded.info.num_classes,
-                   on_report=on_report, resume=resume, teacher_forward_flops=teacher.forward_flops)
+    return tensors
+
+
+def _outcome(spec: TrialSpec, result, teacher: TeacherOutputs, loaded, tensors: TrainData) -> TrialOutcome:
     row = spec_row(spec)
     row.update({"status": result.status, "error": None if result.status == "ok" else "loss became NaN or inf",
                 "teacher_params": teacher.params, "teacher_test_acc": teacher.test_acc, "test_ppl": None,
@@ -92,6 +88,47 @@ def run_trial(spec: TrialSpec, teacher: TeacherOutputs | None = None, device: st
         row.update(extra_metrics)
     probs = None if result.test_probs is None else result.test_probs.numpy().astype(np.float32)
     return TrialOutcome(row, probs, loaded.y_test, result.history, features)
+
+
+def run_trial(spec: TrialSpec, teacher: TeacherOutputs | None = None, device: str | torch.device | None = None,
+              cache_root: Path | None = None, on_report: Callable | None = None, resume: dict | None = None,
+              log=None) -> TrialOutcome:
+    """Train the student of `spec` against its teacher (trained or loaded if not given).
+
+    `on_report(report, state)` is called at each of the trainer's reports.
+    """
+    single = None if on_report is None else (lambda reports, state: on_report(reports[0], state))
+    return run_pack([spec], teacher, device, cache_root, single, resume, log)[0]
+
+
+def run_pack(specs: list[TrialSpec], teacher: TeacherOutputs | None = None, device: str | torch.device | None = None,
+             cache_root: Path | None = None, on_report: Callable | None = None, resume: dict | None = None,
+             log=None) -> list[TrialOutcome]:
+    """Train students that differ only by seed together (kdscale.packed); one spec trains alone.
+
+    `on_report(reports, state)` gets a list with one report per student (None once diverged).
+    """
+    spec = specs[0]
+    if any(other.teacher != spec.teacher or other.n_train != spec.n_train for other in specs):
+        raise ValueError("a pack's trials must share their teacher and their number of samples")
+    device = resolve_device(device)
+    n_stream = datasets.stream_length_for(spec.data.n_teacher, spec.n_train)
+    if teacher is None:
+        teacher = get_teacher(spec.teacher, n_stream, root=cache_root, device=device, log=log)
+    loaded = datasets.load(spec.data, n_stream)
+    tensors = [_tensors(s, teacher, loaded, device) for s in specs]
+    num_classes = loaded.info.num_classes
+    if len(specs) == 1:
+        report = None if on_report is None else (lambda r, state: on_report([r], state))
+        results = [train(spec.student, spec.objective, spec.recipe, spec.seed, tensors[0], num_classes,
+                         on_report=report, resume=resume, teacher_forward_flops=teacher.forward_flops)]
+    else:
+        from kdscale.packed import train_packed
+
+        results = train_packed(spec.student, spec.objective, spec.recipe, [s.seed for s in specs], tensors,
+                               num_classes, on_report=on_report, resume=resume,
+                               teacher_forward_flops=teacher.forward_flops)
+    return [_outcome(s, r, teacher, loaded, t) for s, r, t in zip(specs, results, tensors)]
 
 
 def measure_extras(spec: TrialSpec, model, teacher: TeacherOutputs, loaded, tensors: TrainData):

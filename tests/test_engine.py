@@ -68,21 +68,36 @@ def test_study_lands_in_store_and_mlflow_and_reruns_train_nothing(tmp_path):
     check_exactly_once(tmp_path, small_study(kappas=(0.25, 0.5, 1.0)))
 
 
-def test_a_killed_worker_resumes_its_trial_from_the_checkpoint(tmp_path):
-    spec = small_study(name="worker_kill", kappas=(0.5,), seeds=(0,), objectives=("kd",),
+@pytest.mark.parametrize("seeds", [(0,), (0, 1)], ids=["alone", "pack-of-2"])
+def test_a_killed_worker_resumes_its_trial_from_the_checkpoint(tmp_path, seeds):
+    spec = small_study(name="worker_kill", kappas=(0.5,), seeds=seeds, objectives=("kd",),
                        resources=Resources(cpus_per_trial=1, checkpoint_every_s=0))
     marker = tmp_path / "killed.pid"
     result = run(spec, tmp_path, fault={"kill_marker": str(marker), "kill_after_reports": 3})
     assert marker.exists()  # the worker really died (SIGKILL) once
-    row = result.table.iloc[0]
-    assert result.complete and row["status"] == "ok" and row["resumed_from_step"] > 0
-    # resuming from the checkpoint gives the same student as an uninterrupted run
-    from kdscale.trial import run_trial
+    assert result.complete and set(result.table["status"]) == {"ok"}
+    assert (result.table["resumed_from_step"] > 0).all() and (result.table["pack_size"] == len(seeds)).all()
+    # resuming from the checkpoint gives the same students as an uninterrupted run
+    from kdscale.trial import run_pack
 
-    trial = spec.trials()[0]
-    alone = run_trial(trial, device="cpu", cache_root=tmp_path / "cache", log=lambda m: None).row
-    assert row["test_acc"] == alone["test_acc"] and row["fidelity_test"] == alone["fidelity_test"]
+    alone = {o.row["trial_id"]: o.row for o in run_pack(spec.trials(), device="cpu", cache_root=tmp_path / "cache",
+                                                         log=lambda m: None)}
+    for _, row in result.table.iterrows():
+        assert row["test_acc"] == alone[row["trial_id"]]["test_acc"]
+        assert row["fidelity_test"] == alone[row["trial_id"]]["fidelity_test"]
     check_exactly_once(tmp_path, spec)
+
+
+def test_seeds_of_one_configuration_are_packed_unless_told_not_to():
+    from kdscale.engine import make_packs
+
+    trials = small_study(kappas=(0.25, 0.5), seeds=(0, 1, 2)).trials()
+    packs = make_packs(trials, None)
+    assert len(packs) == 4 and all(len({t.seed for t in p}) == 3 for p in packs)  # (kappa x objective) x 3 seeds
+    assert all(len({(t.kappa, t.objective) for t in p}) == 1 for p in packs)
+    assert len(make_packs(trials, 1)) == 12 and sorted(len(p) for p in make_packs(trials, 2)) == [1] * 4 + [2] * 4
+    bn = small_study(pairs=((ModelSpec.parse("cnn2d:width=4"), ModelSpec.parse("cnn2d:width=4,batch_norm=true")),))
+    assert all(len(p) == 1 for p in make_packs(bn.trials(), None))
 
 
 DRIVER = textwrap.dedent("""

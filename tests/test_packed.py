@@ -1,0 +1,74 @@
+"""Packed students (torch.func over stacked parameters) against the same students trained alone."""
+import pytest
+import torch
+
+from kdscale.config import ModelSpec, ObjectiveSpec, RecipeSpec
+from kdscale.packed import packable, train_packed
+from kdscale.trainer import TrainData, train
+from kdscale import models
+
+
+def student_data(seed, n=128, n_test=200, poison=False):
+    gen = torch.Generator().manual_seed(100 + seed)
+    x = torch.randn(n, 1, 40, generator=gen)
+    w = torch.randn(40, 5, generator=torch.Generator().manual_seed(7))
+    x_test = torch.randn(n_test, 1, 40, generator=torch.Generator().manual_seed(8))
+    logits, test_logits = 3 * x.flatten(1) @ w, 3 * x_test.flatten(1) @ w
+    if poison:  # this student's inputs overflow: its loss becomes NaN at once
+        x = x * 1e38
+    return TrainData(x, logits.argmax(1), x_test, test_logits.argmax(1), logits, test_logits)
+
+
+@pytest.mark.parametrize("family, objective", [("mlp:width=16", ObjectiveSpec("kd", tau=4.0)),
+                                               ("cnn1d:width=4", ObjectiveSpec("lt")),
+                                               ("mlp:width=16,depth=3", ObjectiveSpec("l2", alpha=0.3))])
+def test_a_pack_matches_its_students_trained_alone(family, objective):
+    spec, recipe, seeds = ModelSpec.parse(family), RecipeSpec(lr=0.05, steps=40, batch_size=32), [0, 1, 2]
+    datas = [student_data(s) for s in seeds]
+    packed = train_packed(spec, objective, recipe, seeds, datas, 5)
+    for seed, data, result in zip(seeds, datas, packed):
+        alone = train(spec, objective, recipe, seed, data, 5)
+        assert result.status == alone.status == "ok"
+        assert torch.allclose(result.test_probs, alone.test_probs, atol=1e-4)
+        for key in ("test_acc", "train_acc", "fidelity_train", "fidelity_test", "steps", "student_params"):
+            assert result.metrics[key] == pytest.approx(alone.metrics[key], abs=1e-6), key
+        assert [r["step"] for r in result.history] == [r["step"] for r in alone.history]
+        assert result.metrics["pack_size"] == 3
+        for name, value in alone.model.state_dict().items():  # the weights come out of the pack
+            assert torch.allclose(result.model.state_dict()[name], value, atol=1e-4)
+
+
+def test_a_student_that_diverges_leaves_the_rest_of_the_pack_alone():
+    spec, recipe, seeds = ModelSpec.parse("mlp:width=16"), RecipeSpec(lr=0.05, steps=40, batch_size=32), [0, 1, 2]
+    datas = [student_data(0), student_data(1, poison=True), student_data(2)]
+    reports = []
+    packed = train_packed(spec, ObjectiveSpec("lt"), recipe, seeds, datas, 5,
+                          on_report=lambda r, state: reports.append(r))
+    assert [r.status for r in packed] == ["ok", "diverged", "ok"]
+    assert reports[-1][1] is None and reports[-1][0] is not None
+    alone = train(spec, ObjectiveSpec("lt"), recipe, 2, datas[2], 5)
+    assert torch.allclose(packed[2].test_probs, alone.test_probs, atol=1e-4)
+
+
+def test_pack_resume_matches_an_uninterrupted_pack():
+    spec, recipe, seeds = ModelSpec.parse("mlp:width=16"), RecipeSpec(lr=0.05, epochs=8, steps=None, batch_size=32), [3, 4]
+    datas = [student_data(s) for s in seeds]
+    full = train_packed(spec, ObjectiveSpec("kd", tau=2.0), recipe, seeds, datas, 5)
+    saved = []
+
+    def stop(reports, state):
+        if reports[0]["epoch"] == 3:
+            saved.append(state())
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        train_packed(spec, ObjectiveSpec("kd", tau=2.0), recipe, seeds, datas, 5, on_report=stop, max_reports=100)
+    resumed = train_packed(spec, ObjectiveSpec("kd", tau=2.0), recipe, seeds, datas, 5, resume=saved[0])
+    for a, b in zip(full, resumed):
+        assert torch.equal(a.test_probs, b.test_probs) and b.metrics["resumed_from_step"] == 12
+
+
+def test_batch_norm_and_augmentation_are_not_packed():
+    bn = models.build(ModelSpec.parse("cnn2d:width=4,batch_norm=true"), (1, 8, 8), 10)
+    plain = models.build(ModelSpec.parse("cnn2d:width=4"), (1, 8, 8), 10)
+    assert not packable(bn, RecipeSpec()) and packable(plain, RecipeSpec())
+    assert not packable(plain, RecipeSpec(augment="crop-flip"))
