@@ -39,6 +39,10 @@ from kdscale.trial import spec_row  # noqa: E402
 ROWS_KEY = "kdscale_rows"  # the final report of a Tune trial: its students' results rows, as JSON
 REPORTS_KEY = "kdscale_reports"  # a per-epoch report: [[trial id, report or null], ...], as JSON
 MAX_PACK = 8
+# Auto packing only for models of at most this many forward FLOPs per sample. Measured here on
+# 2 CPU cores (docs/benchmarks.md): a pack of 3-4 took 0.25-0.71 of the sequential time for
+# models of 0.015-0.39 MFLOP, and 1.2x for the vanilla CNN on CIFAR (10.3 MFLOP), compute-bound.
+PACK_MAX_FLOPS = 2e6
 
 
 @dataclass
@@ -307,12 +311,15 @@ def _train_teachers(spec: StudySpec, pending: list[TrialSpec], cache: str, log) 
 def make_packs(trials: list[TrialSpec], pack_size: int | None) -> list[list[TrialSpec]]:
     """Group trials that differ only by seed into packs (kdscale.packed) of at most `pack_size`.
 
-    None packs every packable configuration's seeds (up to MAX_PACK a pack): on this project's
-    2-core CPU a pack of 3 trained 1.4-4x faster than 3 runs one by one (docs/benchmarks.md).
-    1 turns packing off. Models with batch norm and augmented recipes are never packed.
+    None packs the seeds (up to MAX_PACK a pack) of every packable configuration whose model is
+    small (PACK_MAX_FLOPS), where packing was measured faster; an explicit size packs every packable
+    one; 1 turns packing off. Models with batch norm and augmented recipes are never packed.
     """
+    import torch
+
     from kdscale import data as datasets, models
     from kdscale.packed import packable
+    from kdscale.trainer import forward_flops
 
     size = MAX_PACK if pack_size is None else pack_size
     groups: dict[str, list[TrialSpec]] = {}
@@ -321,7 +328,9 @@ def make_packs(trials: list[TrialSpec], pack_size: int | None) -> list[list[Tria
         key = (trial.student, trial.recipe, trial.data)
         if key not in can_pack:
             info = datasets.info(trial.data)
-            can_pack[key] = packable(models.build(trial.student, info.input_shape, info.num_classes), trial.recipe)
+            model = models.build(trial.student, info.input_shape, info.num_classes)
+            small = forward_flops(model, torch.zeros(1, *info.input_shape)) <= PACK_MAX_FLOPS
+            can_pack[key] = packable(model, trial.recipe) and (small or pack_size is not None)
         group = replace(trial, seed=0).id if can_pack[key] and size > 1 else trial.id
         groups.setdefault(group, []).append(trial)
     return [members[i:i + size] for members in groups.values() for i in range(0, len(members), size)]

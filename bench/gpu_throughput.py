@@ -1,0 +1,142 @@
+"""Students per hour: kdscale's trainer (alone and packed) against a loop written the paper code's way.
+
+    python bench/gpu_throughput.py                       # the GPU if there is one, else the CPU
+    python bench/gpu_throughput.py --steps 100 --pack 4  # shorter
+    python bench/gpu_throughput.py --data-root DIR       # real CIFAR-10 files if DIR holds them
+
+Two workloads, each a kd student at kappa = 0.1 with a fixed teacher:
+  mnist1d   cnn1d-32 teacher, cnn1d-16 student, MNIST-1D (N = 4000, M = 400)
+  cifar     the paper's vanilla CNN (cnn2d width 20) as student, cnn2d width 40 teacher, on
+            CIFAR-10 from --data-root if present, else random tensors of CIFAR's shape
+            (N = 50,000, M = 5,000: throughput does not depend on the pixels)
+Three ways to train the same number of steps:
+  paper     a torch DataLoader over a TensorDataset (shuffle, `--workers` worker processes) and the
+            teacher's forward pass on every step, as the paper's code does
+  kdscale   kdscale.trainer.train: tensors indexed on the device, teacher logits computed once
+  packed    kdscale.packed.train_packed: `--pack` students of different seeds in one vmapped step
+Printed: seconds per student and students per hour for each, and the ratios to `paper`.
+The teacher is not trained (random weights): its forward cost is what matters here.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def workload(name: str, data_root: str | None, device: torch.device):
+    """(teacher model, student spec, TrainData per seed builder, num_classes, description)."""
+    from kdscale import data, models
+    from kdscale.config import DataSpec, ModelSpec
+
+    if name == "mnist1d":
+        loaded = data.load(DataSpec(), 4000)
+        x_pool, y_pool, x_test, y_test = (torch.as_tensor(a) for a in
+                                          (loaded.x_pool, loaded.y_pool, loaded.x_test, loaded.y_test))
+        teacher_spec, student = ModelSpec.parse("cnn1d:width=32"), ModelSpec.parse("cnn1d:width=16")
+        n_teacher, source = 4000, "MNIST-1D"
+    else:
+        try:
+            loaded = data.load(DataSpec(name="cifar10", n_teacher=50_000, root=data_root), 50_000)
+            x_pool, y_pool, x_test, y_test = (torch.as_tensor(a) for a in
+                                              (loaded.x_pool, loaded.y_pool, loaded.x_test, loaded.y_test))
+            source = f"CIFAR-10 files in {data_root}"
+        except Exception:  # no files: random tensors of CIFAR's shape
+            gen = torch.Generator().manual_seed(0)
+            x_pool, y_pool = torch.randn(50_000, 3, 32, 32, generator=gen), torch.randint(0, 10, (50_000,), generator=gen)
+            x_test, y_test = torch.randn(2000, 3, 32, 32, generator=gen), torch.randint(0, 10, (2000,), generator=gen)
+            source = "random tensors of CIFAR-10's shape"
+        teacher_spec, student = ModelSpec.parse("cnn2d:width=40"), ModelSpec.parse("cnn2d:width=20")
+        n_teacher = 50_000
+    shape = tuple(x_pool.shape[1:])
+    torch.manual_seed(0)
+    teacher = models.build(teacher_spec, shape, 10).to(device).eval()
+    m = n_teacher // 10  # kappa = 0.1
+    x_test, y_test = x_test.to(device), y_test.to(device)
+
+    def datas(seeds):
+        from kdscale.trainer import TrainData, predict
+
+        out = []
+        for seed in seeds:
+            idx = data.student_indices(y_pool.numpy(), n_teacher, m, seed)
+            x, y = x_pool[idx].to(device), y_pool[idx].to(device)
+            out.append(TrainData(x, y, x_test, y_test, predict(teacher, x), predict(teacher, x_test)))
+        return out
+    return teacher, student, datas, f"{source}; teacher {teacher_spec.label}, student {student.label}, M = {m}"
+
+
+def paper_loop(teacher, student_spec, train_data, steps: int, batch: int, workers: int, device) -> float:
+    """The paper code's way: DataLoader batches, teacher forward on every step. Returns seconds."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from kdscale import models
+
+    torch.manual_seed(0)
+    model = models.build(student_spec, tuple(train_data.x_train.shape[1:]), 10).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9, weight_decay=5e-4)
+    loader = DataLoader(TensorDataset(train_data.x_train.cpu(), train_data.y_train.cpu()), batch_size=batch,
+                        shuffle=True, num_workers=workers, persistent_workers=workers > 0)
+    start, step, tau = time.perf_counter(), 0, 4.0
+    while step < steps:
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with torch.no_grad():
+                teacher_logits = teacher(x)
+            logits = model(x)
+            loss = tau * tau * F.kl_div(F.log_softmax(logits / tau, 1), F.log_softmax(teacher_logits / tau, 1),
+                                        reduction="batchmean", log_target=True)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            if step >= steps:
+                break
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--pack", type=int, default=4, help="students in a pack")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the paper-style loop (its code: 4)")
+    parser.add_argument("--data-root", help="a directory holding cifar-10-batches-py/")
+    parser.add_argument("--workloads", nargs="+", default=["mnist1d", "cifar"])
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = parser.parse_args()
+
+    from kdscale.config import ObjectiveSpec, RecipeSpec
+    from kdscale.packed import train_packed
+    from kdscale.trainer import train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device: {name}; torch {torch.__version__}; {args.steps} steps at batch {args.batch}")
+    recipe = RecipeSpec(lr=0.02, steps=args.steps, batch_size=args.batch)
+    objective = ObjectiveSpec("kd", tau=4.0)
+    for which in args.workloads:
+        teacher, student, datas, description = workload(which, args.data_root, device)
+        print(f"\n{which}: {description}")
+        seeds = list(range(args.pack))
+        train_datas = datas(seeds)
+        train(student, objective, RecipeSpec(lr=0.02, steps=5, batch_size=args.batch), 0, train_datas[0], 10)  # warm-up
+        paper = paper_loop(teacher, student, train_datas[0], args.steps, args.batch, args.workers, device)
+        alone = train(student, objective, recipe, 0, train_datas[0], 10, max_reports=1).metrics["wall_s"]
+        start = time.perf_counter()
+        train_packed(student, objective, recipe, seeds, train_datas, 10, max_reports=1)
+        packed = (time.perf_counter() - start) / len(seeds)
+        print(f"  {'way':<28} {'s / student':>12} {'students / hour':>16} {'vs paper':>9}")
+        for label, seconds in ((f"paper (DataLoader, {args.workers} workers)", paper), ("kdscale", alone),
+                               (f"kdscale packed x{len(seeds)}", packed)):
+            print(f"  {label:<28} {seconds:12.2f} {3600 / seconds:16.0f} {paper / seconds:8.2f}x")
+
+
+if __name__ == "__main__":
+    main()
