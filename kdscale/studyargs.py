@@ -22,13 +22,15 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpus-per-trial", type=float, default=1.0)
     parser.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions share a GPU")
     parser.add_argument("--max-concurrent", type=int, help="trials at a time (default: what Ray holds)")
+    parser.add_argument("--pack-size", type=int, help="seeds trained together in one trial (default: all "
+                        "seeds of small models; 1 = off)")
     parser.add_argument("--no-analysis", action="store_true", help="skip the fits and figures")
     parser.add_argument("-v", "--verbose", action="store_true", help="show Ray's and MLflow's own console output")
 
 
 def resources(args: argparse.Namespace) -> Resources:
     return Resources(cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                     max_concurrent=args.max_concurrent)
+                     max_concurrent=args.max_concurrent, pack_size=args.pack_size)
 
 
 def run(spec, args: argparse.Namespace):
