@@ -13,8 +13,10 @@ gradient is its own. A student whose loss turns NaN is marked diverged at the ne
 its numbers are dropped; the others train on, unaffected (its gradients never reach theirs).
 Results match unpacked training to float tolerance (vmapped kernels may sum in another order).
 
-Batch norm's running statistics are updated in place, which vmap cannot do: models with batch
-norm are not packed (`packable`), and the engine trains them one by one.
+Batch norm updates its running statistics in place, which vmap cannot do. In a pack each batch-
+norm layer is swapped for `PackBatchNorm`, a functional form: in training it normalises by the
+batch's statistics and hands them out of the vmapped call, and the running statistics of every
+student are then updated outside it, exactly as nn.BatchNorm would (momentum, unbiased variance).
 """
 from __future__ import annotations
 
@@ -34,17 +36,81 @@ from kdscale.trainer import (EVAL_BATCH, TrainData, TrainResult, agreement, deri
                              lr_factor, make_optimizer, plan_steps, predict)
 
 
+_BATCH_STATS: list[tuple[list, list]] = []  # (stats, layer names) of the functional call in progress
+
+
+class PackBatchNorm(nn.Module):
+    """nn.BatchNorm's forward without its in-place update: batch statistics go to _BATCH_STATS.
+
+    Same parameter and buffer names as nn.BatchNorm, so a student's state dict fits it as it is.
+    """
+
+    def __init__(self, bn: nn.modules.batchnorm._BatchNorm):
+        super().__init__()
+        if bn.momentum is None or not bn.affine or not bn.track_running_stats:
+            raise ValueError("packing needs batch norm with a momentum, affine and running statistics")
+        self.momentum, self.eps = bn.momentum, bn.eps
+        self.name = ""  # its path in the model, set by _functional_copy
+        self.weight, self.bias = bn.weight, bn.bias
+        self.register_buffer("running_mean", bn.running_mean)
+        self.register_buffer("running_var", bn.running_var)
+        self.register_buffer("num_batches_tracked", bn.num_batches_tracked)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        dims = [0] + list(range(2, x.dim()))  # every axis but the channels
+        stats, names = _BATCH_STATS[-1]
+        stats.append((x.mean(dims), x.var(dims, unbiased=True)))
+        names.append(self.name)
+        return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+
+
+def _functional_copy(model: nn.Module) -> nn.Module:
+    """The architecture on the meta device, with PackBatchNorm for every batch-norm layer."""
+    base = copy.deepcopy(model).to("meta")
+    for name, module in list(base.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, nn.modules.batchnorm._BatchNorm):
+                setattr(module, child_name, PackBatchNorm(child))
+                getattr(module, child_name).name = f"{name}.{child_name}" if name else child_name
+    return base
+
+
 def packable(model: nn.Module, recipe: RecipeSpec) -> bool:
-    """Can this model and recipe be trained in a pack? No batch norm, no augmentation."""
-    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-    return not has_bn and recipe.augment == "none"
+    """Can this model and recipe be trained in a pack? Not with augmentation (each student's
+    teacher would run on its own augmented batch), nor with a batch norm PackBatchNorm cannot take."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and (
+                module.momentum is None or not module.affine or not module.track_running_stats):
+            return False
+    return recipe.augment == "none"
 
 
 def _pack_logits(base: nn.Module, params: dict, buffers: dict, x: torch.Tensor, shared_input: bool):
-    """Logits of every student: x [S, B, ...] (own batches) or [B, ...] (one batch for all)."""
+    """Logits of every student: x [S, B, ...] (own batches) or [B, ...] (one batch for all).
+
+    In training mode the running statistics of batch-norm layers are updated here, per student.
+    """
+    names: list[str] = []  # the batch-norm layers in the order they ran (filled while vmap traces)
+
     def one(p, b, inputs):
-        return functional_call(base, (p, b), (inputs,))
-    return torch.vmap(one, in_dims=(0, 0, None if shared_input else 0))(params, buffers, x)
+        _BATCH_STATS.append(([], names))
+        try:
+            logits = functional_call(base, (p, b), (inputs,))
+            return logits, _BATCH_STATS[-1][0]
+        finally:
+            _BATCH_STATS.pop()
+    logits, stats = torch.vmap(one, in_dims=(0, 0, None if shared_input else 0))(params, buffers, x)
+    if stats:
+        momentum_of = {m.name: m.momentum for m in base.modules() if isinstance(m, PackBatchNorm)}
+        with torch.no_grad():
+            for name, (mean, var) in zip(names, stats):  # [S, C] each
+                momentum = momentum_of[name]
+                buffers[f"{name}.running_mean"].mul_(1 - momentum).add_(momentum * mean)
+                buffers[f"{name}.running_var"].mul_(1 - momentum).add_(momentum * var)
+                buffers[f"{name}.num_batches_tracked"].add_(1)
+    return logits
 
 
 @torch.no_grad()
@@ -83,7 +149,7 @@ def train_packed(model_spec: ModelSpec, objective: ObjectiveSpec, recipe: Recipe
     if not packable(students[0], recipe):
         raise ValueError(f"{model_spec.label} with recipe.augment={recipe.augment!r} cannot be packed")
     params, buffers = stack_module_state(students)
-    base = copy.deepcopy(students[0]).to("meta")  # the architecture; its weights come from `params`
+    base = _functional_copy(students[0])  # the architecture; its weights come from `params`
     param_list = list(params.values())
     optimizer = make_optimizer(recipe, param_list)
     order_rngs = [torch.Generator(device="cpu").manual_seed(derive_seed(seed, 2)) for seed in seeds]
@@ -99,6 +165,8 @@ def train_packed(model_spec: ModelSpec, objective: ObjectiveSpec, recipe: Recipe
         with torch.no_grad():
             for name, value in resume["params"].items():
                 params[name].copy_(value)
+            for name, value in resume["buffers"].items():
+                buffers[name].copy_(value)
         optimizer.load_state_dict(resume["optimizer"])
         for rng, state in zip(order_rngs, resume["order_rngs"]):
             rng.set_state(state)
@@ -106,7 +174,8 @@ def train_packed(model_spec: ModelSpec, objective: ObjectiveSpec, recipe: Recipe
         histories, alive = [list(h) for h in resume["histories"]], list(resume["alive"])
 
     def state() -> dict:
-        return {"params": {k: v.detach().clone() for k, v in params.items()}, "optimizer": optimizer.state_dict(),
+        return {"params": {k: v.detach().clone() for k, v in params.items()},
+                "buffers": {k: v.clone() for k, v in buffers.items()}, "optimizer": optimizer.state_dict(),
                 "order_rngs": [r.get_state() for r in order_rngs], "step": step, "epoch": epoch, "seen": seen,
                 "histories": [list(h) for h in histories], "alive": list(alive)}
 
@@ -175,6 +244,8 @@ def _results(students, params, buffers, base, datas, seeds, alive, histories, co
         with torch.no_grad():
             for name, p in model.named_parameters():
                 p.copy_(params[name][s])
+            for name, b in model.named_buffers():
+                b.copy_(buffers[name][s])
         metrics: dict[str, Any] = {"student_params": models.count_params(model), "steps": step, "epochs": epoch,
                                    "resumed_from_step": resumed_from, "pack_size": len(seeds),
                                    "flops": 3.0 * flops_fwd * seen + teacher_forward_flops * n_train,

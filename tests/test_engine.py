@@ -97,7 +97,9 @@ def test_seeds_of_one_configuration_are_packed_unless_told_not_to():
     assert all(len({(t.kappa, t.objective) for t in p}) == 1 for p in packs)
     assert len(make_packs(trials, 1)) == 12 and sorted(len(p) for p in make_packs(trials, 2)) == [1] * 4 + [2] * 4
     bn = small_study(pairs=((ModelSpec.parse("cnn2d:width=4"), ModelSpec.parse("cnn2d:width=4,batch_norm=true")),))
-    assert all(len(p) == 1 for p in make_packs(bn.trials(), None)) and all(len(p) == 1 for p in make_packs(bn.trials(), 3))
+    assert all(len(p) == 2 for p in make_packs(bn.trials(), None))  # batch norm packs (PackBatchNorm)
+    augmented = small_study(pairs=bn.pairs, recipe=RecipeSpec(lr=0.05, steps=80, batch_size=64, augment="crop-flip"))
+    assert all(len(p) == 1 for p in make_packs(augmented.trials(), 3))
     big = small_study(pairs=((ModelSpec.parse("cnn2d:width=4"), ModelSpec.parse("cnn2d:width=64")),))  # ~5.6 MFLOP
     assert all(len(p) == 1 for p in make_packs(big.trials(), None))  # compute-bound: not packed by default
     assert all(len(p) == 2 for p in make_packs(big.trials(), 3))  # unless asked (2 seeds here)

@@ -67,8 +67,26 @@ def test_pack_resume_matches_an_uninterrupted_pack():
         assert torch.equal(a.test_probs, b.test_probs) and b.metrics["resumed_from_step"] == 12
 
 
-def test_batch_norm_and_augmentation_are_not_packed():
+def test_augmentation_is_not_packed_and_batch_norm_is():
     bn = models.build(ModelSpec.parse("cnn2d:width=4,batch_norm=true"), (1, 8, 8), 10)
     plain = models.build(ModelSpec.parse("cnn2d:width=4"), (1, 8, 8), 10)
-    assert not packable(bn, RecipeSpec()) and packable(plain, RecipeSpec())
+    assert packable(bn, RecipeSpec()) and packable(plain, RecipeSpec())
     assert not packable(plain, RecipeSpec(augment="crop-flip"))
+
+
+@pytest.mark.parametrize("family", ["cnn2d:width=4,batch_norm=true", "resnet18:width=4"])
+def test_batch_norm_packs_carry_each_students_running_statistics(family):
+    spec, recipe, seeds = ModelSpec.parse(family), RecipeSpec(lr=0.05, steps=12, batch_size=16), [0, 1]
+    x_test = torch.randn(40, 1, 8, 8, generator=torch.Generator().manual_seed(99))  # one test set for all
+    datas = []
+    for seed in seeds:
+        x = torch.randn(48, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
+        datas.append(TrainData(x, (x.mean((1, 2, 3)) > 0).long(), x_test, (x_test.mean((1, 2, 3)) > 0).long()))
+    packed = train_packed(spec, ObjectiveSpec("lt"), recipe, seeds, datas, 2)
+    for seed, data, result in zip(seeds, datas, packed):
+        alone = train(spec, ObjectiveSpec("lt"), recipe, seed, data, 2)
+        state, expected = result.model.state_dict(), alone.model.state_dict()
+        for name in expected:
+            if "running" in name or "num_batches" in name:
+                assert torch.allclose(state[name].float(), expected[name].float(), atol=1e-5), name
+        assert torch.allclose(result.test_probs, alone.test_probs, atol=1e-4)
