@@ -37,6 +37,7 @@ def add_recipe_flags(parser: argparse.ArgumentParser, prefix: str = "") -> None:
     parser.add_argument(f"--{prefix}epochs", type=int, help=f"{who} budget in epochs")
     parser.add_argument(f"--{prefix}batch-size", type=int, help=f"{who} batch size")
     parser.add_argument(f"--{prefix}augment", help=f"{who} augmentation: none, crop-flip, crop-flip-rotate")
+    parser.add_argument(f"--{prefix}precision", help=f"{who} forward precision: fp32 or bf16 (autocast)")
 
 
 def recipe_from_flags(args: argparse.Namespace, default, prefix: str = ""):
@@ -45,7 +46,7 @@ def recipe_from_flags(args: argparse.Namespace, default, prefix: str = ""):
     key = prefix.replace("-", "_")
     name = getattr(args, f"{key}recipe")
     recipe = RECIPES.get(name) if name else default
-    changes = {field: getattr(args, f"{key}{field}") for field in ("lr", "batch_size", "augment")
+    changes = {field: getattr(args, f"{key}{field}") for field in ("lr", "batch_size", "augment", "precision")
                if getattr(args, f"{key}{field}") is not None}
     steps, epochs = getattr(args, f"{key}steps"), getattr(args, f"{key}epochs")
     if steps is not None and epochs is not None:

@@ -24,6 +24,7 @@ OBJECTIVES = ("lt", "kd", "ls", "hard", "l2")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 AUGMENTATIONS = ("none", "crop-flip", "crop-flip-rotate")  # kdscale/augment.py
+PRECISIONS = ("fp32", "bf16")  # bf16: the training forward pass under torch.autocast
 # Opt-in measurements at the end of a trial (issue 5): linear CKA and feature alignment to the
 # teacher on the test set, a linear probe on the teacher's N samples, the test features themselves.
 EXTRAS = ("cka", "fa", "probe", "features")
@@ -175,10 +176,12 @@ class RecipeSpec:
     milestones: tuple[float, ...] = ()
     gamma: float = 0.1
     augment: str = "none"  # batched on the device; the teacher then runs on each augmented batch
+    precision: str = "fp32"  # "bf16": forward passes under bfloat16 autocast (a GPU's tensor cores)
 
     def __post_init__(self):
         _check_choice("recipe", "optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("recipe", "augment", self.augment, AUGMENTATIONS)
+        _check_choice("recipe", "precision", self.precision, PRECISIONS)
         _check_float("recipe", "lr", self.lr, 0.0, low_open=True)
         _check_float("recipe", "momentum", self.momentum, 0.0, 1.0, high_open=True)
         _check_float("recipe", "weight_decay", self.weight_decay, 0.0)

@@ -33,7 +33,7 @@ from torch.func import functional_call, stack_module_state
 from kdscale import models, objectives
 from kdscale.config import ModelSpec, ObjectiveSpec, RecipeSpec
 from kdscale.trainer import (EVAL_BATCH, TrainData, TrainResult, agreement, derive_seed, forward_flops,
-                             lr_factor, make_optimizer, plan_steps, predict)
+                             lr_factor, make_optimizer, plan_steps, precision_context, predict)
 
 
 _BATCH_STATS: list[tuple[list, list]] = []  # (stats, layer names) of the functional call in progress
@@ -148,6 +148,7 @@ def train_packed(model_spec: ModelSpec, objective: ObjectiveSpec, recipe: Recipe
             students.append(models.build(model_spec, input_shape, num_classes).to(device))
     if not packable(students[0], recipe):
         raise ValueError(f"{model_spec.label} with recipe.augment={recipe.augment!r} cannot be packed")
+    autocast = precision_context(recipe, device)
     params, buffers = stack_module_state(students)
     base = _functional_copy(students[0])  # the architecture; its weights come from `params`
     param_list = list(params.values())
@@ -190,7 +191,8 @@ def train_packed(model_spec: ModelSpec, objective: ObjectiveSpec, recipe: Recipe
             idx = perms[:, start:start + batch]  # [S, B]: each student's own batch
             for group in optimizer.param_groups:
                 group["lr"] = recipe.lr * lr_factor(recipe, step, per_epoch, total)
-            logits = _pack_logits(base, params, buffers, x_all[rows, idx], False)  # [S, B, C]
+            with autocast():
+                logits = _pack_logits(base, params, buffers, x_all[rows, idx], False).float()  # [S, B, C]
             losses = torch.stack([
                 objectives.loss(objective, logits[s], y_all[s, idx[s]],
                                 teacher_all[s, idx[s]] if teacher_all is not None else None)

@@ -55,6 +55,25 @@ def derive_seed(seed: int, purpose: int) -> int:
     return (seed * 1_000_003 + purpose * 7_919) % (2**63 - 1)
 
 
+def precision_context(recipe: RecipeSpec, device: torch.device):
+    """A factory of the training forward pass's autocast context (a no-op for fp32)."""
+    import contextlib
+
+    if recipe.precision == "bf16":
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def on_device_layout(data: TrainData, model: nn.Module) -> tuple[TrainData, nn.Module]:
+    """On a GPU, images and convolutions in channels_last, the layout its tensor cores want."""
+    if data.x_train.device.type != "cuda" or data.x_train.dim() != 4:
+        return data, model
+    layout = torch.channels_last
+    data.x_train = data.x_train.contiguous(memory_format=layout)
+    data.x_test = data.x_test.contiguous(memory_format=layout)
+    return data, model.to(memory_format=layout)
+
+
 def plan_steps(recipe: RecipeSpec, n_train: int) -> tuple[int, int, int]:
     """(batch size, steps per epoch, total steps). The batch never exceeds the data set."""
     batch = min(recipe.batch_size, n_train)
@@ -140,6 +159,8 @@ def train(model_spec: ModelSpec, objective: ObjectiveSpec, recipe: RecipeSpec, s
     with torch.random.fork_rng(devices=[]):  # initialisation from the seed alone, global RNG untouched
         torch.manual_seed(derive_seed(seed, 1))
         model = models.build(model_spec, input_shape, num_classes).to(device)
+    data, model = on_device_layout(data, model)
+    autocast = precision_context(recipe, device)
     optimizer = make_optimizer(recipe, model)
     order_rng = torch.Generator(device="cpu").manual_seed(derive_seed(seed, 2))
     augment_rng = torch.Generator(device=device).manual_seed(derive_seed(seed, 3))
@@ -178,8 +199,9 @@ def train(model_spec: ModelSpec, objective: ObjectiveSpec, recipe: RecipeSpec, s
                 if objective.uses_teacher:  # the teacher sees exactly the student's batch
                     with torch.no_grad():
                         teacher = data.teacher_model(inputs)
-            logits = model(inputs)
-            loss = objectives.loss(objective, logits, data.y_train[idx], teacher)
+            with autocast():
+                logits = model(inputs)
+                loss = objectives.loss(objective, logits.float(), data.y_train[idx], teacher)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--student-steps", type=int, help="student budget in optimizer steps")
     parser.add_argument("--student-epochs", type=int, help="student budget in epochs (the paper's protocol)")
     parser.add_argument("--student-lr", type=float)
+    parser.add_argument("--precision", choices=("fp32", "bf16"), help="forward precision of teachers and students "
+                        "(bf16: autocast, for GPUs)")
     parser.add_argument("--teacher-epochs", type=int)
     add_run_flags(parser)
     return parser
@@ -78,6 +80,9 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
                                  milestones=())
     if args.student_lr:
         student_recipe = replace(student_recipe, lr=args.student_lr)
+    if args.precision:
+        student_recipe = replace(student_recipe, precision=args.precision)
+        teacher_recipe = replace(teacher_recipe, precision=args.precision)
     teacher_epochs = args.teacher_epochs or quick.get("teacher_epochs")
     if teacher_epochs:
         teacher_recipe = replace(teacher_recipe, epochs=teacher_epochs, steps=None, warmup=0.0, milestones=())

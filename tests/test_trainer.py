@@ -94,3 +94,16 @@ def test_batch_never_exceeds_the_data_and_epochs_become_steps():
 def test_learning_rate_schedule(recipe, step, expected):
     assert lr_factor(recipe, step, per_epoch=10, total=100) == pytest.approx(expected)
     assert math.isfinite(lr_factor(recipe, step, 10, 100))
+
+
+def test_bf16_autocast_trains_close_to_fp32():
+    from kdscale.packed import train_packed
+
+    data, objective = toy_data(), ObjectiveSpec("kd", tau=2.0)
+    fp32 = train(MLP, objective, RecipeSpec(lr=0.05, steps=150, batch_size=32), 0, data, 3)
+    bf16 = train(MLP, objective, RecipeSpec(lr=0.05, steps=150, batch_size=32, precision="bf16"), 0, data, 3)
+    assert bf16.status == "ok" and abs(bf16.metrics["test_acc"] - fp32.metrics["test_acc"]) < 0.1
+    assert not torch.equal(bf16.test_probs, fp32.test_probs)  # the forward really ran in bfloat16
+    packed = train_packed(MLP, objective, RecipeSpec(lr=0.05, steps=150, batch_size=32, precision="bf16"), [0, 1],
+                          [data, data], 3)
+    assert packed[0].status == "ok" and abs(packed[0].metrics["test_acc"] - bf16.metrics["test_acc"]) < 0.1
