@@ -29,7 +29,7 @@ import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
 from kdscale import data as datasets  # noqa: E402
-from kdscale.config import TrialSpec, from_dict, to_dict  # noqa: E402
+from kdscale.config import ObjectiveSpec, TrialSpec, from_dict, to_dict  # noqa: E402
 from kdscale.fileio import cache_dir  # noqa: E402
 from kdscale.store import ResultsStore  # noqa: E402
 from kdscale.study import StudySpec, check_study  # noqa: E402
@@ -309,7 +309,8 @@ def _train_teachers(spec: StudySpec, pending: list[TrialSpec], cache: str, log) 
 
 
 def make_packs(trials: list[TrialSpec], pack_size: int | None) -> list[list[TrialSpec]]:
-    """Group trials that differ only by seed into packs (kdscale.packed) of at most `pack_size`.
+    """Group trials that differ only by seed and objective into packs (kdscale.packed) of at most
+    `pack_size`: same model, recipe and data size, so the same step count.
 
     None packs the seeds (up to MAX_PACK a pack) of every packable configuration whose model is
     small (PACK_MAX_FLOPS), where packing was measured faster; an explicit size packs every packable
@@ -331,7 +332,7 @@ def make_packs(trials: list[TrialSpec], pack_size: int | None) -> list[list[Tria
             model = models.build(trial.student, info.input_shape, info.num_classes)
             small = forward_flops(model, torch.zeros(1, *info.input_shape)) <= PACK_MAX_FLOPS
             can_pack[key] = packable(model, trial.recipe) and (small or pack_size is not None)
-        group = replace(trial, seed=0).id if can_pack[key] and size > 1 else trial.id
+        group = replace(trial, seed=0, objective=ObjectiveSpec("lt")).id if can_pack[key] and size > 1 else trial.id
         groups.setdefault(group, []).append(trial)
     return [members[i:i + size] for members in groups.values() for i in range(0, len(members), size)]
 
@@ -342,7 +343,8 @@ def _train_students(spec: StudySpec, pending: list[TrialSpec], teachers: dict, s
     resources = spec.resources
     packs = make_packs(pending, resources.pack_size)
     if len(packs) < len(pending):
-        log(f"students: {len(pending)} in {len(packs)} Tune trials (seeds of one configuration packed)")
+        log(f"students: {len(pending)} in {len(packs)} Tune trials (seeds and objectives of one configuration "
+            "packed)")
     callback = _DriverCallback(store, tracker, total, done, log, progress, resources.metrics_every_s)
     trainable = tune.with_resources(tune.with_parameters(_student_trainable, teachers=teachers),
                                     {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial})

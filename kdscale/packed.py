@@ -1,4 +1,4 @@
-"""Packed training: several students of one configuration that differ only by seed, trained at once.
+"""Packed training: students of one configuration that differ only by seed (and objective), at once.
 
 The students' parameters are stacked along a new leading axis (torch.func.stack_module_state) and
 one vmapped functional_call runs all of them on their own batches, so one optimizer step moves S
@@ -6,7 +6,8 @@ students for about the dispatch cost of one: small models on a CPU spend most of
 Python and kernel launches, not arithmetic (DESIGN: 8 MLPs 1.4-1.9x faster than 8 runs).
 
 Each student keeps everything it would have alone: its initialisation (built from its own seed,
-exactly as `trainer.train` builds it), its subset, its batch order, and its optimizer state. SGD
+exactly as `trainer.train` builds it), its subset, its batch order, its objective (lt, or kd at
+its own tau: same model, recipe and step count), and its optimizer state. SGD
 and Adam act element by element, so one optimizer over the stacked tensors is S independent
 optimizers. The total loss is the sum of the students' own mean losses, so each student's
 gradient is its own. A student whose loss turns NaN is marked diverged at the next report and
@@ -123,12 +124,15 @@ def _pack_predict(base, params, buffers, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def train_packed(model_spec: ModelSpec, objective: ObjectiveSpec, recipe: RecipeSpec, seeds: list[int],
+def train_packed(model_spec: ModelSpec, objective: ObjectiveSpec | list[ObjectiveSpec], recipe: RecipeSpec,
+                 seeds: list[int],
                  datas: list[TrainData], num_classes: int,
                  on_report: Callable[[list[dict | None], Callable[[], dict]], None] | None = None,
                  resume: dict | None = None, max_reports: int = 20,
                  teacher_forward_flops: float = 0.0) -> list[TrainResult]:
-    """Train one student per seed on its own `datas[i]` (all with the same number of samples).
+    """Train one student per seed on its own `datas[i]` (all with the same number of samples),
+    each with `objective`, or with its own objective when given a list (kd at several taus and lt
+    of one configuration share a pack: same model, recipe and step count).
 
     `on_report(reports, state)` gets one report per student (None for a diverged one) and a
     checkpoint builder; `resume` takes that checkpoint back. Returns one TrainResult per seed,
@@ -136,9 +140,11 @@ def train_packed(model_spec: ModelSpec, objective: ObjectiveSpec, recipe: Recipe
     """
     started = time.perf_counter()
     size = len(seeds)
+    objective_of = list(objective) if isinstance(objective, (list, tuple)) else [objective] * size
     n_train = len(datas[0].x_train)
-    if len(datas) != size or any(len(d.x_train) != n_train for d in datas):
-        raise ValueError("a pack needs one data set per seed, all of the same size")
+    if len(datas) != size or len(objective_of) != size or any(len(d.x_train) != n_train for d in datas):
+        raise ValueError("a pack needs one data set (and objective) per seed, all data sets of the same size")
+    uses_teacher = any(o.uses_teacher for o in objective_of)
     device = datas[0].x_train.device
     input_shape = tuple(datas[0].x_train.shape[1:])
     students = []
@@ -156,7 +162,7 @@ def train_packed(model_spec: ModelSpec, objective: ObjectiveSpec, recipe: Recipe
     order_rngs = [torch.Generator(device="cpu").manual_seed(derive_seed(seed, 2)) for seed in seeds]
     x_all = torch.stack([d.x_train for d in datas])  # [S, M, ...]
     y_all = torch.stack([d.y_train for d in datas])
-    teacher_all = torch.stack([d.teacher_train for d in datas]) if objective.uses_teacher else None
+    teacher_all = torch.stack([d.teacher_train for d in datas]) if uses_teacher else None
     batch, per_epoch, total = plan_steps(recipe, n_train)
     total_epochs = math.ceil(total / per_epoch)
     report_every = max(1, math.ceil(total_epochs / max_reports))
@@ -194,8 +200,8 @@ def train_packed(model_spec: ModelSpec, objective: ObjectiveSpec, recipe: Recipe
             with autocast():
                 logits = _pack_logits(base, params, buffers, x_all[rows, idx], False).float()  # [S, B, C]
             losses = torch.stack([
-                objectives.loss(objective, logits[s], y_all[s, idx[s]],
-                                teacher_all[s, idx[s]] if teacher_all is not None else None)
+                objectives.loss(objective_of[s], logits[s], y_all[s, idx[s]],
+                                teacher_all[s, idx[s]] if objective_of[s].uses_teacher else None)
                 for s in range(size)])
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()

@@ -104,7 +104,8 @@ def run_trial(spec: TrialSpec, teacher: TeacherOutputs | None = None, device: st
 def run_pack(specs: list[TrialSpec], teacher: TeacherOutputs | None = None, device: str | torch.device | None = None,
              cache_root: Path | None = None, on_report: Callable | None = None, resume: dict | None = None,
              log=None) -> list[TrialOutcome]:
-    """Train students that differ only by seed together (kdscale.packed); one spec trains alone.
+    """Train students that differ only by seed and objective together (kdscale.packed); one spec
+    trains alone.
 
     `on_report(reports, state)` gets a list with one report per student (None once diverged).
     """
@@ -125,7 +126,7 @@ def run_pack(specs: list[TrialSpec], teacher: TeacherOutputs | None = None, devi
     else:
         from kdscale.packed import train_packed
 
-        results = train_packed(spec.student, spec.objective, spec.recipe, [s.seed for s in specs], tensors,
+        results = train_packed(spec.student, [s.objective for s in specs], spec.recipe, [s.seed for s in specs], tensors,
                                num_classes, on_report=on_report, resume=resume,
                                teacher_forward_flops=teacher.forward_flops)
     return [_outcome(s, r, teacher, loaded, t) for s, r, t in zip(specs, results, tensors)]

@@ -29,6 +29,10 @@ from kdscale.studyargs import add_run_flags, analyse, resources, run
 DEFAULT_PAIRS = ("cnn1d:width=16>cnn1d:width=16", "cnn1d:width=64>cnn1d:width=4", "cnn1d:width=64>cnn1d:width=16",
                  "cnn1d:width=16>cnn1d:width=64", "cnn1d:width=64>cnn1d:width=64")
 DEFAULT_KAPPAS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 4.0)
+DIGITS_PAIRS = ("cnn2d:width=4>cnn2d:width=4", "cnn2d:width=16>cnn2d:width=4", "cnn2d:width=4>cnn2d:width=16")
+# CIFAR-sized images: the paper's ResNet-18 and vanilla CNN (20/40/60/160 channels), both ways.
+IMAGE_PAIRS = ("resnet18:width=64>cnn2d:width=20", "resnet18:width=64>resnet18:width=16",
+               "cnn2d:width=20>cnn2d:width=20", "cnn2d:width=20>resnet18:width=64")
 QUICK = dict(pairs=("cnn1d:width=16>cnn1d:width=16", "cnn1d:width=64>cnn1d:width=4",
                     "cnn1d:width=16>cnn1d:width=64"),
              kappas=(0.05, 0.2, 1.0, 2.0), seeds=(0, 1), student_steps=500, teacher_epochs=30)
@@ -48,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", help="study name (default model_size, or model_size_quick)")
     parser.add_argument("--dataset", default="mnist1d", help="mnist1d or digits")
     parser.add_argument("--data-root", help="directory of a real data set's files")
-    parser.add_argument("--n-teacher", type=int, default=None, help="N (default 4000; digits 700)")
+    parser.add_argument("--n-teacher", type=int, default=None, help="N (default 4000; digits 700; cifar5m 60000)")
     parser.add_argument("--pairs", nargs="+", help="TEACHER>STUDENT model pairs")
     parser.add_argument("--kappas", nargs="+", type=float)
     parser.add_argument("--taus", nargs="+", type=float, default=[4.0])
@@ -59,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-tau-squared", action="store_true", help="kd without the tau^2 factor")
     parser.add_argument("--student-steps", type=int, help="student budget in optimizer steps")
     parser.add_argument("--student-epochs", type=int, help="student budget in epochs (the paper's protocol)")
+    parser.add_argument("--recipe", help="named recipe for teachers and students, e.g. paper-cifar10 "
+                        "(kdscale.recipes; default: the data set's)")
     parser.add_argument("--student-lr", type=float)
     parser.add_argument("--precision", choices=("fp32", "bf16"), help="forward precision of teachers and students "
                         "(bf16: autocast, for GPUs)")
@@ -70,8 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
 def build_spec(args: argparse.Namespace) -> StudySpec:
     from kdscale.recipes import default_recipes
 
+    from kdscale.recipes import RECIPES
+
     quick = QUICK if args.quick else {}
     teacher_recipe, student_recipe = default_recipes(args.dataset)
+    if args.recipe:
+        teacher_recipe = student_recipe = RECIPES.get(args.recipe)
     student_steps = args.student_steps or (None if args.student_epochs else quick.get("student_steps"))
     if args.student_steps and args.student_epochs:
         raise SpecError("--student-steps and --student-epochs are exclusive: give one budget")
@@ -86,10 +96,10 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
     teacher_epochs = args.teacher_epochs or quick.get("teacher_epochs")
     if teacher_epochs:
         teacher_recipe = replace(teacher_recipe, epochs=teacher_epochs, steps=None, warmup=0.0, milestones=())
-    n_teacher = args.n_teacher or (700 if args.dataset == "digits" else 4000)
+    # N: the paper's 60,000 on CIFAR-5m (kappa up to 20), what digits can hold, else 4000
+    n_teacher = args.n_teacher or {"digits": 700, "cifar5m": 60_000, "cifar5m-heldout": 60_000}.get(args.dataset, 4000)
     seeds = args.seeds if args.seeds is not None else len(quick.get("seeds", (0, 1, 2)))
-    default_pairs = quick.get("pairs", DEFAULT_PAIRS) if args.dataset == "mnist1d" else \
-        ("cnn2d:width=4>cnn2d:width=4", "cnn2d:width=16>cnn2d:width=4", "cnn2d:width=4>cnn2d:width=16")
+    default_pairs = {"mnist1d": quick.get("pairs", DEFAULT_PAIRS), "digits": DIGITS_PAIRS}.get(args.dataset, IMAGE_PAIRS)
     return StudySpec(
         name=args.name or ("model_size_quick" if args.quick else "model_size"),
         data=DataSpec(name=args.dataset, n_teacher=n_teacher, root=args.data_root),

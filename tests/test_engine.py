@@ -88,21 +88,21 @@ def test_a_killed_worker_resumes_its_trial_from_the_checkpoint(tmp_path, seeds):
     check_exactly_once(tmp_path, spec)
 
 
-def test_seeds_of_one_configuration_are_packed_unless_told_not_to():
+def test_seeds_and_objectives_of_one_configuration_are_packed_unless_told_not_to():
     from kdscale.engine import make_packs
 
     trials = small_study(kappas=(0.25, 0.5), seeds=(0, 1, 2)).trials()
     packs = make_packs(trials, None)
-    assert len(packs) == 4 and all(len({t.seed for t in p}) == 3 for p in packs)  # (kappa x objective) x 3 seeds
-    assert all(len({(t.kappa, t.objective) for t in p}) == 1 for p in packs)
-    assert len(make_packs(trials, 1)) == 12 and sorted(len(p) for p in make_packs(trials, 2)) == [1] * 4 + [2] * 4
+    assert len(packs) == 2 and all(len(p) == 6 for p in packs)  # per kappa: (lt, kd) x 3 seeds
+    assert all(len({t.kappa for t in p}) == 1 and len({t.objective for t in p}) == 2 for p in packs)
+    assert len(make_packs(trials, 1)) == 12 and sorted(len(p) for p in make_packs(trials, 4)) == [2, 2, 4, 4]
     bn = small_study(pairs=((ModelSpec.parse("cnn2d:width=4"), ModelSpec.parse("cnn2d:width=4,batch_norm=true")),))
-    assert all(len(p) == 2 for p in make_packs(bn.trials(), None))  # batch norm packs (PackBatchNorm)
+    assert all(len(p) == 4 for p in make_packs(bn.trials(), None))  # batch norm packs too (PackBatchNorm)
     augmented = small_study(pairs=bn.pairs, recipe=RecipeSpec(lr=0.05, steps=80, batch_size=64, augment="crop-flip"))
     assert all(len(p) == 1 for p in make_packs(augmented.trials(), 3))
     big = small_study(pairs=((ModelSpec.parse("cnn2d:width=4"), ModelSpec.parse("cnn2d:width=64")),))  # ~5.6 MFLOP
     assert all(len(p) == 1 for p in make_packs(big.trials(), None))  # compute-bound: not packed by default
-    assert all(len(p) == 2 for p in make_packs(big.trials(), 3))  # unless asked (2 seeds here)
+    assert sorted(len(p) for p in make_packs(big.trials(), 3)) == [1, 1, 3, 3]  # unless asked
 
 
 DRIVER = textwrap.dedent("""

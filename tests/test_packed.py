@@ -90,3 +90,14 @@ def test_batch_norm_packs_carry_each_students_running_statistics(family):
             if "running" in name or "num_batches" in name:
                 assert torch.allclose(state[name].float(), expected[name].float(), atol=1e-5), name
         assert torch.allclose(result.test_probs, alone.test_probs, atol=1e-4)
+
+
+def test_a_pack_of_several_objectives_matches_them_alone():
+    spec, recipe = ModelSpec.parse("mlp:width=16"), RecipeSpec(lr=0.05, steps=40, batch_size=32)
+    objectives = [ObjectiveSpec("lt"), ObjectiveSpec("kd", tau=1.0), ObjectiveSpec("kd", tau=4.0), ObjectiveSpec("hard")]
+    seeds = [0, 0, 1, 1]
+    datas = [student_data(s) for s in seeds]
+    packed = train_packed(spec, objectives, recipe, seeds, datas, 5)
+    for objective, seed, data, result in zip(objectives, seeds, datas, packed):
+        alone = train(spec, objective, recipe, seed, data, 5)
+        assert torch.allclose(result.test_probs, alone.test_probs, atol=1e-4), objective
