@@ -79,7 +79,7 @@ def probe_backends(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.T
         return fit
 
     print(f"\nprobe backends on {tuple(train_x.shape)} features (l2 = 1e-4, at most 100 L-BFGS iterations):")
-    print(f"| backend | wall s | cpu s | iterations | ms / iteration (wall) | test acc |\n|---|---|---|---|---|---|")
+    print("| backend | wall s | cpu s | iterations | ms / iteration (wall) | test acc |\n|---|---|---|---|---|---|")
     rows = [("kdscale linear_probe (torch, 1 thread)",
              lambda: (lambda p: (p.test_acc, p.iterations))(linear_probe(train_x, train_y, test_x, test_y))),
             ("scikit-learn, BLAS/OpenMP at 1 thread", sklearn_fit(1)),
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# one default student trial (kd tau=4, {recipe.steps} steps): wall {trial_wall:.2f} s, "
           f"cpu {trial_cpu:.2f} s (median of {args.trial_repeats}); student test acc "
           f"{result.metrics['test_acc']:.4f}")
-    print(f"\n| step | wall s | cpu s | % of trial (wall) | value |\n|---|---|---|---|---|")
+    print("\n| step | wall s | cpu s | % of trial (wall) | value |\n|---|---|---|---|---|")
     total_wall = total_cpu = 0.0
     for name, wall, cpu in timings:
         if name not in NOT_IN_TOTAL:

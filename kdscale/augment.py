@@ -17,8 +17,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-from kdscale.config import AUGMENTATIONS  # noqa: F401  (the names, for callers)
-
 PAD = 4
 MAX_DEGREES = 15.0
 

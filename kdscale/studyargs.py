@@ -3,7 +3,7 @@
     parser = argparse.ArgumentParser(...)
     add_run_flags(parser)
     ...
-    result = run(spec, args)   # run_study with the flags; SpecError for the caller to print
+    result = run(build_spec, args, "my_study")   # None after a one-line bad-input error
 """
 from __future__ import annotations
 
@@ -33,12 +33,23 @@ def resources(args: argparse.Namespace) -> Resources:
                      max_concurrent=args.max_concurrent, pack_size=args.pack_size)
 
 
-def run(spec, args: argparse.Namespace):
-    """Run the study with the shared flags (imports Ray only now, after the cheap checks)."""
-    from kdscale.engine import run_study
+def run(build_spec, args: argparse.Namespace, prog: str):
+    """Build the study from the flags and run it (Ray is imported only after the cheap checks).
 
-    return run_study(spec, storage=args.storage, tracking_uri=args.tracking_uri, address=args.address,
-                     cache=args.cache, verbose=args.verbose)
+    Returns the StudyResult, or None after printing a bad-input line `prog: error: ...` to stderr
+    (the caller exits with status 2).
+    """
+    from kdscale.errors import SpecError
+
+    try:
+        spec = build_spec(args)
+        from kdscale.engine import run_study
+
+        return run_study(spec, storage=args.storage, tracking_uri=args.tracking_uri, address=args.address,
+                         cache=args.cache, verbose=args.verbose)
+    except SpecError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return None
 
 
 def analyse(result, print_headline: bool = True):

@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from kdscale.config import DataSpec, ModelSpec
-from kdscale.errors import SpecError
 from kdscale.study import StudySpec
 from kdscale.studyargs import add_run_flags, analyse, resources, run
 
@@ -189,11 +188,8 @@ def write_section(result, out_dir: Path) -> tuple[str, list[Path]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        spec = build_spec(args)
-        result = run(spec, args)
-    except SpecError as error:
-        print(f"feature_alignment: error: {error}", file=sys.stderr)
+    result = run(build_spec, args, "feature_alignment")
+    if result is None:
         return 2
     if not result.complete:
         return 1

@@ -19,9 +19,8 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
-from pathlib import Path
 
-from kdscale.config import DataSpec, ModelSpec, RecipeSpec
+from kdscale.config import DataSpec, ModelSpec
 from kdscale.errors import SpecError
 from kdscale.study import StudySpec
 from kdscale.studyargs import add_run_flags, analyse, resources, run
@@ -137,16 +136,13 @@ def gain_tables(table) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        spec = build_spec(args)
-        result = run(spec, args)
-    except SpecError as error:
-        print(f"model_size: error: {error}", file=sys.stderr)
+    result = run(build_spec, args, "model_size")
+    if result is None:
         return 2
     print(gain_tables(result.table))
     if not args.no_analysis and result.complete and analyse(result) is None:
         return 1
-    print(f"MLflow: mlflow ui --backend-store-uri {result.tracking_uri}   (study {spec.name!r})")
+    print(f"MLflow: mlflow ui --backend-store-uri {result.tracking_uri}   (study {result.store.study!r})")
     return 0 if result.complete else 1
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kdscale.config import DataSpec, ModelSpec, ObjectiveSpec, RecipeSpec, TeacherSpec, TrialSpec
+from kdscale.config import DataSpec, ModelSpec, ObjectiveSpec, RecipeSpec
 from kdscale.errors import SpecError
 from kdscale.store import ResultsStore
 from kdscale.study import Resources, StudySpec
