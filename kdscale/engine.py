@@ -314,7 +314,7 @@ def make_packs(trials: list[TrialSpec], pack_size: int | None) -> list[list[Tria
 
     None packs the seeds (up to MAX_PACK a pack) of every packable configuration whose model is
     small (PACK_MAX_FLOPS), where packing was measured faster; an explicit size packs every packable
-    one; 1 turns packing off. Augmented recipes are never packed (kdscale.packed.packable).
+    one; 1 turns packing off.
     """
     import torch
 

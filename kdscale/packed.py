@@ -7,7 +7,8 @@ Python and kernel launches, not arithmetic (DESIGN: 8 MLPs 1.4-1.9x faster than 
 
 Each student keeps everything it would have alone: its initialisation (built from its own seed,
 exactly as `trainer.train` builds it), its subset, its batch order, its objective (lt, or kd at
-its own tau: same model, recipe and step count), and its optimizer state. SGD
+its own tau: same model, recipe and step count), and its optimizer state. With augmentation the
+students of one seed share that seed's augmented batch, and the teacher runs once on it for all. SGD
 and Adam act element by element, so one optimizer over the stacked tensors is S independent
 optimizers. The total loss is the sum of the students' own mean losses, so each student's
 gradient is its own. A student whose loss turns NaN is marked diverged at the next report and
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state
 
 from kdscale import models, objectives
+from kdscale.augment import augment
 from kdscale.config import ModelSpec, ObjectiveSpec, RecipeSpec
 from kdscale.trainer import (EVAL_BATCH, TrainData, TrainResult, agreement, derive_seed, forward_flops,
                              lr_factor, make_optimizer, plan_steps, precision_context, predict)
@@ -79,13 +81,10 @@ def _functional_copy(model: nn.Module) -> nn.Module:
 
 
 def packable(model: nn.Module, recipe: RecipeSpec) -> bool:
-    """Can this model and recipe be trained in a pack? Not with augmentation (each student's
-    teacher would run on its own augmented batch), nor with a batch norm PackBatchNorm cannot take."""
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and (
-                module.momentum is None or not module.affine or not module.track_running_stats):
-            return False
-    return recipe.augment == "none"
+    """Can this model be trained in a pack? Not with a batch norm PackBatchNorm cannot take."""
+    return not any(isinstance(module, nn.modules.batchnorm._BatchNorm) and (
+        module.momentum is None or not module.affine or not module.track_running_stats)
+        for module in model.modules())
 
 
 def _pack_logits(base: nn.Module, params: dict, buffers: dict, x: torch.Tensor, shared_input: bool):
@@ -112,6 +111,20 @@ def _pack_logits(base: nn.Module, params: dict, buffers: dict, x: torch.Tensor, 
                 buffers[f"{name}.running_var"].mul_(1 - momentum).add_(momentum * var)
                 buffers[f"{name}.num_batches_tracked"].add_(1)
     return logits
+
+
+def _augment_pack(inputs, teacher, seeds, augment_rngs, name, teacher_model):
+    """Each seed's batch augmented once (its students share it) and, with a teacher model, the
+    teacher's logits on it computed once for all of that seed's students."""
+    inputs, teacher = inputs.clone(), None if teacher is None else teacher.clone()
+    for u, rng in augment_rngs.items():
+        members = [s for s, seed in enumerate(seeds) if seed == u]
+        batch = augment(inputs[members[0]], name, rng)
+        inputs[members] = batch
+        if teacher_model is not None:
+            with torch.no_grad():
+                teacher[members] = teacher_model(batch).to(teacher.dtype)
+    return inputs, teacher
 
 
 @torch.no_grad()
@@ -153,13 +166,20 @@ def train_packed(model_spec: ModelSpec, objective: ObjectiveSpec | list[Objectiv
             torch.manual_seed(derive_seed(seed, 1))
             students.append(models.build(model_spec, input_shape, num_classes).to(device))
     if not packable(students[0], recipe):
-        raise ValueError(f"{model_spec.label} with recipe.augment={recipe.augment!r} cannot be packed")
+        raise ValueError(f"{model_spec.label} cannot be packed (batch norm without momentum or affine)")
     autocast = precision_context(recipe, device)
     params, buffers = stack_module_state(students)
     base = _functional_copy(students[0])  # the architecture; its weights come from `params`
     param_list = list(params.values())
     optimizer = make_optimizer(recipe, param_list)
     order_rngs = [torch.Generator(device="cpu").manual_seed(derive_seed(seed, 2)) for seed in seeds]
+    # With augmentation, students of one seed (lt, kd at each tau) share their augmented batch, and
+    # the teacher runs once on it for all of them: one generator per seed, as trainer.train has.
+    augmenting = recipe.augment != "none"
+    unique_seeds = sorted(set(seeds))
+    augment_rngs = {u: torch.Generator(device=device).manual_seed(derive_seed(u, 3)) for u in unique_seeds}
+    if augmenting and uses_teacher and datas[0].teacher_model is None:
+        raise ValueError(f"recipe.augment={recipe.augment!r} needs the teacher model in a pack")
     x_all = torch.stack([d.x_train for d in datas])  # [S, M, ...]
     y_all = torch.stack([d.y_train for d in datas])
     teacher_all = torch.stack([d.teacher_train for d in datas]) if uses_teacher else None
@@ -177,13 +197,17 @@ def train_packed(model_spec: ModelSpec, objective: ObjectiveSpec | list[Objectiv
         optimizer.load_state_dict(resume["optimizer"])
         for rng, state in zip(order_rngs, resume["order_rngs"]):
             rng.set_state(state)
+        for u, state in zip(unique_seeds, resume["augment_rngs"]):
+            augment_rngs[u].set_state(state)
         step, epoch, seen = resume["step"], resume["epoch"], resume["seen"]
         histories, alive = [list(h) for h in resume["histories"]], list(resume["alive"])
 
     def state() -> dict:
         return {"params": {k: v.detach().clone() for k, v in params.items()},
                 "buffers": {k: v.clone() for k, v in buffers.items()}, "optimizer": optimizer.state_dict(),
-                "order_rngs": [r.get_state() for r in order_rngs], "step": step, "epoch": epoch, "seen": seen,
+                "order_rngs": [r.get_state() for r in order_rngs],
+                "augment_rngs": [augment_rngs[u].get_state() for u in unique_seeds], "step": step, "epoch": epoch,
+                "seen": seen,
                 "histories": [list(h) for h in histories], "alive": list(alive)}
 
     loss_sums = torch.zeros(size, device=device)
@@ -197,11 +221,16 @@ def train_packed(model_spec: ModelSpec, objective: ObjectiveSpec | list[Objectiv
             idx = perms[:, start:start + batch]  # [S, B]: each student's own batch
             for group in optimizer.param_groups:
                 group["lr"] = recipe.lr * lr_factor(recipe, step, per_epoch, total)
+            inputs = x_all[rows, idx]  # [S, B, ...]
+            teacher = teacher_all[rows, idx] if teacher_all is not None else None  # [S, B, C]
+            if augmenting:
+                inputs, teacher = _augment_pack(inputs, teacher, seeds, augment_rngs, recipe.augment,
+                                                datas[0].teacher_model if uses_teacher else None)
             with autocast():
-                logits = _pack_logits(base, params, buffers, x_all[rows, idx], False).float()  # [S, B, C]
+                logits = _pack_logits(base, params, buffers, inputs, False).float()  # [S, B, C]
             losses = torch.stack([
                 objectives.loss(objective_of[s], logits[s], y_all[s, idx[s]],
-                                teacher_all[s, idx[s]] if objective_of[s].uses_teacher else None)
+                                teacher[s] if objective_of[s].uses_teacher else None)
                 for s in range(size)])
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()

@@ -66,13 +66,8 @@ def _tensors(spec: TrialSpec, teacher: TeacherOutputs, loaded, device: torch.dev
 
     def tensor(array):
         return torch.as_tensor(np.ascontiguousarray(array)).to(device)
-    tensors = TrainData(tensor(loaded.x_pool[indices]), tensor(loaded.y_pool[indices]), tensor(loaded.x_test),
-                        tensor(loaded.y_test), tensor(teacher.logits_train[indices]), tensor(teacher.logits_test))
-    if spec.recipe.augment != "none" and spec.objective.uses_teacher:
-        from kdscale.teacher import load_model
-
-        tensors.teacher_model = load_model(teacher, device)
-    return tensors
+    return TrainData(tensor(loaded.x_pool[indices]), tensor(loaded.y_pool[indices]), tensor(loaded.x_test),
+                     tensor(loaded.y_test), tensor(teacher.logits_train[indices]), tensor(teacher.logits_test))
 
 
 def _outcome(spec: TrialSpec, result, teacher: TeacherOutputs, loaded, tensors: TrainData) -> TrialOutcome:
@@ -118,6 +113,12 @@ def run_pack(specs: list[TrialSpec], teacher: TeacherOutputs | None = None, devi
         teacher = get_teacher(spec.teacher, n_stream, root=cache_root, device=device, log=log)
     loaded = datasets.load(spec.data, n_stream)
     tensors = [_tensors(s, teacher, loaded, device) for s in specs]
+    if spec.recipe.augment != "none" and any(s.objective.uses_teacher for s in specs):
+        from kdscale.teacher import load_model  # augmented batches need the teacher itself, once
+
+        model = load_model(teacher, device)
+        for t in tensors:
+            t.teacher_model = model
     num_classes = loaded.info.num_classes
     if len(specs) == 1:
         report = None if on_report is None else (lambda r, state: on_report([r], state))
