@@ -28,6 +28,15 @@ def _grid(n_panels: int, width: float = 4.0, height: float = 3.2):
     return figure, axes
 
 
+def _pair_panel(ax, pair: str, ylabel: str, legend_size: int = 7) -> None:
+    """The decorations every per-pair panel shares: log kappa axis, the pair as title, a legend."""
+    ax.set_xscale("log")
+    ax.set_title(pair, fontsize=9)
+    ax.set_xlabel("kappa = M / N")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=legend_size)
+
+
 def _save(figure: Figure, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,11 +58,7 @@ def error_vs_kappa(frame: pd.DataFrame, metric: Metric, pairs: list[str], path) 
             kappas, mean, sd = stats.index.to_numpy(), stats["mean"].to_numpy(), stats["std"].fillna(0).to_numpy()
             line, = ax.plot(kappas, mean, marker="o", ms=3, label=arm)
             ax.fill_between(kappas, mean - sd, mean + sd, color=line.get_color(), alpha=0.2, lw=0)
-        ax.set_xscale("log")
-        ax.set_title(pair, fontsize=9)
-        ax.set_xlabel("kappa = M / N")
-        ax.set_ylabel(ylabel)
-        ax.legend(fontsize=7)
+        _pair_panel(ax, pair, ylabel)
     figure.suptitle("Test performance against kappa (band: +-1 sd over seeds)", fontsize=10)
     return _save(figure, path)
 
@@ -125,11 +130,7 @@ def fidelity_gap(points: pd.DataFrame, fits: pd.DataFrame, pairs: list[str], pat
                 grid = np.geomspace(group["kappa"].min(), group["kappa"].max(), 50)
                 ax.plot(grid, power_law(grid, fit["omega"], fit["beta"]), color=drawn[0].get_color(),
                         lw=1, label=f"fit beta={fit['beta']:.2f}")
-        ax.set_xscale("log")
-        ax.set_title(pair, fontsize=9)
-        ax.set_xlabel("kappa = M / N")
-        ax.set_ylabel("fidelity_train - fidelity_test")
-        ax.legend(fontsize=7)
+        _pair_panel(ax, pair, "fidelity_train - fidelity_test")
     figure.suptitle("Fidelity gap against kappa with omega * kappa^-beta fits", fontsize=10)
     return _save(figure, path)
 
@@ -143,10 +144,6 @@ def bias_variance(table: pd.DataFrame, pairs: list[str], path) -> Path:
             line, = ax.plot(group["kappa"], group["bias2"], marker="o", ms=3, label=f"{arm} bias^2")
             ax.plot(group["kappa"], group["variance"], marker="s", ms=3, ls="--",
                     color=line.get_color(), label=f"{arm} variance")
-        ax.set_xscale("log")
-        ax.set_title(pair, fontsize=9)
-        ax.set_xlabel("kappa = M / N")
-        ax.set_ylabel("squared loss term")
-        ax.legend(fontsize=6)
+        _pair_panel(ax, pair, "squared loss term", legend_size=6)
     figure.suptitle("Bias-variance decomposition of the squared loss over seeds (eq. 2)", fontsize=10)
     return _save(figure, path)

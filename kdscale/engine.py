@@ -151,15 +151,22 @@ class _DriverCallback(tune.Callback):
         self.buffer: dict[str, list[dict]] = {}
         self.flushed: dict[str, float] = {}
         self.finished, self.done, self.total = 0, done, total
+        self.members: dict[str, dict[str, tuple[TrialSpec, dict]]] = {}  # Tune trial -> its students
         self.bar = tqdm(total=total, initial=done, desc="trials", unit="trial", file=sys.stderr,
                         disable=not (progress and sys.stderr.isatty()), dynamic_ncols=True, leave=False)
 
+    def _students(self, trial) -> dict[str, tuple[TrialSpec, dict]]:
+        """The pack's students by trial id, parsed once per Tune trial rather than at every report."""
+        if trial.trial_id not in self.members:
+            specs = [(from_dict(TrialSpec, d), d) for d in trial.config["pack"]]
+            self.members[trial.trial_id] = {spec.id: (spec, d) for spec, d in specs}
+        return self.members[trial.trial_id]
+
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        specs = {d_id: d for d_id, d in ((from_dict(TrialSpec, d).id, d) for d in trial.config["pack"])}
+        students = self._students(trial)
         if ROWS_KEY in result:
             for row in json.loads(result[ROWS_KEY]):
-                spec_dict = specs[row["trial_id"]]
-                self._finish(from_dict(TrialSpec, spec_dict), spec_dict, row)
+                self._finish(*students[row["trial_id"]], row)
             return
         if REPORTS_KEY not in result:
             return
@@ -170,15 +177,14 @@ class _DriverCallback(tune.Callback):
             self.buffer.setdefault(trial_id, []).append(report)
             first = self.flushed.setdefault(trial_id, now)
             if now - first >= self.flush_every_s:
-                spec = from_dict(TrialSpec, specs[trial_id])
-                self.tracker.trial_run(trial_id, spec.label, specs[trial_id])
+                spec, spec_dict = students[trial_id]
+                self.tracker.trial_run(trial_id, spec.label, spec_dict)
                 self.tracker.log_reports(trial_id, self.buffer.pop(trial_id))
                 self.flushed[trial_id] = now
 
     def on_trial_error(self, iteration, trials, trial, **info):
         error = getattr(trial, "error_file", None) or "the trial's worker failed"
-        for spec_dict in trial.config["pack"]:
-            spec = from_dict(TrialSpec, spec_dict)
+        for spec, spec_dict in self._students(trial).values():
             self._finish(spec, spec_dict, spec_row(spec) | {"status": "failed", "error": f"gave up: {error}"})
 
     def _finish(self, spec: TrialSpec, spec_dict: dict, row: dict) -> None:

@@ -39,7 +39,7 @@ from kdscale.trainer import (EVAL_BATCH, TrainData, TrainResult, agreement, deri
                              lr_factor, make_optimizer, plan_steps, precision_context, predict)
 
 
-_BATCH_STATS: list[tuple[list, list]] = []  # (stats, layer names) of the functional call in progress
+_BATCH_STATS: list[tuple[list, list]] = []  # (stats, (layer name, momentum)) of the functional call in progress
 
 
 class PackBatchNorm(nn.Module):
@@ -65,7 +65,7 @@ class PackBatchNorm(nn.Module):
         dims = [0] + list(range(2, x.dim()))  # every axis but the channels
         stats, names = _BATCH_STATS[-1]
         stats.append((x.mean(dims), x.var(dims, unbiased=True)))
-        names.append(self.name)
+        names.append((self.name, self.momentum))
         return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
 
 
@@ -92,7 +92,7 @@ def _pack_logits(base: nn.Module, params: dict, buffers: dict, x: torch.Tensor, 
 
     In training mode the running statistics of batch-norm layers are updated here, per student.
     """
-    names: list[str] = []  # the batch-norm layers in the order they ran (filled while vmap traces)
+    names: list[tuple[str, float]] = []  # batch-norm layers (name, momentum) in the order they ran
 
     def one(p, b, inputs):
         _BATCH_STATS.append(([], names))
@@ -103,10 +103,8 @@ def _pack_logits(base: nn.Module, params: dict, buffers: dict, x: torch.Tensor, 
             _BATCH_STATS.pop()
     logits, stats = torch.vmap(one, in_dims=(0, 0, None if shared_input else 0))(params, buffers, x)
     if stats:
-        momentum_of = {m.name: m.momentum for m in base.modules() if isinstance(m, PackBatchNorm)}
         with torch.no_grad():
-            for name, (mean, var) in zip(names, stats):  # [S, C] each
-                momentum = momentum_of[name]
+            for (name, momentum), (mean, var) in zip(names, stats):  # [S, C] each
                 buffers[f"{name}.running_mean"].mul_(1 - momentum).add_(momentum * mean)
                 buffers[f"{name}.running_var"].mul_(1 - momentum).add_(momentum * var)
                 buffers[f"{name}.num_batches_tracked"].add_(1)

@@ -90,12 +90,10 @@ def _read_cached(directory: Path) -> dict | None:
     return meta
 
 
-def _build(spec: TeacherSpec, info: datasets.DataInfo) -> torch.nn.Module:
-    return models.build(spec.model, info.input_shape, info.num_classes)
-
-
-def _train_teacher(spec: TeacherSpec, loaded: datasets.LoadedData, directory: Path, device: torch.device,
-                   log, on_report) -> dict:
+def _train_teacher(spec: TeacherSpec, loaded: datasets.LoadedData, n_pool: int, directory: Path,
+                   device: torch.device, log, on_report) -> tuple[dict, np.ndarray]:
+    """Train, then write weights, test logits and logits on the stream's first `n_pool`, from the
+    model in memory; returns meta.json's content and the training logits."""
     from safetensors.torch import save_file
 
     n = spec.data.n_teacher
@@ -112,14 +110,15 @@ def _train_teacher(spec: TeacherSpec, loaded: datasets.LoadedData, directory: Pa
         save_file(state, str(tmp))
     x_test = torch.as_tensor(loaded.x_test).to(device)
     _save_npy(directory / "logits_test.npy", predict(result.model, x_test).cpu().numpy())
-    _save_npy(directory / "logits_train.npy", np.zeros((0, loaded.info.num_classes), np.float32))
+    logits_train = predict(result.model, torch.as_tensor(loaded.x_pool[:n_pool]).to(device)).cpu().numpy()
+    _save_npy(directory / "logits_train.npy", logits_train)
     meta = {"spec": to_dict(spec), "id": spec.id, "test_acc": result.metrics["test_acc"],
             "train_acc": result.metrics["train_acc"], "params": result.metrics["student_params"],
             "forward_flops": forward_flops(result.model, x_test), "wall_s": result.metrics["wall_s"]}
     _write_meta(directory, meta)
     log(f"teacher {spec.model.label}: test accuracy {meta['test_acc']:.4f} "
         f"({meta['params']:,} parameters, {meta['wall_s']:.1f} s)")
-    return meta
+    return meta, logits_train
 
 
 def get_teacher(spec: TeacherSpec, n_pool: int | None = None, root: Path | None = None,
@@ -142,33 +141,36 @@ def get_teacher(spec: TeacherSpec, n_pool: int | None = None, root: Path | None 
         log(f"teacher cache {directory} is corrupt ({damage}): retraining")
         shutil.rmtree(directory)
         meta = None
-    loaded, trained = None, meta is None
-    if meta is None:
-        loaded = datasets.load(spec.data, n_pool)
-        meta = _train_teacher(spec, loaded, directory, device, log, on_report)
-    logits_train = np.load(directory / "logits_train.npy")
-    forward_samples = 0
-    if len(logits_train) < n_pool:
-        loaded = loaded or datasets.load(spec.data, n_pool)
-        partial = TeacherOutputs(spec, directory, meta["test_acc"], meta["params"], meta["forward_flops"],
-                                 logits_train, np.empty(0), trained, 0)
-        new = torch.as_tensor(loaded.x_pool[len(logits_train):n_pool]).to(device)
-        logits_train = np.concatenate([logits_train, predict(load_model(partial, device), new).cpu().numpy()])
-        forward_samples = len(new)
+    trained = meta is None
+    if trained:
+        meta, logits_train = _train_teacher(spec, datasets.load(spec.data, n_pool), n_pool, directory, device,
+                                            log, on_report)
+        forward_samples = n_pool
+    else:
+        logits_train = np.load(directory / "logits_train.npy")
+        forward_samples = max(0, n_pool - len(logits_train))
+    if len(logits_train) < n_pool:  # a cached teacher, and a student that needs more of the stream
+        new = torch.as_tensor(datasets.load(spec.data, n_pool).x_pool[len(logits_train):n_pool]).to(device)
+        model = _load_weights(spec, directory, device)
+        logits_train = np.concatenate([logits_train, predict(model, new).cpu().numpy()])
         _save_npy(directory / "logits_train.npy", logits_train)
         _write_meta(directory, meta)
     return TeacherOutputs(spec, directory, meta["test_acc"], meta["params"], meta["forward_flops"],
                           logits_train, np.load(directory / "logits_test.npy"), trained, forward_samples)
 
 
-def load_model(outputs: TeacherOutputs, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """The cached teacher as a model (weights checked against meta.json when it was loaded)."""
+def _load_weights(spec: TeacherSpec, directory: Path, device: str | torch.device) -> torch.nn.Module:
     from safetensors.torch import load_file
 
-    info = datasets.info(outputs.spec.data)
-    model = _build(outputs.spec, info).to(device)
-    model.load_state_dict(load_file(str(outputs.directory / "weights.safetensors"), device=str(device)))
+    info = datasets.info(spec.data)
+    model = models.build(spec.model, info.input_shape, info.num_classes).to(device)
+    model.load_state_dict(load_file(str(directory / "weights.safetensors"), device=str(device)))
     return model.eval()
+
+
+def load_model(outputs: TeacherOutputs, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The cached teacher as a model (weights checked against meta.json when it was loaded)."""
+    return _load_weights(outputs.spec, outputs.directory, device)
 
 
 def teacher_features(outputs: TeacherOutputs, x_test: torch.Tensor) -> torch.Tensor:

@@ -59,7 +59,7 @@ class StudyTracker:
         if not verbose:  # "Creating initial MLflow database tables..." and the like
             logging.getLogger("mlflow").setLevel(logging.WARNING)
 
-        self.uri = resolve_uri(tracking_uri)
+        self.uri, self.study = resolve_uri(tracking_uri), study
         self.client = mlflow.MlflowClient(tracking_uri=self.uri)
         experiment = self.client.get_experiment_by_name(study)
         self.experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(study)
@@ -114,8 +114,7 @@ class StudyTracker:
                 self.runs[trial_id] = (run_id, "RUNNING")
             return run_id
         run = self.client.create_run(self.experiment_id, run_name=label, tags={
-            ROLE: "trial", TRIAL_ID: trial_id, "mlflow.parentRunId": self.parent_id,
-            STUDY: self.client.get_experiment(self.experiment_id).name})
+            ROLE: "trial", TRIAL_ID: trial_id, "mlflow.parentRunId": self.parent_id, STUDY: self.study})
         self._log(run.info.run_id, params=flatten(spec))
         self.runs[trial_id] = (run.info.run_id, "RUNNING")
         return run.info.run_id
