@@ -31,9 +31,9 @@ from ray import tune  # noqa: E402
 from kdscale import data as datasets  # noqa: E402
 from kdscale.config import ObjectiveSpec, TrialSpec, from_dict, to_dict  # noqa: E402
 from kdscale.fileio import cache_dir  # noqa: E402
-from kdscale.store import ResultsStore  # noqa: E402
+from kdscale.store import ResultsStore, shared_trials  # noqa: E402
 from kdscale.study import StudySpec, check_study  # noqa: E402
-from kdscale.tracking import StudyTracker  # noqa: E402
+from kdscale.tracking import StudyTracker, budget_of  # noqa: E402
 from kdscale.trial import spec_row  # noqa: E402
 
 ROWS_KEY = "kdscale_rows"  # the final report of a Tune trial: its students' results rows, as JSON
@@ -51,9 +51,10 @@ class StudyResult:
     store: ResultsStore
     tracking_uri: str
     parent_run_id: str
-    trained: int  # trials trained by this call
+    trained: int  # trials trained (or tried) by this call
     skipped: int  # trials already finished in the store
     complete: bool  # every trial of the grid has a finished row
+    reused: int = 0  # trials copied from other studies' stores under the same storage
 
 
 # --- workers ----------------------------------------------------------------------------------
@@ -245,7 +246,11 @@ def run_study(spec: StudySpec, storage: str = "kdscale_results", tracking_uri: s
     if tracker.killed:
         log(f"marked {tracker.killed} MLflow run(s) left RUNNING by an earlier driver as KILLED")
     _sync_tracker(store, tracker, {t.id: t for t in trials})
-    log(f"study {spec.name}: {len(trials)} trials, {len(trials) - len(pending)} already finished, "
+    skipped = len(trials) - len(pending)
+    reused = _reuse_shared(pending, store, tracker)
+    pending = [t for t in pending if t.id not in reused]
+    shared = f"{len(reused)} from other studies' results, " if reused else ""
+    log(f"study {spec.name}: {len(trials)} trials, {skipped} already finished, {shared}"
         f"{len(pending)} to train; results in {store.uri}, MLflow at {tracker.uri}")
     cache = str(Path(cache or cache_dir()).resolve()) if "://" not in str(cache or "") else cache
     started_ray = False
@@ -273,7 +278,22 @@ def run_study(spec: StudySpec, storage: str = "kdscale_results", tracking_uri: s
             f"{' (interrupted)' if interrupted else ''}; run the same command again to continue")
     study_ids = {t.id for t in trials}
     return StudyResult(table[table["trial_id"].isin(study_ids)].reset_index(drop=True), store, tracker.uri,
-                       tracker.parent_id, len(pending), len(trials) - len(pending), complete)
+                       tracker.parent_id, len(pending), skipped, complete, len(reused))
+
+
+def _reuse_shared(pending: list[TrialSpec], store: ResultsStore, tracker: StudyTracker) -> dict[str, str]:
+    """The shared trial cache: pending trials that another study under the same storage finished
+    (with at least the extras asked for) are copied in, row, files and an MLflow run tagged with
+    the study that trained them, instead of training again. Returns {trial id: source study}."""
+    found = shared_trials(store, {t.id: t.extras for t in pending})
+    specs = {t.id: t for t in pending}
+    for source, rows in found.items():
+        store.adopt(ResultsStore(store.storage, source), rows)
+        for row in rows:
+            row = row | {"study": store.study}
+            tracker.finish_trial(row, to_dict(specs[row["trial_id"]]), store.history(row["trial_id"]),
+                                 tags={"kdscale.reused_from": source})
+    return {row["trial_id"]: source for source, rows in found.items() for row in rows}
 
 
 def _study_params(spec: StudySpec) -> dict:
@@ -281,7 +301,10 @@ def _study_params(spec: StudySpec) -> dict:
             "pairs": ";".join(f"{t}>{s}" for t, s in spec.pairs), "kappas": list(spec.kappas),
             "taus": list(spec.taus), "objectives": list(spec.objectives), "seeds": list(spec.seeds),
             "recipe": to_dict(spec.recipe), "teacher_recipe": to_dict(spec.teacher_recipe),
-            "alpha": spec.alpha, "tau_squared": spec.tau_squared}
+            "alpha": spec.alpha, "tau_squared": spec.tau_squared,
+            "objective_settings": [o.label for o in spec.objective_specs()],
+            "budget": budget_of(to_dict(spec.recipe)),
+            "recipe_overrides": len(spec.recipe_overrides)}
 
 
 def _sync_tracker(store: ResultsStore, tracker: StudyTracker, trials: dict[str, TrialSpec]) -> None:

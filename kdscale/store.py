@@ -5,6 +5,10 @@
     <storage>/<study>/history/<id>.json        the trial's per-epoch reports
     <storage>/<study>/features/<id>.npy        float32 [n_test, D], for trials with extras "features"
 
+The studies under one `storage` are also each other's trial cache: a trial id is a content hash,
+so a trial another study finished (with at least the extras this one asks for) is copied into
+this study's store, files and row, instead of being trained again (`shared_trials`, `adopt`).
+
 `storage` is a local or shared path, or a URI pyarrow understands (s3://bucket/prefix). Every
 file is written whole to a temporary name and moved into place, so a crash never leaves a
 half-written table; the table is de-duplicated on trial_id (a row is never written twice, and a
@@ -100,6 +104,18 @@ class ResultsStore:
         table = self.table()
         return set(table.loc[table["status"].isin(FINISHED), "trial_id"])
 
+    def adopt(self, source: "ResultsStore", rows: list[dict[str, Any]]) -> None:
+        """Copy finished trials of another study (their files, then their rows) into this one."""
+        for row in rows:
+            trial_id = row["trial_id"]
+            for kind, suffix in (("predictions", "npz"), ("history", "json"), ("features", "npy")):
+                path = f"{source.root}/{kind}/{trial_id}.{suffix}"
+                if self.fs.get_file_info(path).type == pafs.FileType.File:
+                    with self.fs.open_input_stream(path) as f:
+                        self._write(f"{self.root}/{kind}/{trial_id}.{suffix}", f.read())
+        if rows:
+            self.add_rows(rows)
+
     def history(self, trial_id: str) -> list[dict[str, Any]]:
         path = f"{self.root}/history/{trial_id}.json"
         if self.fs.get_file_info(path).type != pafs.FileType.File:
@@ -115,7 +131,7 @@ class ResultsStore:
 
 _INTS = ("n_teacher", "n_train", "teacher_params", "student_params", "seed", "batch_size", "epochs", "steps",
          "resumed_from_step", "pack_size")
-_FLOATS = ("kappa", "tau", "alpha", "epsilon", "lr", "test_acc", "test_loss", "test_ppl", "train_acc",
+_FLOATS = ("kappa", "tau", "alpha", "epsilon", "lr", "weight_decay", "test_acc", "test_loss", "test_ppl", "train_acc",
            "fidelity_train", "fidelity_test", "teacher_test_acc", "wall_s", "flops", "cka_teacher", "fa_teacher",
            "probe_acc")
 
@@ -131,6 +147,40 @@ def _typed(table: pd.DataFrame) -> pd.DataFrame:
     for column in set(COLUMNS) - set(_INTS) - set(_FLOATS) - {"tau_squared"}:
         table[column] = table[column].astype("string")
     return table
+
+
+def shared_trials(store: ResultsStore, wanted: dict[str, tuple[str, ...]]) -> dict[str, list[dict[str, Any]]]:
+    """Finished rows of other studies under the same storage, for the trial ids in `wanted`
+    (id -> the extras it needs), grouped by the study that has them: {study: [row, ...]}."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    wanted = dict(wanted)
+    if not wanted:
+        return found
+    base = store.root.rsplit("/", 1)[0]
+    entries = store.fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+    for entry in sorted(entries, key=lambda e: e.base_name):
+        if entry.type != pafs.FileType.Directory or entry.base_name == store.study or entry.base_name.startswith(("_", ".")):
+            continue
+        other = ResultsStore(store.storage, entry.base_name)
+        if not other.exists():
+            continue
+        table = other.table()
+        if "extras" not in table.columns:
+            table["extras"] = None
+        table = table[table["trial_id"].isin(list(wanted)) & table["status"].isin(FINISHED)]
+        for row in table.to_dict("records"):
+            trial_id = row["trial_id"]
+            have = set(str(row["extras"]).split(",")) if isinstance(row["extras"], str) and row["extras"] else set()
+            if trial_id in wanted and set(wanted[trial_id]) <= have:
+                found.setdefault(other.study, []).append(_plain(row))
+                del wanted[trial_id]
+    return found
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """A table row as plain Python values (pandas' NA and NaN as None)."""
+    return {k: (None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else
+                v.item() if hasattr(v, "item") else v) for k, v in row.items()}
 
 
 def load_table(storage: str, study: str) -> pd.DataFrame:

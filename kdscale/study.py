@@ -58,14 +58,19 @@ class StudySpec:
     epsilon: float = 0.1
     resources: Resources = field(default_factory=Resources)
     extras: tuple[str, ...] = ()  # opt-in end-of-trial measurements: cka, fa, probe, features
+    # Objective settings beyond objectives x taus (e.g. ls at two epsilons, kd without tau^2).
+    variants: tuple[ObjectiveSpec, ...] = ()
+    # Per (student label, kappa): the students' recipe there instead of `recipe` (kdscale tune).
+    recipe_overrides: tuple[tuple[str, float, RecipeSpec], ...] = ()
 
     def __post_init__(self):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name or ""):
             raise SpecError(f"study.name={self.name!r} is invalid: letters, digits, '_', '.', '-'")
-        for name, values in (("pairs", self.pairs), ("kappas", self.kappas), ("objectives", self.objectives),
-                             ("seeds", self.seeds)):
+        for name, values in (("pairs", self.pairs), ("kappas", self.kappas), ("seeds", self.seeds)):
             if not values:
                 raise SpecError(f"study.{name} is empty: the grid has no trial")
+        if not self.objectives and not self.variants:
+            raise SpecError("study.objectives is empty: the grid has no trial")
         for objective in self.objectives:
             if objective not in OBJECTIVES:
                 raise SpecError(f"study.objectives: {objective!r} is invalid; must be one of {', '.join(OBJECTIVES)}")
@@ -91,7 +96,16 @@ class StudySpec:
                                      epsilon=self.epsilon)
                 if spec not in specs:
                     specs.append(spec)
+        for spec in self.variants:
+            if spec not in specs:
+                specs.append(spec)
         return specs
+
+    def recipe_for(self, student: ModelSpec, kappa: float) -> RecipeSpec:
+        for label, at, recipe in self.recipe_overrides:
+            if label == student.label and abs(at - kappa) <= 1e-9 * max(1.0, kappa):
+                return recipe
+        return self.recipe
 
     def trials(self) -> list[TrialSpec]:
         """Every cell of the grid once, in a stable order: pair, kappa, objective, seed."""
@@ -101,8 +115,8 @@ class StudySpec:
             for kappa in self.kappas:
                 for objective in self.objective_specs():
                     for seed in self.seeds:
-                        trial = TrialSpec(teacher, student_model, kappa, objective, self.recipe, seed,
-                                          extras=self.extras)
+                        trial = TrialSpec(teacher, student_model, kappa, objective,
+                                          self.recipe_for(student_model, kappa), seed, extras=self.extras)
                         if trial.id not in seen:
                             seen.add(trial.id)
                             out.append(trial)
@@ -140,4 +154,4 @@ def check_study(spec: StudySpec) -> None:
     from kdscale import data
 
     data.check(spec.data, spec.kappas)
-    check_models(spec.data, spec.pairs, (spec.recipe, spec.teacher_recipe))
+    check_models(spec.data, spec.pairs, (spec.recipe, spec.teacher_recipe, *(r for _, _, r in spec.recipe_overrides)))

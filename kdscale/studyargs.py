@@ -1,9 +1,14 @@
-"""Command-line flags every study script shares: where results go, where it runs, what it may use.
+"""What every study script shares: its flags, its MNIST-1D recipes, running it, and its report section.
 
-    parser = argparse.ArgumentParser(...)
+    parser = StudyParser(description=...)
     add_run_flags(parser)
     ...
     result = run(build_spec, args, "my_study")   # None after a one-line bad-input error
+    finish(result, args, "my_study", write_section)   # analysis report + the study's own section
+
+Studies that share trials must build them from the same specs: `mnist1d_recipes(quick)` is the
+recipe pair of `model_size.py` (default or --quick), so their lt trials (and any other common
+cell) have one id and are trained once for all of them (the shared trial cache, kdscale.store).
 """
 from __future__ import annotations
 
@@ -11,6 +16,29 @@ import argparse
 import sys
 
 from kdscale.study import Resources
+
+# --quick sizes shared by the studies, so that their common trials are the same trials
+QUICK_STUDENT_STEPS, QUICK_TEACHER_EPOCHS = 500, 30
+
+
+class StudyParser(argparse.ArgumentParser):
+    """argparse with bad input as one line, `prog: error: message`, and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def mnist1d_recipes(quick: bool):
+    """(teacher recipe, student recipe) of the MNIST-1D studies: model_size's, default or --quick."""
+    from dataclasses import replace
+
+    from kdscale.recipes import default_recipes
+
+    teacher, student = default_recipes("mnist1d")
+    if quick:
+        teacher = replace(teacher, epochs=QUICK_TEACHER_EPOCHS, steps=None, warmup=0.0, milestones=())
+        student = replace(student, steps=QUICK_STUDENT_STEPS, epochs=None, warmup=0.0, milestones=())
+    return teacher, student
 
 
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
@@ -66,3 +94,33 @@ def analyse(result, print_headline: bool = True):
         print()
         print(report.headline)
     return report
+
+
+def finish(result, args: argparse.Namespace, name: str, write_section) -> int:
+    """The end of a study script: the standard analysis report, then the study's own section.
+
+    `write_section(result, out_dir)` returns (markdown, figure paths). The section is printed
+    (without its figure links), written to `<out_dir>/<name>.md`, appended to the report, and
+    attached with its figures to the study's MLflow parent run. Returns the exit status.
+    """
+    from pathlib import Path
+
+    from kdscale.tracking import log_artifacts
+
+    if result is None:
+        return 2
+    if not result.complete:
+        return 1
+    report = None if args.no_analysis else analyse(result, print_headline=False)
+    out_dir = Path(report.markdown_path).parent if report else Path(result.store.root) / "analysis"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    section, figures = write_section(result, out_dir)
+    print(section.split("\n![")[0].rstrip())
+    path = out_dir / f"{name}.md"
+    path.write_text(section)
+    if report:  # the section joins the study's report, beside the standard analysis
+        Path(report.markdown_path).write_text(Path(report.markdown_path).read_text() + "\n" + section)
+    log_artifacts(result.tracking_uri, result.parent_run_id, [path, *figures] +
+                  ([report.markdown_path] if report else []), artifact_path="analysis")
+    print(f"report: {path}")
+    return 0

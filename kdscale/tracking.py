@@ -40,6 +40,11 @@ def flatten(value: Any, prefix: str = "") -> dict[str, str]:
     return {prefix.rstrip("."): str(value)}
 
 
+def budget_of(recipe: dict[str, Any]) -> str:
+    """`epochs=E` or `steps=S`: the budget a trial trained with, as the results table's column says."""
+    return f"epochs={recipe['epochs']}" if recipe.get("epochs") is not None else f"steps={recipe.get('steps')}"
+
+
 def _metrics(values: dict[str, Any], step: int, timestamp: int):
     from mlflow.entities import Metric
 
@@ -115,7 +120,7 @@ class StudyTracker:
             return run_id
         run = self.client.create_run(self.experiment_id, run_name=label, tags={
             ROLE: "trial", TRIAL_ID: trial_id, "mlflow.parentRunId": self.parent_id, STUDY: self.study})
-        self._log(run.info.run_id, params=flatten(spec))
+        self._log(run.info.run_id, params=flatten(spec) | {"budget": budget_of(spec.get("recipe", {}))})
         self.runs[trial_id] = (run.info.run_id, "RUNNING")
         return run.info.run_id
 
@@ -128,7 +133,8 @@ class StudyTracker:
         if metrics:
             self._log(run_id, metrics=metrics)
 
-    def finish_trial(self, row: dict[str, Any], spec: dict[str, Any], history: Iterable[dict[str, Any]] = ()) -> None:
+    def finish_trial(self, row: dict[str, Any], spec: dict[str, Any], history: Iterable[dict[str, Any]] = (),
+                     tags: dict[str, str] | None = None) -> None:
         """Log a finished trial's unlogged per-epoch `history` and final metrics, and close its run
         (creating the run if it never started)."""
         trial_id = row["trial_id"]
@@ -136,7 +142,7 @@ class StudyTracker:
         self.log_reports(trial_id, history)
         metrics = _metrics({k: v for k, v in row.items() if k not in ("seed", "kappa", "tau", "alpha")},
                            int(row.get("steps") or 0), int(time.time() * 1000))
-        self._log(run_id, metrics=metrics, tags={"status": row["status"], "error": row.get("error") or ""})
+        self._log(run_id, metrics=metrics, tags={"status": row["status"], "error": row.get("error") or ""} | (tags or {}))
         status = "FINISHED" if row["status"] in ("ok", "diverged") else "FAILED"
         self.client.set_terminated(run_id, status=status)
         self.runs[trial_id] = (run_id, status)

@@ -20,10 +20,10 @@ from kdscale.trainer import TrainData, train
 # The results table's columns (DESIGN's contract plus a few that say how a row was trained).
 COLUMNS = ("study", "trial_id", "status", "error", "label", "dataset", "n_teacher", "n_train", "kappa",
            "teacher", "student", "teacher_params", "student_params", "teacher_id", "objective", "tau",
-           "alpha", "tau_squared", "epsilon", "seed", "budget", "lr", "batch_size", "test_acc",
+           "alpha", "tau_squared", "epsilon", "seed", "budget", "lr", "weight_decay", "batch_size", "test_acc",
            "test_loss", "test_ppl", "train_acc", "fidelity_train", "fidelity_test", "teacher_test_acc",
            "epochs", "steps", "wall_s", "flops", "resumed_from_step", "node_id", "cka_teacher", "fa_teacher",
-           "probe_acc", "pack_size")
+           "probe_acc", "pack_size", "extras")
 
 
 @dataclass
@@ -54,7 +54,9 @@ def spec_row(spec: TrialSpec) -> dict[str, Any]:
             "alpha": objective.alpha if objective.name in ("kd", "hard", "l2") else math.nan,
             "tau_squared": objective.tau_squared if objective.name == "kd" else None,
             "epsilon": objective.epsilon if objective.name == "ls" else math.nan,
-            "seed": spec.seed, "budget": budget, "lr": recipe.lr, "batch_size": recipe.batch_size}
+            "seed": spec.seed, "budget": budget, "lr": recipe.lr,
+            "weight_decay": recipe.weight_decay, "batch_size": recipe.batch_size,
+            "extras": ",".join(spec.extras)}  # what was measured beyond the metrics (a reuse needs as much)
 
 
 def _tensors(spec: TrialSpec, teacher: TeacherOutputs, loaded, device: torch.device) -> TrainData:

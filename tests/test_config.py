@@ -96,3 +96,24 @@ def test_m_is_round_kappa_n():
 def test_bad_values_name_the_field(build, field):
     with pytest.raises(SpecError, match=field.replace(".", r"\.")):
         build()
+
+
+def test_study_variants_and_per_kappa_recipes():
+    from kdscale.study import StudySpec
+
+    base = dict(name="s", data=DataSpec(name="digits", n_teacher=400),
+                pairs=((ModelSpec.parse("mlp:width=32"), ModelSpec.parse("mlp:width=16")),),
+                kappas=(0.25, 0.5), taus=(4.0,), seeds=(0,))
+    tuned = RecipeSpec(lr=0.3, steps=50)
+    spec = StudySpec(**base, objectives=("lt", "kd"),
+                     variants=(ObjectiveSpec("kd", tau=4.0, tau_squared=False), ObjectiveSpec("ls", epsilon=0.05),
+                               ObjectiveSpec("kd", tau=4.0)),  # the last is already in the grid
+                     recipe_overrides=(("mlp-16", 0.5, tuned),))
+    labels = [o.label for o in spec.objective_specs()]
+    assert labels == ["lt", "kd tau=4", "kd tau=4 no-tau2", "ls eps=0.05"]
+    trials = spec.trials()
+    assert len(trials) == 8
+    assert {t.recipe for t in trials if t.kappa == 0.5} == {tuned}
+    assert {t.recipe for t in trials if t.kappa == 0.25} == {RecipeSpec()}
+    with pytest.raises(SpecError, match="study.objectives is empty"):
+        StudySpec(**base, objectives=())

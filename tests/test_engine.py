@@ -189,3 +189,29 @@ def test_lt_cells_are_shared_across_taus():
     objectives = [t.objective for t in spec.trials()]
     assert objectives.count(ObjectiveSpec("lt")) == 4 and len(spec.trials()) == 12
     assert len({t.id for t in spec.trials()}) == 12
+
+
+def test_studies_under_one_storage_share_trials_and_train_nothing_twice(tmp_path):
+    """The shared trial cache: a second study adopts the cells the first one finished (row, files,
+    an MLflow run tagged with their source) and trains only its own; a trial that needs extras the
+    first study did not measure is trained again."""
+    import mlflow
+
+    first = run(small_study(name="first", objectives=("lt",)), tmp_path)
+    assert first.trained == 4
+    second_spec = small_study(name="second", objectives=("lt", "hard"))
+    second = run(second_spec, tmp_path)
+    assert second.reused == 4 and second.trained == 4 and second.complete
+    table, runs = check_exactly_once(tmp_path, second_spec)
+    lt = table[table["objective"] == "lt"].set_index("trial_id")
+    original = first.table.set_index("trial_id")
+    assert (lt["test_acc"] == original.loc[lt.index, "test_acc"]).all() and set(lt["study"]) == {"second"}
+    store = ResultsStore(str(tmp_path / "results"), "second")
+    assert store.predictions(lt.index[0])[0].shape == (360, 10) and store.history(lt.index[0])
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    tags = {r["trial_id"]: client.get_run(r["run_id"]).data.tags.get("kdscale.reused_from") for r in runs}
+    assert {tags[i] for i in lt.index} == {"first"} and tags[table[table["objective"] == "hard"]["trial_id"].iloc[0]] is None
+    assert client.get_run(runs[0]["run_id"]).data.params["budget"] == "steps=80"
+    # the probe was not measured by "first": those cells train again, with it
+    probed = run(small_study(name="probed", objectives=("lt",), kappas=(0.25,), extras=("probe",)), tmp_path)
+    assert probed.reused == 0 and probed.trained == 2 and probed.table["probe_acc"].notna().all()
