@@ -1,4 +1,5 @@
-"""The `kdscale` command: `trial` trains one student, `analyze` fits a results table.
+"""The `kdscale` command: `trial` trains one student, `tune` tunes the lt recipe per kappa,
+`analyze` fits a results table.
 
 Bad input exits with status 2 and one line naming the field, before any training.
 """
@@ -104,6 +105,35 @@ def cmd_trial(args: argparse.Namespace) -> int:
     return 1
 
 
+def tune_spec_from_flags(args: argparse.Namespace):
+    from kdscale.config import DataSpec, ModelSpec
+    from kdscale.tuning import QUICK_SPACE, SearchSpace, TuneSpec, base_recipe
+
+    default_space = QUICK_SPACE if args.quick else SearchSpace()
+    space = SearchSpace(lr=tuple(args.lr_range or default_space.lr),
+                        weight_decay=tuple(args.wd_range or default_space.weight_decay),
+                        steps=tuple(args.steps_choices or default_space.steps))
+    data_spec = DataSpec(name=args.dataset, n_teacher=args.n_teacher, seed=args.data_seed, root=args.data_root)
+    return TuneSpec(data=data_spec, student=ModelSpec.parse(args.student),
+                    base=base_recipe(args.dataset, quick=args.quick, precision=args.precision),
+                    kappas=tuple(args.kappas), samples=args.samples, seeds=args.seeds,
+                    val_fraction=args.val_fraction, sampler_seed=args.sampler_seed, space=space)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    if args.cache:
+        os.environ["KDSCALE_CACHE"] = args.cache
+    from kdscale.tuning import check_tune, format_table, run_tuning
+
+    spec = tune_spec_from_flags(args)
+    check_tune(spec)  # every check before any compute (and before an MLflow database appears)
+    result = run_tuning(spec, storage=args.storage, tracking_uri=args.tracking_uri, address=args.address,
+                        max_concurrent=args.max_concurrent, cpus_per_sample=args.cpus_per_sample,
+                        gpus_per_sample=args.gpus_per_sample, force=args.force, verbose=args.verbose)
+    print(format_table(spec, result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kdscale", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -130,6 +160,41 @@ def build_parser() -> argparse.ArgumentParser:
     trial.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     trial.add_argument("--cache", help="cache directory for data and teachers (default $KDSCALE_CACHE or ~/.cache/kdscale)")
     trial.set_defaults(run=cmd_trial)
+
+    tune = commands.add_parser("tune", help="tune the lt recipe (lr, weight decay, steps) per kappa on a "
+                               "validation split of the student's own samples (Optuna TPE through Ray Tune)")
+    tune.add_argument("--student", required=True, help="student model, family:width=W,...")
+    tune.add_argument("--kappas", nargs="+", type=float, required=True, help="kappa = M / N values to tune at")
+    tune.add_argument("--dataset", default="mnist1d", help="data set name")
+    tune.add_argument("--data-root", help="directory of a real data set's files")
+    tune.add_argument("--n-teacher", type=int, default=4000, help="N (default 4000)")
+    tune.add_argument("--data-seed", type=int, default=0, help="seed of the pool's generation and order")
+    tune.add_argument("--quick", action="store_true", help="the --quick studies' base recipe (500 steps) and "
+                      "step choices 100, 250, 500")
+    tune.add_argument("--precision", help="base recipe's forward precision: fp32 or bf16 (autocast)")
+    tune.add_argument("--samples", type=int, default=16, help="configurations tried per kappa (default 16)")
+    tune.add_argument("--seeds", type=int, default=1, help="tuning seeds: seed s holds out part of the samples "
+                      "the study's seed s trains on; the score is the mean over seeds (default 1)")
+    tune.add_argument("--val-fraction", type=float, default=0.2, help="share of M held out for validation")
+    tune.add_argument("--sampler-seed", type=int, default=0, help="seed of Optuna's TPE sampler")
+    tune.add_argument("--lr-range", nargs=2, type=float, metavar=("LOW", "HIGH"),
+                      help="log-uniform learning-rate range (default 3e-3 0.3)")
+    tune.add_argument("--wd-range", nargs=2, type=float, metavar=("LOW", "HIGH"),
+                      help="log-uniform weight-decay range (default 1e-5 1e-2)")
+    tune.add_argument("--steps-choices", nargs="+", type=int,
+                      help="step budgets to choose from (default 500 1000 1500 3000; --quick 100 250 500)")
+    tune.add_argument("--max-concurrent", type=int, default=1, help="samples at a time (default 1: the search "
+                      "is then deterministic)")
+    tune.add_argument("--cpus-per-sample", type=float, default=1.0)
+    tune.add_argument("--gpus-per-sample", type=float, default=0.0)
+    tune.add_argument("--force", action="store_true", help="search again even where a stored search matches")
+    tune.add_argument("--storage", default="kdscale_results", help="results directory or URI; the tuned "
+                      "recipes go to <storage>/_tuned/")
+    tune.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
+    tune.add_argument("--address", help="Ray cluster address")
+    tune.add_argument("--cache", help="data cache (default $KDSCALE_CACHE or ~/.cache/kdscale)")
+    tune.add_argument("-v", "--verbose", action="store_true", help="Ray's, Optuna's and MLflow's own output")
+    tune.set_defaults(run=cmd_tune)
 
     # `kdscale analyze ...` is handed to analysis' own parser in main(); listed here for --help
     commands.add_parser("analyze", help="fit the scaling relations of a results directory "

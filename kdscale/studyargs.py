@@ -22,7 +22,12 @@ QUICK_STUDENT_STEPS, QUICK_TEACHER_EPOCHS = 500, 30
 
 
 class StudyParser(argparse.ArgumentParser):
-    """argparse with bad input as one line, `prog: error: message`, and exit status 2."""
+    """argparse with bad input as one line, `prog: error: message`, and exit status 2; no
+    abbreviated flags (a misspelt `--epsilon` must fail, not start a default run as `--epsilons`)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")

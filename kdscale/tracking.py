@@ -188,3 +188,64 @@ def study_runs(tracking_uri: str | None, study: str) -> list[dict[str, Any]]:
     return [{"trial_id": r.data.tags.get(TRIAL_ID), "run_id": r.info.run_id, "status": r.info.status,
              "name": r.info.run_name, "parent": r.data.tags.get("mlflow.parentRunId")} for r in runs]
 
+
+
+TUNING_EXPERIMENT, TUNING_KEY = "kdscale-tune", "kdscale.tuning_key"
+
+
+def log_tuning(tracking_uri: str | None, key: str, title: str, kappa: float, entry: dict[str, Any],
+               files: Iterable[str | Path] = (), verbose: bool = False) -> str:
+    """One `kdscale tune` search as a run of the experiment `kdscale-tune`, nested under one parent
+    run per tuning key: the settings and the best config as params, every sample's config and
+    validation accuracy as metrics at step = sample index, the tuned file as an artifact."""
+    import logging
+
+    import mlflow
+
+    if not verbose:
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+    client = mlflow.MlflowClient(tracking_uri=resolve_uri(tracking_uri))
+    experiment = client.get_experiment_by_name(TUNING_EXPERIMENT)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(TUNING_EXPERIMENT)
+    parents = client.search_runs([experiment_id], f"tags.`{ROLE}` = 'tuning' and tags.`{TUNING_KEY}` = '{key}'",
+                                 max_results=1)
+    parent_id = parents[0].info.run_id if parents else client.create_run(
+        experiment_id, run_name=title, tags={ROLE: "tuning", TUNING_KEY: key}).info.run_id
+    run = client.create_run(experiment_id, run_name=f"{title} kappa={kappa:g}", tags={
+        ROLE: "tuning-search", TUNING_KEY: key, "kappa": f"{kappa:g}", "mlflow.parentRunId": parent_id})
+    best = entry["best"]
+    params = flatten({"kappa": kappa, "n_train": entry["n_train"], "n_val": entry["n_val"],
+                      "settings": entry["settings"], "best": {k: best[k] for k in ("lr", "weight_decay", "steps")}})
+    now = int(time.time() * 1000)
+    metrics = _metrics({"best_val_acc": best["val_acc"], "best_val_loss": best["val_loss"],
+                        "search_wall_s": entry["wall_s"]}, 0, now)
+    for sample in entry["samples"]:
+        metrics += _metrics({k: sample.get(k) for k in ("val_acc", "val_loss", "lr", "weight_decay", "steps")},
+                            int(sample["index"]), now)
+    from mlflow.entities import Param
+
+    for start in range(0, len(metrics), 1000):  # MLflow's limits per log_batch: 1000 metrics, 100 params
+        client.log_batch(run.info.run_id, metrics=metrics[start:start + 1000])
+
+    items = [Param(k, v) for k, v in params.items()]
+    for start in range(0, len(items), 100):
+        client.log_batch(run.info.run_id, params=items[start:start + 100])
+    for path in files:
+        client.log_artifact(run.info.run_id, str(path))
+    client.set_terminated(run.info.run_id, status="FINISHED")
+    return run.info.run_id
+
+
+def tuning_runs(tracking_uri: str | None, key: str | None = None) -> list[dict[str, Any]]:
+    """The `kdscale tune` search runs (of one tuning key, or all): run id, kappa, best val_acc, parent."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=resolve_uri(tracking_uri))
+    experiment = client.get_experiment_by_name(TUNING_EXPERIMENT)
+    if experiment is None:
+        return []
+    query = f"tags.`{ROLE}` = 'tuning-search'" + (f" and tags.`{TUNING_KEY}` = '{key}'" if key else "")
+    runs = client.search_runs([experiment.experiment_id], query, max_results=50000)
+    return [{"run_id": r.info.run_id, "kappa": float(r.data.tags["kappa"]), "key": r.data.tags.get(TUNING_KEY),
+             "best_val_acc": r.data.metrics.get("best_val_acc"), "parent": r.data.tags.get("mlflow.parentRunId"),
+             "status": r.info.status} for r in runs]

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from analysis.paired import pearson_ci
 from kdscale.config import DataSpec, ModelSpec
 from kdscale.study import StudySpec
-from kdscale.studyargs import add_run_flags, analyse, resources, run
+from kdscale.studyargs import StudyParser, add_run_flags, analyse, resources, run
 
 PAIR = ("cnn1d:width=32", "cnn1d:width=32")
 KAPPAS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
@@ -32,7 +33,7 @@ QUICK = dict(kappas=(0.1, 1.0), seeds=2, student_steps=300, teacher_epochs=20)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = StudyParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke size: 2 kappas, 2 seeds, short runs")
     parser.add_argument("--name", help="study name (default feature_alignment, or feature_alignment_quick)")
     parser.add_argument("--teacher", default=PAIR[0])
@@ -59,18 +60,6 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
         kappas=tuple(args.kappas or quick.get("kappas", KAPPAS)), taus=(args.tau,), seeds=tuple(range(seeds)),
         recipe=student_recipe, teacher_recipe=teacher_recipe, resources=resources(args),
         extras=("cka", "fa", "probe", "features"))
-
-
-def pearson_ci(x: np.ndarray, y: np.ndarray, level: float = 0.95) -> tuple[float, float, float, int]:
-    """Pearson r with a Fisher-z confidence interval (normal approximation, n >= 4)."""
-    from scipy import stats
-
-    n = len(x)
-    r = float(np.corrcoef(x, y)[0, 1])
-    if n < 4 or not math.isfinite(r) or abs(r) == 1:
-        return r, math.nan, math.nan, n
-    half = stats.norm.ppf(0.5 + level / 2) / math.sqrt(n - 3)
-    return r, math.tanh(math.atanh(r) - half), math.tanh(math.atanh(r) + half), n
 
 
 def per_kappa(table):

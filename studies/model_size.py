@@ -23,7 +23,7 @@ from dataclasses import replace
 from kdscale.config import DataSpec, ModelSpec
 from kdscale.errors import SpecError
 from kdscale.study import StudySpec
-from kdscale.studyargs import add_run_flags, analyse, resources, run
+from kdscale.studyargs import StudyParser, add_run_flags, analyse, resources, run
 
 DEFAULT_PAIRS = ("cnn1d:width=16>cnn1d:width=16", "cnn1d:width=64>cnn1d:width=4", "cnn1d:width=64>cnn1d:width=16",
                  "cnn1d:width=16>cnn1d:width=64", "cnn1d:width=64>cnn1d:width=64")
@@ -45,7 +45,7 @@ def parse_pair(text: str) -> tuple[ModelSpec, ModelSpec]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    parser = StudyParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke size: 3 pairs, 4 kappas, 2 seeds, short runs")
     parser.add_argument("--name", help="study name (default model_size, or model_size_quick)")
@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--student-steps", type=int, help="student budget in optimizer steps")
     parser.add_argument("--student-epochs", type=int, help="student budget in epochs (the paper's protocol)")
     parser.add_argument("--recipe", help="named recipe for teachers and students, e.g. paper-cifar10 "
-                        "(kdscale.recipes; default: the data set's)")
+                        "(kdscale.recipes; default: the data set's), or tuned-lt: students take the lt recipe "
+                        "`kdscale tune` stored for each kappa")
     parser.add_argument("--student-lr", type=float)
     parser.add_argument("--precision", choices=("fp32", "bf16"), help="forward precision of teachers and students "
                         "(bf16: autocast, for GPUs)")
@@ -79,7 +80,11 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
 
     quick = QUICK if args.quick else {}
     teacher_recipe, student_recipe = default_recipes(args.dataset)
-    if args.recipe:
+    tuned = args.recipe == "tuned-lt"  # students: the lt recipe `kdscale tune` stored per kappa
+    if tuned and (args.student_steps or args.student_epochs or args.student_lr):
+        raise SpecError("--recipe tuned-lt sets the students' lr, weight decay and steps per kappa: drop "
+                        "--student-steps, --student-epochs and --student-lr")
+    if args.recipe and not tuned:
         teacher_recipe = student_recipe = RECIPES.get(args.recipe)
     student_steps = args.student_steps or (None if args.student_epochs else quick.get("student_steps"))
     if args.student_steps and args.student_epochs:
@@ -99,11 +104,21 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
     n_teacher = args.n_teacher or {"digits": 700, "cifar5m": 60_000, "cifar5m-heldout": 60_000}.get(args.dataset, 4000)
     seeds = args.seeds if args.seeds is not None else len(quick.get("seeds", (0, 1, 2)))
     default_pairs = {"mnist1d": quick.get("pairs", DEFAULT_PAIRS), "digits": DIGITS_PAIRS}.get(args.dataset, IMAGE_PAIRS)
+    data = DataSpec(name=args.dataset, n_teacher=n_teacher, root=args.data_root)
+    pairs = tuple(parse_pair(p) for p in (args.pairs or default_pairs))
+    kappas = tuple(args.kappas or quick.get("kappas", DEFAULT_KAPPAS))
+    overrides = ()
+    if tuned:  # one tuned recipe per (student, kappa); a missing one names the `kdscale tune` to run
+        from kdscale.tuning import base_recipe, recipe_overrides
+
+        if student_recipe != base_recipe(args.dataset, bool(args.quick), args.precision):
+            raise SpecError(f"--recipe tuned-lt: the {args.dataset} student recipe is not the base tunings start "
+                            "from; tune with `kdscale tune` and leave the student recipe flags out")
+        overrides = recipe_overrides(args.storage, data, [student for _, student in pairs], kappas, student_recipe,
+                                     quick=bool(args.quick), precision=args.precision)
     return StudySpec(
-        name=args.name or ("model_size_quick" if args.quick else "model_size"),
-        data=DataSpec(name=args.dataset, n_teacher=n_teacher, root=args.data_root),
-        pairs=tuple(parse_pair(p) for p in (args.pairs or default_pairs)),
-        kappas=tuple(args.kappas or quick.get("kappas", DEFAULT_KAPPAS)),
+        name=args.name or ("model_size_quick" if args.quick else "model_size") + ("_tuned-lt" if tuned else ""),
+        data=data, pairs=pairs, kappas=kappas, recipe_overrides=overrides,
         taus=tuple(args.taus), objectives=tuple(args.objectives), seeds=tuple(range(seeds)),
         recipe=student_recipe, teacher_recipe=teacher_recipe, alpha=args.alpha,
         tau_squared=not args.no_tau_squared, extras=tuple(args.extras),
