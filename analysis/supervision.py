@@ -23,7 +23,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis.table import _arm_label, prepare
+from analysis.table import arm_label, prepare
 
 # A PI that changes by less than this per decade of kappa (accuracy, i.e. 2 points per 10x data)
 # counts as flat, provided the whole 95% CI of the slope lies inside +-FLAT_MARGIN.
@@ -158,7 +158,7 @@ def kappa_dependence(per_seed: pd.DataFrame, value: str = "PI", margin: float = 
 def status_counts(table: pd.DataFrame) -> pd.DataFrame:
     """Trials per (pair-less) arm and kappa by status: columns arm, kappa, ok, diverged, other."""
     frame = table.copy()
-    frame["arm"] = [_arm_label(row) for row in frame.to_dict("records")]
+    frame["arm"] = [arm_label(row) for row in frame.to_dict("records")]
     frame["kappa"] = [float(f"{float(k):.10g}") for k in frame["kappa"]]
     status = frame["status"].fillna("missing").astype(str)
     frame["ok"] = status == "ok"

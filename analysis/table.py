@@ -208,7 +208,7 @@ def prepare(table: pd.DataFrame, metric: str | Metric = "test_acc",
     frame["seed"] = frame["seed"].astype(int)
     frame["objective"] = frame["objective"].astype(str)
     frame["pair"] = _pair_labels(frame)
-    frame["arm"] = [_arm_label(row) for row in frame.to_dict("records")]
+    frame["arm"] = [arm_label(row) for row in frame.to_dict("records")]
     _check_unique(frame)
 
     warnings = []
@@ -248,7 +248,7 @@ def _pair_labels(frame: pd.DataFrame) -> pd.Series:
     return label
 
 
-def _arm_label(row: dict) -> str:
+def arm_label(row: dict) -> str:
     """The objective and the settings it reads, as kdscale's ObjectiveSpec.label writes them."""
     name = row["objective"]
 

@@ -207,6 +207,11 @@ class RecipeSpec:
     def budget_unit(self) -> str:
         return "epochs" if self.epochs is not None else "steps"
 
+    @property
+    def budget(self) -> str:
+        """`epochs=E` or `steps=S`: the results table's `budget` column and the MLflow param."""
+        return f"epochs={self.epochs}" if self.epochs is not None else f"steps={self.steps}"
+
 
 @dataclass(frozen=True)
 class ObjectiveSpec:

@@ -31,9 +31,9 @@ from ray import tune  # noqa: E402
 from kdscale import data as datasets  # noqa: E402
 from kdscale.config import ObjectiveSpec, TrialSpec, from_dict, to_dict  # noqa: E402
 from kdscale.fileio import cache_dir  # noqa: E402
-from kdscale.store import ResultsStore, shared_trials  # noqa: E402
+from kdscale.store import FINISHED, ResultsStore, shared_trials  # noqa: E402
 from kdscale.study import StudySpec, check_study  # noqa: E402
-from kdscale.tracking import StudyTracker, budget_of  # noqa: E402
+from kdscale.tracking import StudyTracker  # noqa: E402
 from kdscale.trial import spec_row  # noqa: E402
 
 ROWS_KEY = "kdscale_rows"  # the final report of a Tune trial: its students' results rows, as JSON
@@ -267,7 +267,7 @@ def run_study(spec: StudySpec, storage: str = "kdscale_results", tracking_uri: s
         if started_ray:
             ray.shutdown()
     table = store.table()
-    done = set(table.loc[table["status"].isin(("ok", "diverged")), "trial_id"])
+    done = set(table.loc[table["status"].isin(FINISHED), "trial_id"])
     complete = all(t.id in done for t in trials)
     if store.exists() and "://" not in store.uri:
         tracker.log_artifacts([Path(store.root) / "results.parquet"])
@@ -303,7 +303,7 @@ def _study_params(spec: StudySpec) -> dict:
             "recipe": to_dict(spec.recipe), "teacher_recipe": to_dict(spec.teacher_recipe),
             "alpha": spec.alpha, "tau_squared": spec.tau_squared,
             "objective_settings": [o.label for o in spec.objective_specs()],
-            "budget": budget_of(to_dict(spec.recipe)),
+            "budget": spec.recipe.budget,
             "recipe_overrides": len(spec.recipe_overrides)}
 
 

@@ -33,7 +33,9 @@ from kdscale.trial import COLUMNS
 FINISHED = ("ok", "diverged")  # a diverged trial is a result; a failed one is tried again
 
 
-def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """(pyarrow filesystem, path in it) of a local path (made absolute) or a URI (s3://...)."""
+    uri = str(uri)
     if "://" in uri:
         return pafs.FileSystem.from_uri(uri)
     import os
@@ -41,9 +43,19 @@ def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
 
 
+def atomic_write(fs: pafs.FileSystem, path: str, payload: bytes) -> None:
+    """Whole file under a temporary name, then one move: readers see the old file or the new."""
+    directory = path.rsplit("/", 1)[0]
+    fs.create_dir(directory, recursive=True)
+    tmp = f"{directory}/.tmp-{uuid.uuid4().hex}"
+    with fs.open_output_stream(tmp) as out:
+        out.write(payload)
+    fs.move(tmp, path)
+
+
 class ResultsStore:
     def __init__(self, storage: str, study: str):
-        self.fs, base = _filesystem(str(storage))
+        self.fs, base = filesystem(storage)
         # the base, shared by every study; local paths made absolute (workers run in other directories)
         self.storage = str(storage) if "://" in str(storage) else base
         self.root = f"{base.rstrip('/')}/{study}"
@@ -53,13 +65,7 @@ class ResultsStore:
 
     # --- writing --------------------------------------------------------------------------------
     def _write(self, path: str, payload: bytes) -> None:
-        """Whole file under a temporary name, then one move: readers see the old file or the new."""
-        directory = path.rsplit("/", 1)[0]
-        self.fs.create_dir(directory, recursive=True)
-        tmp = f"{directory}/.tmp-{uuid.uuid4().hex}"
-        with self.fs.open_output_stream(tmp) as out:
-            out.write(payload)
-        self.fs.move(tmp, path)
+        atomic_write(self.fs, path, payload)
 
     def write_predictions(self, trial_id: str, probs: np.ndarray, labels: np.ndarray) -> None:
         buffer = io.BytesIO()

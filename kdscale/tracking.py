@@ -41,8 +41,10 @@ def flatten(value: Any, prefix: str = "") -> dict[str, str]:
 
 
 def budget_of(recipe: dict[str, Any]) -> str:
-    """`epochs=E` or `steps=S`: the budget a trial trained with, as the results table's column says."""
-    return f"epochs={recipe['epochs']}" if recipe.get("epochs") is not None else f"steps={recipe.get('steps')}"
+    """The budget label (`RecipeSpec.budget`) of a recipe given as `to_dict` writes it."""
+    from kdscale.config import RecipeSpec, from_dict
+
+    return from_dict(RecipeSpec, recipe).budget
 
 
 def _metrics(values: dict[str, Any], step: int, timestamp: int):
@@ -120,7 +122,7 @@ class StudyTracker:
             return run_id
         run = self.client.create_run(self.experiment_id, run_name=label, tags={
             ROLE: "trial", TRIAL_ID: trial_id, "mlflow.parentRunId": self.parent_id, STUDY: self.study})
-        self._log(run.info.run_id, params=flatten(spec) | {"budget": budget_of(spec.get("recipe", {}))})
+        self._log(run.info.run_id, params=flatten(spec) | {"budget": budget_of(spec["recipe"])})
         self.runs[trial_id] = (run.info.run_id, "RUNNING")
         return run.info.run_id
 

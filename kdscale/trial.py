@@ -45,7 +45,6 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 def spec_row(spec: TrialSpec) -> dict[str, Any]:
     """The columns of a row that follow from the spec alone (also used for failed trials)."""
     objective, recipe = spec.objective, spec.recipe
-    budget = f"epochs={recipe.epochs}" if recipe.epochs is not None else f"steps={recipe.steps}"
     return {"trial_id": spec.id, "label": spec.label, "dataset": spec.data.name,
             "n_teacher": spec.data.n_teacher, "n_train": spec.n_train, "kappa": spec.kappa,
             "teacher": spec.teacher.model.label, "student": spec.student.label, "teacher_id": spec.teacher.id,
@@ -54,7 +53,7 @@ def spec_row(spec: TrialSpec) -> dict[str, Any]:
             "alpha": objective.alpha if objective.name in ("kd", "hard", "l2") else math.nan,
             "tau_squared": objective.tau_squared if objective.name == "kd" else None,
             "epsilon": objective.epsilon if objective.name == "ls" else math.nan,
-            "seed": spec.seed, "budget": budget, "lr": recipe.lr,
+            "seed": spec.seed, "budget": recipe.budget, "lr": recipe.lr,
             "weight_decay": recipe.weight_decay, "batch_size": recipe.batch_size,
             "extras": ",".join(spec.extras)}  # what was measured beyond the metrics (a reuse needs as much)
 

@@ -163,19 +163,11 @@ def kappa_key(kappa: float) -> str:
     return f"{float(kappa):.10g}"
 
 
-def _filesystem(storage: str):
-    import os
-
-    import pyarrow.fs as pafs
-
-    if "://" in str(storage):
-        return pafs.FileSystem.from_uri(str(storage))
-    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(str(storage)))
-
-
 def tuned_dir(storage: str) -> str:
     """`<storage>/_tuned`, a local path made absolute or the URI as given."""
-    base = str(storage).rstrip("/") if "://" in str(storage) else _filesystem(storage)[1].rstrip("/")
+    from kdscale.store import filesystem
+
+    base = str(storage).rstrip("/") if "://" in str(storage) else filesystem(storage)[1].rstrip("/")
     return f"{base}/{TUNED_DIR}"
 
 
@@ -187,7 +179,9 @@ def read_tuned(storage: str, key: str) -> dict | None:
     """The stored tuning file of a key, or None."""
     import pyarrow.fs as pafs
 
-    fs, root = _filesystem(storage)
+    from kdscale.store import filesystem
+
+    fs, root = filesystem(storage)
     path = f"{root.rstrip('/')}/{TUNED_DIR}/{key}.json"
     if fs.get_file_info(path).type != pafs.FileType.File:
         return None
@@ -196,16 +190,12 @@ def read_tuned(storage: str, key: str) -> dict | None:
 
 
 def _write_tuned(storage: str, key: str, document: dict) -> str:
-    """The whole file under a temporary name, then one move (as the results store writes)."""
-    import uuid
+    """Written whole and moved into place, as the results store writes."""
+    from kdscale.store import atomic_write, filesystem
 
-    fs, root = _filesystem(storage)
-    directory = f"{root.rstrip('/')}/{TUNED_DIR}"
-    fs.create_dir(directory, recursive=True)
-    tmp = f"{directory}/.tmp-{uuid.uuid4().hex}"
-    with fs.open_output_stream(tmp) as out:
-        out.write(json.dumps(document, indent=1, sort_keys=True).encode())
-    fs.move(tmp, f"{directory}/{key}.json")
+    fs, root = filesystem(storage)
+    atomic_write(fs, f"{root.rstrip('/')}/{TUNED_DIR}/{key}.json",
+                 json.dumps(document, indent=1, sort_keys=True).encode())
     return tuned_path(storage, key)
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from analysis.paired import pearson_ci
 from kdscale.config import DataSpec, ModelSpec
 from kdscale.study import StudySpec
-from kdscale.studyargs import StudyParser, add_run_flags, analyse, resources, run
+from kdscale.studyargs import StudyParser, add_run_flags, finish, resources, run
 
 PAIR = ("cnn1d:width=32", "cnn1d:width=32")
 KAPPAS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
@@ -178,25 +178,7 @@ def write_section(result, out_dir: Path) -> tuple[str, list[Path]]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     result = run(build_spec, args, "feature_alignment")
-    if result is None:
-        return 2
-    if not result.complete:
-        return 1
-    report = None if args.no_analysis else analyse(result, print_headline=False)
-    out_dir = Path(report.markdown_path).parent if report else Path(result.store.root) / "analysis"
-    section, figures = write_section(result, out_dir)
-    print(section.split("\n![")[0])
-    path = out_dir / "feature_alignment.md"
-    path.write_text(section)
-    if report:  # the section joins the study's report, beside the standard analysis
-        Path(report.markdown_path).write_text(Path(report.markdown_path).read_text() + "\n" + section)
-    from kdscale.tracking import log_artifacts
-
-    log_artifacts(result.tracking_uri, result.parent_run_id, [path, *figures] +
-                  ([report.markdown_path] if report else []), artifact_path="analysis")
-    print(f"report: {path}")
-    return 0
-
+    return finish(result, args, "feature_alignment", write_section)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -34,9 +34,7 @@ QUICK = dict(kappas=(0.05, 1.0), seeds=2)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    # no abbreviations: --tau must not silently mean --taus, nor --epsilon --epsilons
-    parser = StudyParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                         allow_abbrev=False)
+    parser = StudyParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke size: 2 kappas, 2 seeds, short runs")
     parser.add_argument("--name", help="study name (default hard_vs_soft, or hard_vs_soft_quick)")
     parser.add_argument("--pair", default=PAIR, help="TEACHER>STUDENT")

@@ -39,9 +39,7 @@ SAYS = {"flat": "is flat", "varies": "varies with kappa", "inconclusive": "is in
 
 
 def build_parser() -> argparse.ArgumentParser:
-    # no abbreviations: --tau must not silently mean --taus, nor --epsilon --epsilons
-    parser = StudyParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                         allow_abbrev=False)
+    parser = StudyParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke size: 2 kappas, 2 seeds, short runs")
     parser.add_argument("--name", help="study name (default label_smoothing, or label_smoothing_quick)")
     parser.add_argument("--pair", default=PAIR, help="TEACHER>STUDENT")
