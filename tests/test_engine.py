@@ -124,9 +124,16 @@ def test_a_killed_driver_continues_with_the_same_command(tmp_path):
     driver = subprocess.Popen([sys.executable, str(script)], env=env, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store = ResultsStore(str(tmp_path / "results"), "driver_kill")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+    def mid_study() -> bool:  # some rows written and some trial's live run open: kill now
+        if not store.exists() or len(store.table()) < 3:
+            return False
+        return any(r["status"] == "RUNNING" for r in study_runs(uri, "driver_kill"))
+
     deadline = time.time() + 240
     try:
-        while time.time() < deadline and (not store.exists() or len(store.table()) < 3):
+        while time.time() < deadline and not mid_study():
             assert driver.poll() is None, "the study ended before it could be killed"
             time.sleep(0.5)
     finally:
@@ -134,7 +141,7 @@ def test_a_killed_driver_continues_with_the_same_command(tmp_path):
         driver.wait()
     rows_before = len(store.table())
     assert 3 <= rows_before < 24
-    runs = study_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "driver_kill")
+    runs = study_runs(uri, "driver_kill")
     assert any(r["status"] == "RUNNING" for r in runs)  # the kill left runs open (live metrics) ...
 
     spec = small_study(name="driver_kill", kappas=(0.1, 0.25, 0.5, 1.0), seeds=(0, 1, 2),
