@@ -1,25 +1,16 @@
 """Every shipped study runs end to end at its --quick size (a fresh process, real Ray and MLflow)."""
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from kdscale.store import ResultsStore
 from kdscale.tracking import study_runs
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def study(name, tmp_path, *argv, timeout=300):
-    return subprocess.run([sys.executable, str(REPO / "studies" / f"{name}.py"), *argv,
-                           "--storage", str(tmp_path / "results"), "--tracking-uri",
-                           f"sqlite:///{tmp_path / 'mlflow.db'}", "--cache", str(tmp_path / "cache")],
-                          capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
+from tests.scripts import call_script, run_script
 
 
-def test_model_size_quick_end_to_end(tmp_path):
-    done = study("model_size", tmp_path, "--quick")
+def test_model_size_quick_end_to_end(tmp_path, ray_address):
+    done = run_script("model_size", tmp_path, "--quick")  # the README's way: the script starts its own Ray
     assert done.returncode == 0, done.stderr[-3000:]
     assert "cnn1d-64 > cnn1d-4, kd tau=4:" in done.stdout and "kappa* (PG" in done.stdout
     table = ResultsStore(str(tmp_path / "results"), "model_size_quick").table()
@@ -35,7 +26,7 @@ def test_model_size_quick_end_to_end(tmp_path):
     assert analyzed.returncode == 0, analyzed.stderr
     assert (tmp_path / "offline" / "report.md").exists()
     # the whole study again: nothing is trained twice
-    again = study("model_size", tmp_path, "--quick", "--no-analysis")
+    again = run_script("model_size", tmp_path, "--quick", "--no-analysis", address=ray_address)
     assert again.returncode == 0 and "48 already finished, 0 to train" in again.stderr
 
 
@@ -47,18 +38,21 @@ def test_model_size_quick_end_to_end(tmp_path):
     (["--dataset", "digits", "--kappas", "3"], "maximum kappa"),
 ])
 def test_model_size_bad_input_is_one_line_before_compute(tmp_path, argv, message):
-    done = study("model_size", tmp_path, *argv, timeout=60)
+    import ray
+
+    done = call_script("model_size", tmp_path, *argv)
     assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "mlflow.db").exists()
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "results").exists() and not ray.is_initialized()
 
 
-def test_model_size_unknown_flag(tmp_path):
-    done = study("model_size", tmp_path, "--kapas", "0.1", timeout=60)
+def test_model_size_unknown_flag_in_a_fresh_process(tmp_path):
+    done = run_script("model_size", tmp_path, "--kapas", "0.1", timeout=60)
     assert done.returncode == 2 and "unrecognized arguments: --kapas" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("model_size.py: error: ")
 
 
-def test_feature_alignment_quick_end_to_end(tmp_path):
-    done = study("feature_alignment", tmp_path, "--quick")
+def test_feature_alignment_quick_end_to_end(tmp_path, ray_address):
+    done = run_script("feature_alignment", tmp_path, "--quick", address=ray_address)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "## Feature alignment to the teacher" in done.stdout and "Correlation of the CKA gain" in done.stdout
     table = ResultsStore(str(tmp_path / "results"), "feature_alignment_quick").table()

@@ -2,9 +2,6 @@
 computations, and each script end to end at its --quick size under one shared storage."""
 import itertools
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,8 +13,8 @@ from analysis.budget import compare_crossings, compare_increments, epochs_matchi
 from analysis.paired import correlations, mean_ci, paired_columns, pearson_ci, per_cell, share_remaining
 from analysis.table import prepare
 from kdscale.store import ResultsStore
+from tests.scripts import call_script, run_script
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def trial(objective, kappa, seed, acc, pair=("cnn1d-16", "cnn1d-16"), **extra):
@@ -177,21 +174,15 @@ def test_epoch_budget_matching_the_step_budget_at_kappa_one():
 
 # --- the scripts ---------------------------------------------------------------------------------
 
-def study(name, root, *argv, timeout=300):
-    return subprocess.run([sys.executable, str(REPO / "studies" / f"{name}.py"), *argv,
-                           "--storage", str(root / "results"), "--tracking-uri", f"sqlite:///{root / 'mlflow.db'}",
-                           "--cache", str(root / "cache")], capture_output=True, text=True, timeout=timeout, cwd=root)
-
-
 # Run in this order under one storage: linear_probe trains the quick cells with the probe, and the
 # three others (whose trials need no extras) adopt them; budget trains only its epoch budget.
 ORDER = ("linear_probe", "fidelity", "bias_variance", "budget")
 
 
 @pytest.fixture(scope="module")
-def quick_runs(tmp_path_factory):
+def quick_runs(tmp_path_factory, ray_address):
     root = tmp_path_factory.mktemp("scaling")
-    return root, {name: study(name, root, "--quick") for name in ORDER}
+    return root, {name: run_script(name, root, "--quick", address=ray_address) for name in ORDER}
 
 
 def counts(done):
@@ -282,9 +273,11 @@ def test_budget_quick_labels_every_result_with_its_budget(quick_runs):
     (["--kapas", "0.1"], "unrecognized arguments: --kapas"),
 ])
 def test_bad_input_is_one_line_before_compute(tmp_path, name, argv, message):
-    done = study(name, tmp_path, *argv, timeout=60)
+    import ray
+
+    done = call_script(name, tmp_path, *argv)
     assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "mlflow.db").exists()
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "results").exists() and not ray.is_initialized()
 
 
 @pytest.mark.parametrize("name, argv, message", [
@@ -296,6 +289,8 @@ def test_bad_input_is_one_line_before_compute(tmp_path, name, argv, message):
     ("budget", ["--epochs", "0"], "--epochs 0 is invalid"),
 ])
 def test_bad_settings_are_one_line_before_compute(tmp_path, name, argv, message):
-    done = study(name, tmp_path, *argv, timeout=60)
+    import ray
+
+    done = call_script(name, tmp_path, *argv)
     assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "mlflow.db").exists()
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "results").exists() and not ray.is_initialized()

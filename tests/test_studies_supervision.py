@@ -2,11 +2,7 @@
 analysis.supervision against hand-computed answers, their sections on hand-made tables, and the
 three --quick runs end to end in one shared storage (the second and third adopt the trials they
 share instead of training them)."""
-import importlib.util
 import math
-import subprocess
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -15,8 +11,8 @@ import pytest
 
 from analysis.supervision import (contrast, increments, kappa_dependence, slope_ci, status_counts, summarize,
                                   t_interval)
+from tests.scripts import call_script, load_script, run_script
 
-REPO = Path(__file__).resolve().parents[1]
 T_975 = {1: 12.706204736, 2: 4.302652730, 7: 2.364624252}  # Student-t 97.5% quantiles by degrees of freedom
 
 
@@ -28,18 +24,6 @@ def row(objective, kappa, seed, acc, status="ok", tau=math.nan, tau_squared=None
             "tau": tau, "tau_squared": tau_squared, "epsilon": epsilon,
             "alpha": 0.0 if objective in ("kd", "hard", "l2") else math.nan,
             "test_acc": acc if status == "ok" else math.nan, "fidelity_train": fidelity}
-
-
-def load_study(name):
-    """A study script as a module (studies/ is on the path, as when the script runs)."""
-    sys.path.insert(0, str(REPO / "studies"))
-    try:
-        spec = importlib.util.spec_from_file_location(f"study_{name}", REPO / "studies" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(REPO / "studies"))
 
 
 # --- analysis.supervision, by hand -----------------------------------------------------------------
@@ -131,7 +115,7 @@ def test_status_counts_keep_diverged_trials():
 # --- the sections on hand-made tables --------------------------------------------------------------
 
 def test_label_smoothing_section_says_whether_ls_is_flat_and_kd_not(tmp_path):
-    study = load_study("label_smoothing")
+    study = load_script("label_smoothing")
     rows = []
     for kappa, kd_pi in ((0.05, 0.30), (0.5, 0.20), (4.0, 0.10)):
         for seed, noise in enumerate((-0.002, 0.0, 0.002)):
@@ -151,7 +135,7 @@ def test_label_smoothing_section_says_whether_ls_is_flat_and_kd_not(tmp_path):
 
 
 def test_temperature_section_counts_and_shows_diverged_trials(tmp_path):
-    study = load_study("temperature")
+    study = load_script("temperature")
     rows = []
     for kappa in (0.05, 1.0):
         for seed in (0, 1):
@@ -173,7 +157,7 @@ def test_temperature_section_counts_and_shows_diverged_trials(tmp_path):
 
 
 def test_hard_vs_soft_section_names_the_kappas_where_soft_targets_matter(tmp_path):
-    study = load_study("hard_vs_soft")
+    study = load_script("hard_vs_soft")
     rows = []
     for kappa, soft_gain in ((0.1, 0.20), (4.0, 0.0)):
         for seed, noise in enumerate((-0.01, 0.0, 0.01)):
@@ -190,20 +174,13 @@ def test_hard_vs_soft_section_names_the_kappas_where_soft_targets_matter(tmp_pat
 
 # --- the three --quick runs, sharing one storage -----------------------------------------------------
 
-def run_study(name, directory, *argv, timeout=300):
-    return subprocess.run([sys.executable, str(REPO / "studies" / f"{name}.py"), *argv,
-                           "--storage", str(directory / "results"), "--tracking-uri",
-                           f"sqlite:///{directory / 'mlflow.db'}", "--cache", str(directory / "cache")],
-                          capture_output=True, text=True, timeout=timeout, cwd=directory)
-
-
 @pytest.fixture(scope="module")
-def quick_runs(tmp_path_factory):
+def quick_runs(tmp_path_factory, ray_address):
     """label_smoothing, then hard_vs_soft, then temperature at --quick size in ONE storage."""
     directory = tmp_path_factory.mktemp("supervision")
     done = {}
     for name in ("label_smoothing", "hard_vs_soft", "temperature"):
-        done[name] = run_study(name, directory, "--quick")
+        done[name] = run_script(name, directory, "--quick", address=ray_address)
         assert done[name].returncode == 0, done[name].stderr[-3000:]
     return directory, done
 
@@ -229,7 +206,7 @@ def test_label_smoothing_quick_trains_its_grid(quick_runs):
     assert (analysis_dir / "label_smoothing_pi_vs_kappa.png").exists()
     assert "## Label smoothing against distillation" in (analysis_dir / "report.md").read_text()
     # a rerun trains nothing
-    again = run_study("label_smoothing", directory, "--quick", "--no-analysis", timeout=120)
+    again = run_script("label_smoothing", directory, "--quick", "--no-analysis", timeout=120)
     assert again.returncode == 0 and "16 trials, 16 already finished, 0 to train" in again.stderr
 
 
@@ -276,7 +253,9 @@ def test_temperature_quick_adopts_lt_and_the_factor_is_void_at_tau_1(quick_runs)
     ("hard_vs_soft", ["--kappas"], "expected at least one argument"),
 ])
 def test_bad_input_is_one_line_before_compute(tmp_path, name, argv, message):
-    done = run_study(name, tmp_path, *argv, timeout=60)
+    import ray
+
+    done = call_script(name, tmp_path, *argv)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "results").exists()
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "results").exists() and not ray.is_initialized()

@@ -1,7 +1,6 @@
 """`kdscale tune`, `--recipe tuned-lt` and studies/fair_recipe.py: the validation split, the search
 (never the test set), the tuned file's round trip into a study, bad input, the --quick study."""
 import json
-import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +16,7 @@ from kdscale.data.mnist1d import MNIST1D
 from kdscale.errors import SpecError
 from kdscale.study import StudySpec
 from kdscale.tracking import tuning_runs
+from tests.scripts import call_script, run_script
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "studies"))
@@ -166,16 +166,9 @@ def test_tune_bad_input_is_one_line_before_compute(argv, message, tmp_path, caps
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "results" / "_tuned").exists()
 
 
-def study(name, storage: Path, *argv, timeout=300):
-    return subprocess.run([sys.executable, str(REPO / "studies" / f"{name}.py"), *argv, "--storage",
-                           str(storage / "results"), "--tracking-uri", f"sqlite:///{storage / 'mlflow.db'}",
-                           "--cache", str(storage / "cache")], capture_output=True, text=True, timeout=timeout,
-                          cwd=storage)
-
-
 def test_tuned_lt_without_a_tuning_is_one_line_naming_the_command(tmp_path):
-    done = study("model_size", tmp_path, "--quick", "--recipe", "tuned-lt", "--pairs", "cnn1d:width=16>cnn1d:width=16",
-                 "--kappas", "0.05", "1", timeout=60)
+    done = call_script("model_size", tmp_path, "--quick", "--recipe", "tuned-lt", "--pairs",
+                       "cnn1d:width=16>cnn1d:width=16", "--kappas", "0.05", "1")
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert done.stderr.strip().endswith(
         "run first: kdscale tune --dataset mnist1d --n-teacher 4000 --student cnn1d:width=16 --kappas 0.05 1 --quick "
@@ -186,7 +179,7 @@ def test_tuned_lt_without_a_tuning_is_one_line_naming_the_command(tmp_path):
 def test_fair_recipe_bad_input_is_one_line(tmp_path):
     for argv, message in ((["--samples", "0"], "tune.samples=0 is invalid"), (["--seeds", "0"], "study.seeds is empty"),
                           (["--tau", "0"], "tau=0.0 is invalid"), (["--tune-seeds", "0"], "tune.seeds=0 is invalid")):
-        done = study("fair_recipe", tmp_path, "--quick", *argv, timeout=60)
+        done = call_script("fair_recipe", tmp_path, "--quick", *argv)
         assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "mlflow.db").exists()
 
@@ -201,8 +194,8 @@ def shared(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def quick_run(shared):
-    return study("fair_recipe", shared, "--quick")
+def quick_run(shared, ray_address):
+    return run_script("fair_recipe", shared, "--quick", address=ray_address)
 
 
 def test_fair_recipe_quick_end_to_end(shared, quick_run):
@@ -227,18 +220,18 @@ def test_fair_recipe_quick_end_to_end(shared, quick_run):
     assert "## Fair recipe" in (analysis / "report.md").read_text()
 
 
-def test_model_size_tuned_lt_reads_the_same_tuning_into_the_same_trials(shared, quick_run):
+def test_model_size_tuned_lt_reads_the_same_tuning_into_the_same_trials(shared, quick_run, ray_address):
     assert quick_run.returncode == 0
-    done = study("model_size", shared, "--quick", "--recipe", "tuned-lt", "--pairs", "cnn1d:width=16>cnn1d:width=16",
-                 "--kappas", "0.05", "1", "--no-analysis")
+    done = run_script("model_size", shared, "--quick", "--recipe", "tuned-lt", "--pairs", "cnn1d:width=16>cnn1d:width=16",
+                      "--kappas", "0.05", "1", "--no-analysis", address=ray_address)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "study model_size_quick_tuned-lt: 8 trials, 0 already finished, 8 from other studies' results, 0 to train" \
         in done.stderr
 
 
-def test_fair_recipe_rerun_tunes_and_trains_nothing(shared, quick_run):
+def test_fair_recipe_rerun_tunes_and_trains_nothing(shared, quick_run, ray_address):
     assert quick_run.returncode == 0
-    done = study("fair_recipe", shared, "--quick", "--no-analysis")
+    done = run_script("fair_recipe", shared, "--quick", "--no-analysis", address=ray_address)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stderr.count("reusing the stored search") == 2
     assert "study fair_default_quick: 8 trials, 8 already finished, 0 to train" in done.stderr
