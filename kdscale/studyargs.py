@@ -1,8 +1,11 @@
 """What every study script shares: its flags, its MNIST-1D recipes, running it, and its report section.
 
+    GRID = Grid("my_study", kappas=(0.1, 1.0), quick=dict(kappas=(0.1,), seeds=2), pair="cnn1d>cnn1d")
     parser = StudyParser(description=...)
+    GRID.add_flags(parser)   # --quick --name --pair --kappas --seeds, defaults said in --help
     add_run_flags(parser)
     ...
+    GRID.study_name(args), GRID.kappa_values(args), GRID.seed_values(args)
     result = run(build_spec, args, "my_study")   # None after a one-line bad-input error
     finish(result, args, "my_study", write_section)   # analysis report + the study's own section
 
@@ -14,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass, field
+from typing import Any
 
 from kdscale.study import Resources
 
@@ -31,6 +36,59 @@ class StudyParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The grid flags the study scripts share (--quick, --name, --pair or --pairs, --kappas, --seeds),
+    with each script's defaults stated once, here, and said by --help."""
+
+    name: str  # the study's name, or the prefix of its studies' names; --quick appends _quick
+    kappas: tuple[float, ...]
+    quick: dict[str, Any] = field(default_factory=dict)  # what --quick changes: kappas, seeds, pairs, ...
+    seeds: int = 3
+    pair: str | None = None  # one TEACHER>STUDENT: --pair
+    pairs: tuple[str, ...] | None = None  # several: --pairs
+    name_help: str | None = None
+    seeds_help: str = "number of seeds"
+
+    def add_flags(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--quick", action="store_true", help=f"smoke size: {self._quick_summary()}, short runs")
+        parser.add_argument("--name", help=self.name_help or f"study name (default {self.name}, or {self.name}_quick)")
+        if self.pair is not None:
+            parser.add_argument("--pair", default=self.pair, help=f"TEACHER>STUDENT (default {self.pair})")
+        if self.pairs is not None:
+            parser.add_argument("--pairs", nargs="+", help=f"TEACHER>STUDENT model pairs (default {' '.join(self.pairs)})")
+        parser.add_argument("--kappas", nargs="+", type=float,
+                            help=f"student data / teacher data (default {' '.join(f'{k:g}' for k in self.kappas)})")
+        parser.add_argument("--seeds", type=int, help=f"{self.seeds_help} (default {self.seeds})")
+
+    def _quick_summary(self) -> str:
+        parts = []
+        for key, value in self.quick.items():
+            count = len(value) if isinstance(value, (tuple, list)) else value
+            label = key.replace("_", " ")
+            parts.append(f"{count} {label[:-1] if count == 1 and label.endswith('s') else label}")
+        return ", ".join(parts)
+
+    def get(self, args: argparse.Namespace, key: str, default: Any) -> Any:
+        """The --quick value of key under --quick, else default."""
+        return self.quick.get(key, default) if args.quick else default
+
+    def study_name(self, args: argparse.Namespace) -> str:
+        return args.name or (f"{self.name}_quick" if args.quick else self.name)
+
+    def kappa_values(self, args: argparse.Namespace) -> tuple[float, ...]:
+        return tuple(args.kappas or self.get(args, "kappas", self.kappas))
+
+    def seed_values(self, args: argparse.Namespace) -> tuple[int, ...]:
+        return tuple(range(args.seeds if args.seeds is not None else self.get(args, "seeds", self.seeds)))
+
+    def pair_values(self, args: argparse.Namespace) -> tuple[str, ...]:
+        """The TEACHER>STUDENT strings of the study: --pair, or --pairs, or the (quick) default."""
+        if self.pair is not None:
+            return (args.pair,)
+        return tuple(args.pairs or self.get(args, "pairs", self.pairs or ()))
 
 
 def mnist1d_recipes(quick: bool):

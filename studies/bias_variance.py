@@ -28,38 +28,32 @@ import numpy as np
 from kdscale.config import DataSpec
 from kdscale.errors import SpecError
 from kdscale.study import StudySpec
-from kdscale.studyargs import StudyParser, add_run_flags, finish, mnist1d_recipes, resources, run
+from kdscale.studyargs import Grid, StudyParser, add_run_flags, finish, mnist1d_recipes, resources, run
 from model_size import DEFAULT_KAPPAS, parse_pair
 
 PAIR = "cnn1d:width=16>cnn1d:width=16"
 SMALL_KAPPA, LARGE_KAPPA = 0.1, 1.0  # the paper's two regimes, as this section reads them
-QUICK = dict(kappas=(0.05, 1.0), seeds=2)
+GRID = Grid("bias_variance", kappas=DEFAULT_KAPPAS, quick=dict(kappas=(0.05, 1.0), seeds=2), seeds=5,
+            pairs=(PAIR,), seeds_help="number of seeds, at least 2")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = StudyParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke size: 2 kappas, 2 seeds, short runs")
-    parser.add_argument("--name", help="study name (default bias_variance, or bias_variance_quick)")
-    parser.add_argument("--pairs", nargs="+", help=f"TEACHER>STUDENT model pairs (default {PAIR})")
-    parser.add_argument("--kappas", nargs="+", type=float, help="default 0.02 0.05 0.1 0.2 0.5 1 2 4")
+    GRID.add_flags(parser)
     parser.add_argument("--tau", type=float, default=4.0, help="kd temperature (default 4)")
-    parser.add_argument("--seeds", type=int, help="number of seeds, at least 2 (default 5)")
     parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates (default 2000)")
     add_run_flags(parser)
     return parser
 
 
 def build_spec(args: argparse.Namespace) -> StudySpec:
-    quick = QUICK if args.quick else {}
     teacher_recipe, student_recipe = mnist1d_recipes(args.quick)
-    seeds = args.seeds if args.seeds is not None else quick.get("seeds", 5)
     spec = StudySpec(
-        name=args.name or ("bias_variance_quick" if args.quick else "bias_variance"), data=DataSpec(),
-        pairs=tuple(parse_pair(p) for p in (args.pairs or (PAIR,))),
-        kappas=tuple(args.kappas or quick.get("kappas", DEFAULT_KAPPAS)), taus=(args.tau,),
-        seeds=tuple(range(seeds)), recipe=student_recipe, teacher_recipe=teacher_recipe, resources=resources(args))
-    if seeds < 2:  # after StudySpec, which names an empty grid itself
-        raise SpecError(f"--seeds {seeds} is invalid: a variance over seeds needs at least 2")
+        name=GRID.study_name(args), data=DataSpec(), pairs=tuple(parse_pair(p) for p in GRID.pair_values(args)),
+        kappas=GRID.kappa_values(args), taus=(args.tau,), seeds=GRID.seed_values(args), recipe=student_recipe,
+        teacher_recipe=teacher_recipe, resources=resources(args))
+    if len(spec.seeds) < 2:  # after StudySpec, which names an empty grid itself
+        raise SpecError(f"--seeds {len(spec.seeds)} is invalid: a variance over seeds needs at least 2")
     if args.n_boot < 1:
         raise SpecError(f"--n-boot {args.n_boot} is invalid: must be >= 1")
     return spec

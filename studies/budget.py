@@ -34,22 +34,19 @@ from pathlib import Path
 from kdscale.config import DataSpec
 from kdscale.errors import SpecError
 from kdscale.study import StudySpec
-from kdscale.studyargs import StudyParser, add_run_flags, analyse, finish, mnist1d_recipes, resources, run
+from kdscale.studyargs import Grid, StudyParser, add_run_flags, analyse, finish, mnist1d_recipes, resources, run
 from model_size import DEFAULT_KAPPAS, DEFAULT_PAIRS, parse_pair
 
-QUICK = dict(pairs=("cnn1d:width=16>cnn1d:width=16",), kappas=(0.05, 1.0), seeds=2)
+GRID = Grid("budget", kappas=DEFAULT_KAPPAS, quick=dict(pairs=("cnn1d:width=16>cnn1d:width=16",), kappas=(0.05, 1.0),
+            seeds=2), pairs=DEFAULT_PAIRS, name_help="prefix of the two studies' names (default budget, or "
+            "budget_quick): NAME_steps and NAME_epochs")
 NAMES = ("steps", "epochs")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = StudyParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke size: 1 pair, 2 kappas, 2 seeds, short runs")
-    parser.add_argument("--name", help="prefix of the two studies' names (default budget, or budget_quick): "
-                        "NAME_steps and NAME_epochs")
-    parser.add_argument("--pairs", nargs="+", help="TEACHER>STUDENT model pairs (default model_size's five)")
-    parser.add_argument("--kappas", nargs="+", type=float, help="default 0.02 0.05 0.1 0.2 0.5 1 2 4")
+    GRID.add_flags(parser)
     parser.add_argument("--tau", type=float, default=4.0, help="kd temperature (default 4)")
-    parser.add_argument("--seeds", type=int, help="number of seeds (default 3)")
     parser.add_argument("--epochs", type=int, help="the epoch budget (default: the steps budget's samples at "
                         "kappa = 1, steps * batch / N: 48, or 16 with --quick)")
     add_run_flags(parser)
@@ -60,7 +57,6 @@ def build_specs(args: argparse.Namespace) -> tuple[StudySpec, StudySpec]:
     """(fixed-steps study, fixed-epochs study): one grid, two student budgets."""
     from analysis.budget import epochs_matching_steps
 
-    quick = QUICK if args.quick else {}
     teacher_recipe, steps_recipe = mnist1d_recipes(args.quick)
     n_teacher = DataSpec().n_teacher
     epochs = args.epochs
@@ -69,12 +65,10 @@ def build_specs(args: argparse.Namespace) -> tuple[StudySpec, StudySpec]:
     elif epochs < 1:
         raise SpecError(f"--epochs {epochs} is invalid: must be an integer >= 1")
     epochs_recipe = replace(steps_recipe, steps=None, epochs=epochs, warmup=0.0, milestones=())
-    seeds = args.seeds if args.seeds is not None else quick.get("seeds", 3)
-    prefix = args.name or ("budget_quick" if args.quick else "budget")
-    common = dict(data=DataSpec(n_teacher=n_teacher),
-                  pairs=tuple(parse_pair(p) for p in (args.pairs or quick.get("pairs", DEFAULT_PAIRS))),
-                  kappas=tuple(args.kappas or quick.get("kappas", DEFAULT_KAPPAS)), taus=(args.tau,),
-                  seeds=tuple(range(seeds)), teacher_recipe=teacher_recipe, resources=resources(args))
+    prefix = GRID.study_name(args)
+    common = dict(data=DataSpec(n_teacher=n_teacher), pairs=tuple(parse_pair(p) for p in GRID.pair_values(args)),
+                  kappas=GRID.kappa_values(args), taus=(args.tau,), seeds=GRID.seed_values(args),
+                  teacher_recipe=teacher_recipe, resources=resources(args))
     return (StudySpec(name=f"{prefix}_steps", recipe=steps_recipe, **common),
             StudySpec(name=f"{prefix}_epochs", recipe=epochs_recipe, **common))
 

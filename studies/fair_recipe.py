@@ -42,21 +42,18 @@ from pathlib import Path
 from kdscale.config import DataSpec
 from kdscale.errors import SpecError
 from kdscale.study import StudySpec
-from kdscale.studyargs import StudyParser, add_run_flags, analyse, finish, mnist1d_recipes, resources, run
+from kdscale.studyargs import Grid, StudyParser, add_run_flags, analyse, finish, mnist1d_recipes, resources, run
 from model_size import DEFAULT_KAPPAS, parse_pair  # model_size's grid and recipes: shared trials
 
 PAIR = "cnn1d:width=16>cnn1d:width=16"
-QUICK = dict(kappas=(0.05, 1.0), seeds=2, samples=3, tune_seeds=1)
+GRID = Grid("fair", kappas=DEFAULT_KAPPAS, quick=dict(kappas=(0.05, 1.0), seeds=2, samples=3, tune_seeds=1), pair=PAIR,
+            name_help="prefix of the two studies' names (default fair: fair_default and fair_tuned; --quick adds "
+            "_quick)", seeds_help="seeds of the studies")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = StudyParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smoke size: 2 kappas, 2 seeds, 3 samples, short runs")
-    parser.add_argument("--name", help="prefix of the two studies' names (default fair: fair_default and "
-                        "fair_tuned; --quick adds _quick)")
-    parser.add_argument("--pair", default=PAIR, help="TEACHER>STUDENT")
-    parser.add_argument("--kappas", nargs="+", type=float, help="default: model_size's 0.02 ... 4")
-    parser.add_argument("--seeds", type=int, help="seeds of the studies (default 3)")
+    GRID.add_flags(parser)
     parser.add_argument("--tau", type=float, default=4.0, help="kd's temperature (tau^2 factor on, alpha 0)")
     parser.add_argument("--samples", type=int, help="configurations tried per kappa (default 16)")
     parser.add_argument("--tune-seeds", type=int, help="tuning seeds, each holding out part of its own study "
@@ -72,22 +69,19 @@ def build_specs(args: argparse.Namespace):
     """(default-recipe StudySpec, TuneSpec): every check that needs no compute runs here."""
     from kdscale.tuning import QUICK_SPACE, SearchSpace, TuneSpec, base_recipe
 
-    quick = QUICK if args.quick else {}
     teacher_recipe, student_recipe = mnist1d_recipes(bool(args.quick))
-    seeds = args.seeds if args.seeds is not None else quick.get("seeds", 3)
     suffix = "_quick" if args.quick else ""
     pair = parse_pair(args.pair)
     default = StudySpec(
-        name=f"{args.name or 'fair'}_default{suffix}", data=DataSpec(), pairs=(pair,),
-        kappas=tuple(args.kappas or quick.get("kappas", DEFAULT_KAPPAS)), objectives=("lt", "kd"),
-        taus=(args.tau,), alpha=0.0, tau_squared=True, seeds=tuple(range(seeds)), recipe=student_recipe,
-        teacher_recipe=teacher_recipe, resources=resources(args))
+        name=f"{args.name or GRID.name}_default{suffix}", data=DataSpec(), pairs=(pair,),
+        kappas=GRID.kappa_values(args), objectives=("lt", "kd"), taus=(args.tau,), alpha=0.0, tau_squared=True,
+        seeds=GRID.seed_values(args), recipe=student_recipe, teacher_recipe=teacher_recipe, resources=resources(args))
     if student_recipe != base_recipe("mnist1d", bool(args.quick)):
         raise SpecError("the studies' student recipe is not the base the tuning starts from")
     tune_spec = TuneSpec(
         data=default.data, student=pair[1], base=student_recipe, kappas=default.kappas,
-        samples=args.samples if args.samples is not None else quick.get("samples", 16),
-        seeds=args.tune_seeds if args.tune_seeds is not None else quick.get("tune_seeds", 3),
+        samples=args.samples if args.samples is not None else GRID.get(args, "samples", 16),
+        seeds=args.tune_seeds if args.tune_seeds is not None else GRID.get(args, "tune_seeds", 3),
         val_fraction=args.val_fraction, sampler_seed=args.sampler_seed,
         space=QUICK_SPACE if args.quick else SearchSpace())
     return default, tune_spec

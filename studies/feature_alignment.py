@@ -25,22 +25,20 @@ import numpy as np
 from analysis.paired import pearson_ci
 from kdscale.config import DataSpec, ModelSpec
 from kdscale.study import StudySpec
-from kdscale.studyargs import StudyParser, add_run_flags, finish, resources, run
+from kdscale.studyargs import Grid, StudyParser, add_run_flags, finish, resources, run
 
 PAIR = ("cnn1d:width=32", "cnn1d:width=32")
 KAPPAS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
-QUICK = dict(kappas=(0.1, 1.0), seeds=2, student_steps=300, teacher_epochs=20)
+GRID = Grid("feature_alignment", kappas=KAPPAS,
+            quick=dict(kappas=(0.1, 1.0), seeds=2, student_steps=300, teacher_epochs=20))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = StudyParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke size: 2 kappas, 2 seeds, short runs")
-    parser.add_argument("--name", help="study name (default feature_alignment, or feature_alignment_quick)")
-    parser.add_argument("--teacher", default=PAIR[0])
-    parser.add_argument("--student", default=PAIR[1])
-    parser.add_argument("--kappas", nargs="+", type=float)
-    parser.add_argument("--tau", type=float, default=4.0)
-    parser.add_argument("--seeds", type=int, help="number of seeds (default 3)")
+    GRID.add_flags(parser)
+    parser.add_argument("--teacher", default=PAIR[0], help=f"teacher model (default {PAIR[0]})")
+    parser.add_argument("--student", default=PAIR[1], help=f"student model (default {PAIR[1]})")
+    parser.add_argument("--tau", type=float, default=4.0, help="kd temperature (default 4)")
     add_run_flags(parser)
     return parser
 
@@ -48,16 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
 def build_spec(args: argparse.Namespace) -> StudySpec:
     from kdscale.recipes import default_recipes
 
-    quick = QUICK if args.quick else {}
     teacher_recipe, student_recipe = default_recipes("mnist1d")
-    if quick:
-        student_recipe = replace(student_recipe, steps=quick["student_steps"])
-        teacher_recipe = replace(teacher_recipe, epochs=quick["teacher_epochs"])
-    seeds = args.seeds if args.seeds is not None else quick.get("seeds", 3)
+    if args.quick:
+        student_recipe = replace(student_recipe, steps=GRID.quick["student_steps"])
+        teacher_recipe = replace(teacher_recipe, epochs=GRID.quick["teacher_epochs"])
     return StudySpec(
-        name=args.name or ("feature_alignment_quick" if args.quick else "feature_alignment"),
-        data=DataSpec(), pairs=((ModelSpec.parse(args.teacher), ModelSpec.parse(args.student)),),
-        kappas=tuple(args.kappas or quick.get("kappas", KAPPAS)), taus=(args.tau,), seeds=tuple(range(seeds)),
+        name=GRID.study_name(args), data=DataSpec(),
+        pairs=((ModelSpec.parse(args.teacher), ModelSpec.parse(args.student)),),
+        kappas=GRID.kappa_values(args), taus=(args.tau,), seeds=GRID.seed_values(args),
         recipe=student_recipe, teacher_recipe=teacher_recipe, resources=resources(args),
         extras=("cka", "fa", "probe", "features"))
 

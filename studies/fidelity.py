@@ -29,35 +29,29 @@ import numpy as np
 
 from kdscale.config import DataSpec
 from kdscale.study import StudySpec
-from kdscale.studyargs import StudyParser, add_run_flags, finish, mnist1d_recipes, resources, run
+from kdscale.studyargs import Grid, StudyParser, add_run_flags, finish, mnist1d_recipes, resources, run
 from model_size import DEFAULT_KAPPAS, parse_pair
 
 PAIRS = ("cnn1d:width=16>cnn1d:width=16", "cnn1d:width=64>cnn1d:width=4", "cnn1d:width=64>cnn1d:width=16")
 KAPPAS = (*DEFAULT_KAPPAS, 10.0)
-QUICK = dict(pairs=("cnn1d:width=16>cnn1d:width=16",), kappas=(0.05, 1.0), seeds=2)
+GRID = Grid("fidelity", kappas=KAPPAS, quick=dict(pairs=("cnn1d:width=16>cnn1d:width=16",), kappas=(0.05, 1.0), seeds=2),
+            pairs=PAIRS)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = StudyParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke size: 1 pair, 2 kappas, 2 seeds, short runs")
-    parser.add_argument("--name", help="study name (default fidelity, or fidelity_quick)")
-    parser.add_argument("--pairs", nargs="+", help=f"TEACHER>STUDENT model pairs (default {' '.join(PAIRS)})")
-    parser.add_argument("--kappas", nargs="+", type=float, help="default 0.02 0.05 0.1 0.2 0.5 1 2 4 10")
+    GRID.add_flags(parser)
     parser.add_argument("--tau", type=float, default=4.0, help="kd temperature (default 4)")
-    parser.add_argument("--seeds", type=int, help="number of seeds (default 3)")
     add_run_flags(parser)
     return parser
 
 
 def build_spec(args: argparse.Namespace) -> StudySpec:
-    quick = QUICK if args.quick else {}
     teacher_recipe, student_recipe = mnist1d_recipes(args.quick)
-    seeds = args.seeds if args.seeds is not None else quick.get("seeds", 3)
     return StudySpec(
-        name=args.name or ("fidelity_quick" if args.quick else "fidelity"), data=DataSpec(),
-        pairs=tuple(parse_pair(p) for p in (args.pairs or quick.get("pairs", PAIRS))),
-        kappas=tuple(args.kappas or quick.get("kappas", KAPPAS)), taus=(args.tau,), seeds=tuple(range(seeds)),
-        recipe=student_recipe, teacher_recipe=teacher_recipe, resources=resources(args))
+        name=GRID.study_name(args), data=DataSpec(), pairs=tuple(parse_pair(p) for p in GRID.pair_values(args)),
+        kappas=GRID.kappa_values(args), taus=(args.tau,), seeds=GRID.seed_values(args), recipe=student_recipe,
+        teacher_recipe=teacher_recipe, resources=resources(args))
 
 
 def fidelity_numbers(table, results_dir=None):

@@ -26,35 +26,27 @@ from pathlib import Path
 
 from kdscale.config import DataSpec
 from kdscale.study import StudySpec
-from kdscale.studyargs import StudyParser, add_run_flags, finish, mnist1d_recipes, resources, run
+from kdscale.studyargs import Grid, StudyParser, add_run_flags, finish, mnist1d_recipes, resources, run
 from model_size import DEFAULT_KAPPAS, parse_pair
 
 PAIR = "cnn1d:width=16>cnn1d:width=16"
-QUICK = dict(kappas=(0.05, 1.0), seeds=2)
+GRID = Grid("hard_vs_soft", kappas=DEFAULT_KAPPAS, quick=dict(kappas=(0.05, 1.0), seeds=2), pair=PAIR)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = StudyParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smoke size: 2 kappas, 2 seeds, short runs")
-    parser.add_argument("--name", help="study name (default hard_vs_soft, or hard_vs_soft_quick)")
-    parser.add_argument("--pair", default=PAIR, help="TEACHER>STUDENT")
-    parser.add_argument("--kappas", nargs="+", type=float, help="default: model_size's 0.02 ... 4")
-    parser.add_argument("--seeds", type=int, help="number of seeds (default 3)")
+    GRID.add_flags(parser)
     parser.add_argument("--tau", type=float, default=4.0, help="kd's temperature (tau^2 factor on, alpha 0)")
     add_run_flags(parser)
     return parser
 
 
 def build_spec(args: argparse.Namespace) -> StudySpec:
-    quick = QUICK if args.quick else {}
     teacher_recipe, student_recipe = mnist1d_recipes(bool(args.quick))
-    seeds = args.seeds if args.seeds is not None else quick.get("seeds", 3)
     return StudySpec(
-        name=args.name or ("hard_vs_soft_quick" if args.quick else "hard_vs_soft"),
-        data=DataSpec(), pairs=(parse_pair(args.pair),),
-        kappas=tuple(args.kappas or quick.get("kappas", DEFAULT_KAPPAS)),
+        name=GRID.study_name(args), data=DataSpec(), pairs=(parse_pair(args.pair),), kappas=GRID.kappa_values(args),
         objectives=("lt", "kd", "hard"), taus=(args.tau,), alpha=0.0, tau_squared=True,
-        seeds=tuple(range(seeds)), recipe=student_recipe, teacher_recipe=teacher_recipe, resources=resources(args))
+        seeds=GRID.seed_values(args), recipe=student_recipe, teacher_recipe=teacher_recipe, resources=resources(args))
 
 
 def write_section(result, out_dir: Path) -> tuple[str, list[Path]]:

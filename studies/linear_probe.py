@@ -29,36 +29,29 @@ import numpy as np
 
 from kdscale.config import DataSpec
 from kdscale.study import StudySpec
-from kdscale.studyargs import StudyParser, add_run_flags, finish, mnist1d_recipes, resources, run
+from kdscale.studyargs import Grid, StudyParser, add_run_flags, finish, mnist1d_recipes, resources, run
 from model_size import parse_pair
 
 PAIR = "cnn1d:width=16>cnn1d:width=16"
 KAPPAS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 TAUS = (1.0, 4.0, 10.0)
-QUICK = dict(kappas=(0.05, 1.0), seeds=2)
+GRID = Grid("linear_probe", kappas=KAPPAS, quick=dict(kappas=(0.05, 1.0), seeds=2), pairs=(PAIR,))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = StudyParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke size: 2 kappas, 2 seeds, short runs")
-    parser.add_argument("--name", help="study name (default linear_probe, or linear_probe_quick)")
-    parser.add_argument("--pairs", nargs="+", help=f"TEACHER>STUDENT model pairs (default {PAIR})")
-    parser.add_argument("--kappas", nargs="+", type=float, help="default 0.05 0.1 0.2 0.5 1 2")
+    GRID.add_flags(parser)
     parser.add_argument("--taus", nargs="+", type=float, default=list(TAUS), help="kd temperatures (default 1 4 10)")
-    parser.add_argument("--seeds", type=int, help="number of seeds (default 3)")
     add_run_flags(parser)
     return parser
 
 
 def build_spec(args: argparse.Namespace) -> StudySpec:
-    quick = QUICK if args.quick else {}
     teacher_recipe, student_recipe = mnist1d_recipes(args.quick)
-    seeds = args.seeds if args.seeds is not None else quick.get("seeds", 3)
     return StudySpec(
-        name=args.name or ("linear_probe_quick" if args.quick else "linear_probe"), data=DataSpec(),
-        pairs=tuple(parse_pair(p) for p in (args.pairs or (PAIR,))),
-        kappas=tuple(args.kappas or quick.get("kappas", KAPPAS)), taus=tuple(args.taus), seeds=tuple(range(seeds)),
-        recipe=student_recipe, teacher_recipe=teacher_recipe, resources=resources(args), extras=("probe",))
+        name=GRID.study_name(args), data=DataSpec(), pairs=tuple(parse_pair(p) for p in GRID.pair_values(args)),
+        kappas=GRID.kappa_values(args), taus=tuple(args.taus), seeds=GRID.seed_values(args), recipe=student_recipe,
+        teacher_recipe=teacher_recipe, resources=resources(args), extras=("probe",))
 
 
 def probe_numbers(table):

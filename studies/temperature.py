@@ -38,42 +38,34 @@ import numpy as np
 
 from kdscale.config import DataSpec, ObjectiveSpec
 from kdscale.study import StudySpec
-from kdscale.studyargs import StudyParser, add_run_flags, finish, mnist1d_recipes, resources, run
+from kdscale.studyargs import Grid, StudyParser, add_run_flags, finish, mnist1d_recipes, resources, run
 from model_size import parse_pair
 
 PAIR = "cnn1d:width=16>cnn1d:width=16"
 TAUS = (0.1, 1.0, 3.0, 5.0, 10.0, 20.0, 100.0)
 KAPPAS = (0.05, 0.1, 0.5, 1.0, 4.0)  # a subset of model_size.DEFAULT_KAPPAS
-QUICK = dict(kappas=(0.05, 1.0), seeds=2, taus=(1.0, 10.0))
+GRID = Grid("temperature", kappas=KAPPAS, quick=dict(kappas=(0.05, 1.0), taus=(1.0, 10.0), seeds=2), pair=PAIR)
 WITH, WITHOUT = "with tau^2", "without tau^2"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = StudyParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smoke size: 2 kappas, 2 taus, 2 seeds, short runs")
-    parser.add_argument("--name", help="study name (default temperature, or temperature_quick)")
-    parser.add_argument("--pair", default=PAIR, help="TEACHER>STUDENT")
-    parser.add_argument("--kappas", nargs="+", type=float, help="default 0.05 0.1 0.5 1 4")
-    parser.add_argument("--taus", nargs="+", type=float, help="default 0.1 1 3 5 10 20 100")
-    parser.add_argument("--seeds", type=int, help="number of seeds (default 3)")
+    GRID.add_flags(parser)
+    parser.add_argument("--taus", nargs="+", type=float, help=f"default {' '.join(f'{t:g}' for t in TAUS)}")
     parser.add_argument("--no-l2", action="store_true", help="leave out the l2 (tau -> infinity) arm")
     add_run_flags(parser)
     return parser
 
 
 def build_spec(args: argparse.Namespace) -> StudySpec:
-    quick = QUICK if args.quick else {}
     teacher_recipe, student_recipe = mnist1d_recipes(bool(args.quick))
-    seeds = args.seeds if args.seeds is not None else quick.get("seeds", 3)
-    taus = tuple(args.taus or quick.get("taus", TAUS))
+    taus = tuple(args.taus or GRID.get(args, "taus", TAUS))
     variants = tuple(ObjectiveSpec("kd", tau=tau, tau_squared=False) for tau in taus)
     return StudySpec(
-        name=args.name or ("temperature_quick" if args.quick else "temperature"),
-        data=DataSpec(), pairs=(parse_pair(args.pair),),
-        kappas=tuple(args.kappas or quick.get("kappas", KAPPAS)),
+        name=GRID.study_name(args), data=DataSpec(), pairs=(parse_pair(args.pair),), kappas=GRID.kappa_values(args),
         objectives=("lt", "kd"), taus=taus, alpha=0.0, tau_squared=True,
         variants=variants + (() if args.no_l2 else (ObjectiveSpec("l2"),)),
-        seeds=tuple(range(seeds)), recipe=student_recipe, teacher_recipe=teacher_recipe, resources=resources(args))
+        seeds=GRID.seed_values(args), recipe=student_recipe, teacher_recipe=teacher_recipe, resources=resources(args))
 
 
 def kd_arm(tau: float, factor: bool) -> str:

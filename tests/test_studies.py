@@ -60,3 +60,29 @@ def test_feature_alignment_quick_end_to_end(tmp_path, ray_address):
     analysis_dir = tmp_path / "results" / "feature_alignment_quick" / "analysis"
     assert (analysis_dir / "cka_pairwise.png").exists()
     assert "## Feature alignment to the teacher" in (analysis_dir / "report.md").read_text()
+
+
+def test_grid_flags_say_their_defaults_and_resolve_quick_and_given_values():
+    from kdscale.studyargs import Grid, StudyParser
+
+    grid = Grid("demo", kappas=(0.02, 0.5, 4.0), quick=dict(pairs=("a>b",), kappas=(0.5,), seeds=2, samples=3),
+                pairs=("a>b", "c>d"))
+    parser = StudyParser(prog="demo")
+    grid.add_flags(parser)
+    text = " ".join(parser.format_help().split())
+    assert "smoke size: 1 pair, 1 kappa, 2 seeds, 3 samples, short runs" in text
+    assert "(default demo, or demo_quick)" in text and "(default a>b c>d)" in text
+    assert "(default 0.02 0.5 4)" in text and "number of seeds (default 3)" in text
+    default, quick = parser.parse_args([]), parser.parse_args(["--quick"])
+    assert (grid.study_name(default), grid.kappa_values(default), grid.seed_values(default),
+            grid.pair_values(default)) == ("demo", (0.02, 0.5, 4.0), (0, 1, 2), ("a>b", "c>d"))
+    assert (grid.study_name(quick), grid.kappa_values(quick), grid.seed_values(quick), grid.pair_values(quick),
+            grid.get(quick, "samples", 16), grid.get(default, "samples", 16)) == (
+        "demo_quick", (0.5,), (0, 1), ("a>b",), 3, 16)
+    given = parser.parse_args(["--quick", "--name", "x", "--kappas", "1", "2", "--seeds", "4", "--pairs", "e>f"])
+    assert (grid.study_name(given), grid.kappa_values(given), grid.seed_values(given), grid.pair_values(given)) == (
+        "x", (1.0, 2.0), (0, 1, 2, 3), ("e>f",))
+    one = Grid("solo", kappas=(1.0,), pair="t>s")
+    parser = StudyParser(prog="solo")
+    one.add_flags(parser)
+    assert one.pair_values(parser.parse_args(["--pair", "u>v"])) == ("u>v",) and "--pairs" not in parser.format_help()
