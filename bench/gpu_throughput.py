@@ -2,12 +2,12 @@
 
     python bench/gpu_throughput.py                       # the GPU if there is one, else the CPU
     python bench/gpu_throughput.py --steps 100 --pack 4  # shorter
-    python bench/gpu_throughput.py --data-root DIR       # real CIFAR-10 files if DIR holds them
+    python bench/gpu_throughput.py --data-root DIR       # real CIFAR-10 files (DIR/cifar-10-batches-py)
 
 Two workloads, each a kd student at kappa = 0.1 with a fixed teacher:
   mnist1d   cnn1d-32 teacher, cnn1d-16 student, MNIST-1D (N = 4000, M = 400)
   cifar     the paper's vanilla CNN (cnn2d width 20) as student, cnn2d width 40 teacher, on
-            CIFAR-10 from --data-root if present, else random tensors of CIFAR's shape
+            CIFAR-10 from --data-root if given, else random tensors of CIFAR's shape
             (N = 50,000, M = 5,000: throughput does not depend on the pixels)
 Three ways to train the same number of steps:
   paper     a torch DataLoader over a TensorDataset (shuffle, `--workers` worker processes) and the
@@ -20,6 +20,7 @@ The teacher is not trained (random weights): its forward cost is what matters he
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import torch
@@ -38,12 +39,12 @@ def workload(name: str, data_root: str | None, device: torch.device):
         teacher_spec, student = ModelSpec.parse("cnn1d:width=32"), ModelSpec.parse("cnn1d:width=16")
         n_teacher, source = 4000, "MNIST-1D"
     else:
-        try:
+        if data_root:  # real files, or one line saying what is missing where
             loaded = data.load(DataSpec(name="cifar10", n_teacher=50_000, root=data_root), 50_000)
             x_pool, y_pool, x_test, y_test = (torch.as_tensor(a) for a in
                                               (loaded.x_pool, loaded.y_pool, loaded.x_test, loaded.y_test))
             source = f"CIFAR-10 files in {data_root}"
-        except Exception:  # no files: random tensors of CIFAR's shape
+        else:  # no files given: random tensors of CIFAR's shape
             gen = torch.Generator().manual_seed(0)
             x_pool, y_pool = torch.randn(50_000, 3, 32, 32, generator=gen), torch.randint(0, 10, (50_000,), generator=gen)
             x_test, y_test = torch.randn(2000, 3, 32, 32, generator=gen), torch.randint(0, 10, (2000,), generator=gen)
@@ -106,11 +107,12 @@ def main() -> None:
     parser.add_argument("--pack", type=int, default=4, help="students in a pack")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the paper-style loop (its code: 4)")
     parser.add_argument("--data-root", help="a directory holding cifar-10-batches-py/")
-    parser.add_argument("--workloads", nargs="+", default=["mnist1d", "cifar"])
+    parser.add_argument("--workloads", nargs="+", default=["mnist1d", "cifar"], choices=("mnist1d", "cifar"))
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
 
     from kdscale.config import ObjectiveSpec, RecipeSpec
+    from kdscale.errors import SpecError
     from kdscale.packed import train_packed
     from kdscale.trainer import train
 
@@ -121,8 +123,11 @@ def main() -> None:
     print(f"device: {name}; torch {torch.__version__}; {args.steps} steps at batch {args.batch}")
     recipe = RecipeSpec(lr=0.02, steps=args.steps, batch_size=args.batch)
     objective = ObjectiveSpec("kd", tau=4.0)
-    for which in args.workloads:
-        teacher, student, datas, description = workload(which, args.data_root, device)
+    try:  # every workload's data before any timing: a missing file is one line, before the compute
+        prepared = [(which, *workload(which, args.data_root, device)) for which in args.workloads]
+    except SpecError as error:
+        sys.exit(f"gpu_throughput: error: {error}")
+    for which, teacher, student, datas, description in prepared:
         print(f"\n{which}: {description}")
         seeds = list(range(args.pack))
         train_datas = datas(seeds)
