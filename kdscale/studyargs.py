@@ -162,12 +162,13 @@ def analyse(result, print_headline: bool = True):
 def finish(result, args: argparse.Namespace, name: str, write_section) -> int:
     """The end of a study script: the standard analysis report, then the study's own section.
 
-    `write_section(result, out_dir)` returns (markdown, figure paths). The section is printed
-    (without its figure links), written to `<out_dir>/<name>.md`, appended to the report, and
-    attached with its figures to the study's MLflow parent run. Returns the exit status.
+    `write_section(result, out_dir)` returns (markdown, figure paths in out_dir). The section is
+    printed, then written with a link to each figure to `<out_dir>/<name>.md`, appended to the
+    report, and attached with its figures to the study's MLflow parent run. Returns the exit status.
     """
     from pathlib import Path
 
+    from analysis import markdown as md
     from kdscale.tracking import log_artifacts
 
     if result is None:
@@ -178,7 +179,9 @@ def finish(result, args: argparse.Namespace, name: str, write_section) -> int:
     out_dir = Path(report.markdown_path).parent if report else Path(result.store.root) / "analysis"
     out_dir.mkdir(parents=True, exist_ok=True)
     section, figures = write_section(result, out_dir)
-    print(section.split("\n![")[0].rstrip())
+    print(section.rstrip())
+    if figures:
+        section = section.rstrip("\n") + "\n\n" + "".join(md.figure(Path(p).stem, p, out_dir) for p in figures)
     path = out_dir / f"{name}.md"
     path.write_text(section)
     if report:  # the section joins the study's report, beside the standard analysis

@@ -135,7 +135,6 @@ def write_section(result, out_dir: Path, n_boot: int = 2000) -> tuple[str, list[
               f"{counts['large']} cells, with the interval above 0 in {counts['bias_higher_ci']}."]
     if notes:
         lines += [""] + [f"- {n}" for n in notes]
-    lines += [""] + [f"![{p.stem}]({p.name})" for p in figures]
     return "\n".join(lines) + "\n", figures
 
 

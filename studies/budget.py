@@ -190,7 +190,6 @@ def write_section(steps_result, epochs_result, out_dir: Path) -> tuple[str, list
               f"{len(increments)} (pair, kappa) cells: lower under epochs in {int((moved['dPI'] < 0).sum())}, "
               f"higher in {int((moved['dPI'] > 0).sum())}. kappa* changes status (crossing inside the grid or "
               f"not) for {int(crossings['status_changed'].sum())} of {len(crossings)} pairs."]
-    lines += [""] + [f"![{p.stem}]({p.name})" for p in figures]
     return "\n".join(lines) + "\n", figures
 
 

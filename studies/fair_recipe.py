@@ -379,7 +379,6 @@ def write_section(default_result, tuned_result, tuning, tune_spec, out_dir: Path
               + (" (every kappa, those where kd failed included)" if verdicts["shared"]["failed"] else ""), "",
               "**Answer.** " + answer(verdicts, summaries, gain, {k: tuning.entries[k]["best"]["lr"] for k in kappas},
                                       {name: star[0] for name, star in stars.items()}, base.lr), ""]
-    lines += [f"![{p.stem}]({p.name})" for p in figures]
     return "\n".join(lines) + "\n", figures
 
 

@@ -167,7 +167,6 @@ def write_section(result, out_dir: Path) -> tuple[str, list[Path]]:
         across = matrix[:k, k:].mean()
         lines.append(f"Pairwise CKA at kappa = {kappa:g}: kd-kd {within_kd:.3f}, lt-lt {within_lt:.3f}, "
                      f"kd-lt {across:.3f} (mean over pairs of different seeds).")
-    lines += [""] + [f"![{p.stem}]({p.name})" for p in figures]
     return "\n".join(lines) + "\n", figures
 
 

@@ -165,7 +165,6 @@ def write_section(result, out_dir: Path) -> tuple[str, list[Path]]:
     if len(tested):
         lines += ["", f"beta = 1/2 is consistent with the data (F-test p >= 0.05) in {int((tested['f_p'] >= 0.05).sum())} "
                   f"of {len(tested)} fits; fitted beta ranges from {tested['beta'].min():.2f} to {tested['beta'].max():.2f}."]
-    lines += [""] + [f"![{p.stem}]({p.name})" for p in figures]
     return "\n".join(lines) + "\n", figures
 
 

@@ -113,7 +113,6 @@ def write_section(result, out_dir: Path) -> tuple[str, list[Path]]:
     figure = out_dir / "hard_vs_soft_accuracy.png"
     fig.savefig(figure, dpi=120, bbox_inches="tight")
     plt.close(fig)
-    lines.append(f"![lt, hard and kd against kappa]({figure.name})")
     return "\n".join(lines) + "\n", [figure]
 
 

@@ -137,7 +137,6 @@ def write_section(result, out_dir: Path) -> tuple[str, list[Path]]:
     figure = out_dir / "label_smoothing_pi_vs_kappa.png"
     fig.savefig(figure, dpi=120, bbox_inches="tight")
     plt.close(fig)
-    lines.append(f"![PI of ls and kd against kappa]({figure.name})")
     return "\n".join(lines) + "\n", [figure]
 
 

@@ -146,7 +146,6 @@ def write_section(result, out_dir: Path) -> tuple[str, list[Path]]:
             lines.append(f"- {group['pair'].iloc[0]}, {group['arm'].iloc[0]}: share {shares_text}")
     else:
         lines.append("kd does not clearly help in any (kappa, tau) cell here, so there is no PI whose survival to test.")
-    lines += [""] + [f"![{p.stem}]({p.name})" for p in figures]
     return "\n".join(lines) + "\n", figures
 
 

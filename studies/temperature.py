@@ -150,7 +150,6 @@ def write_section(result, out_dir: Path) -> tuple[str, list[Path]]:
     lines += answer(per_seed, pi, fidelity, taus, kappas)
 
     figures = draw(out_dir, pi, fidelity, taus, kappas, has_l2)
-    lines += [""] + [f"![{p.stem}]({p.name})" for p in figures]
     return "\n".join(lines) + "\n", figures
 
 
