@@ -53,3 +53,13 @@ def call_script(name: str, root: Path, *argv: str):
         except SystemExit as exit:  # argparse's own errors exit
             code = exit.code
     return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+
+
+def assert_refused(done, message: str, root: Path) -> None:
+    """Bad input as the scripts must meet it: exit 2 and one line naming the problem, before Ray
+    starts and before anything (MLflow database, results) is written under root."""
+    import ray
+
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (root / "mlflow.db").exists() and not (root / "results").exists() and not ray.is_initialized()

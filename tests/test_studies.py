@@ -6,7 +6,7 @@ import pytest
 
 from kdscale.store import ResultsStore
 from kdscale.tracking import study_runs
-from tests.scripts import call_script, run_script
+from tests.scripts import assert_refused, call_script, run_script
 
 
 def test_model_size_quick_end_to_end(tmp_path, ray_address):
@@ -38,11 +38,7 @@ def test_model_size_quick_end_to_end(tmp_path, ray_address):
     (["--dataset", "digits", "--kappas", "3"], "maximum kappa"),
 ])
 def test_model_size_bad_input_is_one_line_before_compute(tmp_path, argv, message):
-    import ray
-
-    done = call_script("model_size", tmp_path, *argv)
-    assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "results").exists() and not ray.is_initialized()
+    assert_refused(call_script("model_size", tmp_path, *argv), message, tmp_path)
 
 
 def test_model_size_unknown_flag_in_a_fresh_process(tmp_path):

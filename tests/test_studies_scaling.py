@@ -13,7 +13,7 @@ from analysis.budget import compare_crossings, compare_increments, epochs_matchi
 from analysis.paired import correlations, mean_ci, paired_columns, pearson_ci, per_cell, share_remaining
 from analysis.table import prepare
 from kdscale.store import ResultsStore
-from tests.scripts import call_script, run_script
+from tests.scripts import assert_refused, call_script, run_script
 
 
 
@@ -273,11 +273,7 @@ def test_budget_quick_labels_every_result_with_its_budget(quick_runs):
     (["--kapas", "0.1"], "unrecognized arguments: --kapas"),
 ])
 def test_bad_input_is_one_line_before_compute(tmp_path, name, argv, message):
-    import ray
-
-    done = call_script(name, tmp_path, *argv)
-    assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "results").exists() and not ray.is_initialized()
+    assert_refused(call_script(name, tmp_path, *argv), message, tmp_path)
 
 
 @pytest.mark.parametrize("name, argv, message", [
@@ -289,8 +285,4 @@ def test_bad_input_is_one_line_before_compute(tmp_path, name, argv, message):
     ("budget", ["--epochs", "0"], "--epochs 0 is invalid"),
 ])
 def test_bad_settings_are_one_line_before_compute(tmp_path, name, argv, message):
-    import ray
-
-    done = call_script(name, tmp_path, *argv)
-    assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "results").exists() and not ray.is_initialized()
+    assert_refused(call_script(name, tmp_path, *argv), message, tmp_path)

@@ -11,7 +11,7 @@ import pytest
 
 from analysis.supervision import (contrast, increments, kappa_dependence, slope_ci, status_counts, summarize,
                                   t_interval)
-from tests.scripts import call_script, load_script, run_script
+from tests.scripts import assert_refused, call_script, load_script, run_script
 
 T_975 = {1: 12.706204736, 2: 4.302652730, 7: 2.364624252}  # Student-t 97.5% quantiles by degrees of freedom
 
@@ -253,9 +253,4 @@ def test_temperature_quick_adopts_lt_and_the_factor_is_void_at_tau_1(quick_runs)
     ("hard_vs_soft", ["--kappas"], "expected at least one argument"),
 ])
 def test_bad_input_is_one_line_before_compute(tmp_path, name, argv, message):
-    import ray
-
-    done = call_script(name, tmp_path, *argv)
-    assert done.returncode == 2, done.stderr
-    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "results").exists() and not ray.is_initialized()
+    assert_refused(call_script(name, tmp_path, *argv), message, tmp_path)

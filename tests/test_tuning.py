@@ -16,7 +16,7 @@ from kdscale.data.mnist1d import MNIST1D
 from kdscale.errors import SpecError
 from kdscale.study import StudySpec
 from kdscale.tracking import tuning_runs
-from tests.scripts import call_script, run_script
+from tests.scripts import assert_refused, call_script, run_script
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "studies"))
@@ -169,19 +169,16 @@ def test_tune_bad_input_is_one_line_before_compute(argv, message, tmp_path, caps
 def test_tuned_lt_without_a_tuning_is_one_line_naming_the_command(tmp_path):
     done = call_script("model_size", tmp_path, "--quick", "--recipe", "tuned-lt", "--pairs",
                        "cnn1d:width=16>cnn1d:width=16", "--kappas", "0.05", "1")
-    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert_refused(done, "run first: kdscale tune", tmp_path)
     assert done.stderr.strip().endswith(
         "run first: kdscale tune --dataset mnist1d --n-teacher 4000 --student cnn1d:width=16 --kappas 0.05 1 --quick "
         f"--storage {tmp_path / 'results'}")
-    assert not (tmp_path / "mlflow.db").exists()
 
 
 def test_fair_recipe_bad_input_is_one_line(tmp_path):
     for argv, message in ((["--samples", "0"], "tune.samples=0 is invalid"), (["--seeds", "0"], "study.seeds is empty"),
                           (["--tau", "0"], "tau=0.0 is invalid"), (["--tune-seeds", "0"], "tune.seeds=0 is invalid")):
-        done = call_script("fair_recipe", tmp_path, "--quick", *argv)
-        assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "mlflow.db").exists()
+        assert_refused(call_script("fair_recipe", tmp_path, "--quick", *argv), message, tmp_path)
 
 
 # --- the study --------------------------------------------------------------------------------------
