@@ -18,7 +18,9 @@ no slower than the bare sequential loop (ratio <= 1.0), with the same metrics pe
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -39,7 +41,8 @@ def main() -> None:
     from kdscale.teacher import get_teacher
     from kdscale.trial import run_trial
 
-    work = Path(tempfile.mkdtemp(prefix="kdscale-bench-"))
+    work = Path(tempfile.mkdtemp(prefix="kdscale-bench-"))  # cache, results and MLflow of the timed runs
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
     os.environ["KDSCALE_CACHE"] = str(work / "cache")
     spec = model_size.build_spec(model_size.build_parser().parse_args(["--quick", "--name", "bench"]))
     if args.small:
@@ -72,7 +75,9 @@ def main() -> None:
         ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         ray_start = time.perf_counter() - start
         try:
-            result = run_study(study, storage=str(work / "results"), tracking_uri=f"sqlite:///{work / 'mlflow.db'}",
+            # Each run has its own storage: under one storage the second would adopt the first's trials
+            # (the shared trial cache) and train nothing.
+            result = run_study(study, storage=str(work / name), tracking_uri=f"sqlite:///{work / 'mlflow.db'}",
                                progress=False, log=lambda m: None)
         finally:
             ray.shutdown()

@@ -1,12 +1,17 @@
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 
 import pytest
 
-# Every test run gets its own cache (data chunks, teachers): nothing is read from or left in ~/.cache.
+# Every test run gets its own cache (data chunks, teachers): nothing is read from or left in ~/.cache,
+# and the cache itself is removed when the run ends.
 _SESSION_CACHE = tempfile.mkdtemp(prefix="kdscale-test-cache-")
+_OWNER = os.getpid()
+atexit.register(lambda: os.getpid() == _OWNER and shutil.rmtree(_SESSION_CACHE, ignore_errors=True))
 os.environ["KDSCALE_CACHE"] = _SESSION_CACHE
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
