@@ -47,6 +47,35 @@ def budget_of(recipe: dict[str, Any]) -> str:
     return from_dict(RecipeSpec, recipe).budget
 
 
+def open_experiment(tracking_uri: str | None, name: str, verbose: bool = False) -> tuple[Any, str]:
+    """(MlflowClient, id of the experiment `name`, created if missing). Unless verbose, mlflow's
+    INFO lines ("Creating initial MLflow database tables..." and the like) are turned off."""
+    import logging
+
+    import mlflow
+
+    if not verbose:
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+    client = mlflow.MlflowClient(tracking_uri=resolve_uri(tracking_uri))
+    experiment = client.get_experiment_by_name(name)
+    return client, experiment.experiment_id if experiment else client.create_experiment(name)
+
+
+def log_batched(client, run_id: str, params: dict[str, str] | None = None, metrics: list | None = None,
+                tags: dict[str, str] | None = None) -> None:
+    """One log_batch call per 1000 metrics / 100 params (MLflow's limits): 0.1 s, not 24 ms each."""
+    from mlflow.entities import Param, RunTag
+
+    params_left = [Param(k, v) for k, v in (params or {}).items()]
+    metrics_left = list(metrics or [])
+    tags_left = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+    while True:
+        client.log_batch(run_id, metrics=metrics_left[:1000], params=params_left[:100], tags=tags_left)
+        metrics_left, params_left, tags_left = metrics_left[1000:], params_left[100:], []
+        if not metrics_left and not params_left:
+            return
+
+
 def _metrics(values: dict[str, Any], step: int, timestamp: int):
     from mlflow.entities import Metric
 
@@ -59,17 +88,8 @@ class StudyTracker:
 
     def __init__(self, tracking_uri: str | None, study: str, params: dict[str, Any] | None = None,
                  verbose: bool = False):
-        import logging
-
-        import mlflow
-
-        if not verbose:  # "Creating initial MLflow database tables..." and the like
-            logging.getLogger("mlflow").setLevel(logging.WARNING)
-
         self.uri, self.study = resolve_uri(tracking_uri), study
-        self.client = mlflow.MlflowClient(tracking_uri=self.uri)
-        experiment = self.client.get_experiment_by_name(study)
-        self.experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(study)
+        self.client, self.experiment_id = open_experiment(self.uri, study, verbose)
         parents = self._search(f"tags.`{ROLE}` = 'study'")
         if parents:
             self.parent_id = parents[0].info.run_id
@@ -100,17 +120,7 @@ class StudyTracker:
 
     def _log(self, run_id: str, params: dict[str, str] | None = None, metrics: list | None = None,
              tags: dict[str, str] | None = None) -> None:
-        """One log_batch call per 1000 metrics / 100 params (MLflow's limits): 0.1 s, not 24 ms each."""
-        from mlflow.entities import Param, RunTag
-
-        params_left = [Param(k, v) for k, v in (params or {}).items()]
-        metrics_left = list(metrics or [])
-        tags_left = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
-        while True:
-            self.client.log_batch(run_id, metrics=metrics_left[:1000], params=params_left[:100], tags=tags_left)
-            metrics_left, params_left, tags_left = metrics_left[1000:], params_left[100:], []
-            if not metrics_left and not params_left:
-                return
+        log_batched(self.client, run_id, params, metrics, tags)
 
     def trial_run(self, trial_id: str, label: str, spec: dict[str, Any]) -> str:
         """The trial's run: the existing one (whatever its status) or a new nested run."""
@@ -190,8 +200,6 @@ def study_runs(tracking_uri: str | None, study: str) -> list[dict[str, Any]]:
     return [{"trial_id": r.data.tags.get(TRIAL_ID), "run_id": r.info.run_id, "status": r.info.status,
              "name": r.info.run_name, "parent": r.data.tags.get("mlflow.parentRunId")} for r in runs]
 
-
-
 TUNING_EXPERIMENT, TUNING_KEY = "kdscale-tune", "kdscale.tuning_key"
 
 
@@ -200,15 +208,7 @@ def log_tuning(tracking_uri: str | None, key: str, title: str, kappa: float, ent
     """One `kdscale tune` search as a run of the experiment `kdscale-tune`, nested under one parent
     run per tuning key: the settings and the best config as params, every sample's config and
     validation accuracy as metrics at step = sample index, the tuned file as an artifact."""
-    import logging
-
-    import mlflow
-
-    if not verbose:
-        logging.getLogger("mlflow").setLevel(logging.WARNING)
-    client = mlflow.MlflowClient(tracking_uri=resolve_uri(tracking_uri))
-    experiment = client.get_experiment_by_name(TUNING_EXPERIMENT)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(TUNING_EXPERIMENT)
+    client, experiment_id = open_experiment(tracking_uri, TUNING_EXPERIMENT, verbose)
     parents = client.search_runs([experiment_id], f"tags.`{ROLE}` = 'tuning' and tags.`{TUNING_KEY}` = '{key}'",
                                  max_results=1)
     parent_id = parents[0].info.run_id if parents else client.create_run(
@@ -224,14 +224,7 @@ def log_tuning(tracking_uri: str | None, key: str, title: str, kappa: float, ent
     for sample in entry["samples"]:
         metrics += _metrics({k: sample.get(k) for k in ("val_acc", "val_loss", "lr", "weight_decay", "steps")},
                             int(sample["index"]), now)
-    from mlflow.entities import Param
-
-    for start in range(0, len(metrics), 1000):  # MLflow's limits per log_batch: 1000 metrics, 100 params
-        client.log_batch(run.info.run_id, metrics=metrics[start:start + 1000])
-
-    items = [Param(k, v) for k, v in params.items()]
-    for start in range(0, len(items), 100):
-        client.log_batch(run.info.run_id, params=items[start:start + 100])
+    log_batched(client, run.info.run_id, params, metrics)
     for path in files:
         client.log_artifact(run.info.run_id, str(path))
     client.set_terminated(run.info.run_id, status="FINISHED")
