@@ -175,27 +175,35 @@ def tuned_path(storage: str, key: str) -> str:
     return f"{tuned_dir(storage)}/{key}.json"
 
 
+def _tuned_file(storage: str, key: str):
+    """(pyarrow filesystem, path in it) of the tuning file of a key."""
+    from kdscale.store import filesystem
+
+    fs, root = filesystem(storage)
+    return fs, f"{root.rstrip('/')}/{TUNED_DIR}/{key}.json"
+
+
 def read_tuned(storage: str, key: str) -> dict | None:
     """The stored tuning file of a key, or None."""
     import pyarrow.fs as pafs
 
-    from kdscale.store import filesystem
-
-    fs, root = filesystem(storage)
-    path = f"{root.rstrip('/')}/{TUNED_DIR}/{key}.json"
+    fs, path = _tuned_file(storage, key)
     if fs.get_file_info(path).type != pafs.FileType.File:
         return None
     with fs.open_input_stream(path) as f:
         return json.loads(f.read())
 
 
+def _stored_entries(storage: str, key: str) -> dict[str, dict]:
+    """kappa_key -> stored entry of a key's tuning file (none if there is no file)."""
+    return (read_tuned(storage, key) or {"kappas": {}})["kappas"]
+
+
 def _write_tuned(storage: str, key: str, document: dict) -> str:
     """Written whole and moved into place, as the results store writes."""
-    from kdscale.store import atomic_write, filesystem
+    from kdscale.store import atomic_write
 
-    fs, root = filesystem(storage)
-    atomic_write(fs, f"{root.rstrip('/')}/{TUNED_DIR}/{key}.json",
-                 json.dumps(document, indent=1, sort_keys=True).encode())
+    atomic_write(*_tuned_file(storage, key), json.dumps(document, indent=1, sort_keys=True).encode())
     return tuned_path(storage, key)
 
 
@@ -219,8 +227,8 @@ def tune_command(data: DataSpec, student: ModelSpec, kappas, storage: str = "kds
 
 def load_tuned(storage: str, data: DataSpec, student: ModelSpec, base: RecipeSpec) -> dict[float, RecipeSpec]:
     """kappa -> tuned recipe, for every kappa tuned for (data, student, base) under `storage`."""
-    document = read_tuned(storage, tuning_key(data, student, base)) or {"kappas": {}}
-    return {float(k): from_dict(RecipeSpec, entry["recipe"]) for k, entry in document["kappas"].items()}
+    entries = _stored_entries(storage, tuning_key(data, student, base))
+    return {float(k): from_dict(RecipeSpec, entry["recipe"]) for k, entry in entries.items()}
 
 
 def recipe_overrides(storage: str, data: DataSpec, students, kappas, base: RecipeSpec, quick: bool = False,
@@ -329,10 +337,12 @@ def check_tune(spec: TuneSpec) -> None:
 
 def pending_kappas(spec: TuneSpec, storage: str, force: bool = False) -> list[float]:
     """The kappas with no stored entry of the same settings (all of them with `force`)."""
-    document = read_tuned(storage, spec.key) or {"kappas": {}}
+    return _pending(spec, _stored_entries(storage, spec.key), force)
+
+
+def _pending(spec: TuneSpec, stored: dict[str, dict], force: bool) -> list[float]:
     settings = spec.settings()
-    return [k for k in spec.kappas if force or
-            (document["kappas"].get(kappa_key(k)) or {}).get("settings") != settings]
+    return [k for k in spec.kappas if force or (stored.get(kappa_key(k)) or {}).get("settings") != settings]
 
 
 @contextlib.contextmanager
@@ -363,9 +373,9 @@ def run_tuning(spec: TuneSpec, storage: str = "kdscale_results", tracking_uri: s
     _check_float("tune", "cpus_per_sample", cpus_per_sample, 0.0, low_open=True)
     _check_float("tune", "gpus_per_sample", gpus_per_sample, 0.0)
     key = spec.key
-    pending = pending_kappas(spec, storage, force)
+    stored = _stored_entries(storage, key)
+    pending = _pending(spec, stored, force)
     path = tuned_path(storage, key)
-    stored = (read_tuned(storage, key) or {"kappas": {}})["kappas"]
     for kappa in spec.kappas:
         if kappa not in pending:
             log(f"tune {spec.student.label} kappa={kappa:g}: reusing the stored search ({path}; --force to redo)")
@@ -380,17 +390,18 @@ def run_tuning(spec: TuneSpec, storage: str = "kdscale_results", tracking_uri: s
             for kappa in pending:
                 entry = _search(spec, kappa, loaded, max_concurrent, cpus_per_sample, gpus_per_sample,
                                 f"{tuned_dir(storage)}/_ray", log)
+                # read again before writing: another tuning of this key may have added kappas meanwhile
                 document = read_tuned(storage, key) or {
                     "key": key, "data": _data_dict(spec.data), "student": str(spec.student),
                     "base_recipe": to_dict(spec.base), "kappas": {}}
                 document["kappas"][kappa_key(kappa)] = entry
                 path = _write_tuned(storage, key, document)
+                stored = document["kappas"]
                 from kdscale.tracking import log_tuning
 
                 log_tuning(tracking_uri, key, f"{spec.student.label} on {spec.data.name} N={spec.data.n_teacher}",
                            kappa, entry, [path] if "://" not in path else [], verbose=verbose)
-    document = read_tuned(storage, key) or {"kappas": {}}
-    entries = {k: document["kappas"][kappa_key(k)] for k in spec.kappas}
+    entries = {k: stored[kappa_key(k)] for k in spec.kappas}
     return TuningResult(path, key, entries, list(pending), [k for k in spec.kappas if k not in pending])
 
 
