@@ -23,6 +23,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from analysis.paired import mean_ci
 from analysis.table import arm_label, prepare
 
 # A PI that changes by less than this per decade of kappa (accuracy, i.e. 2 points per 10x data)
@@ -63,31 +64,9 @@ def summarize(per_seed: pd.DataFrame, value: str = "PI") -> pd.DataFrame:
     """Per (pair, arm, kappa): n, mean, sd (over seeds, ddof 1) and se of `value`; NaNs left out."""
     rows = []
     for (pair, arm, kappa), group in per_seed.groupby(["pair", "arm", "kappa"], sort=True):
-        values = pd.to_numeric(group[value], errors="coerce").to_numpy(dtype=float)
-        values = values[np.isfinite(values)]
-        n = len(values)
-        sd = float(np.std(values, ddof=1)) if n > 1 else math.nan
-        rows.append({"pair": pair, "arm": arm, "kappa": kappa, "n": n,
-                     "mean": float(np.mean(values)) if n else math.nan, "sd": sd,
-                     "se": sd / math.sqrt(n) if n > 1 else math.nan})
+        values = mean_ci(pd.to_numeric(group[value], errors="coerce"))
+        rows.append({"pair": pair, "arm": arm, "kappa": kappa, **{k: values[k] for k in ("n", "mean", "sd", "se")}})
     return pd.DataFrame(rows, columns=["pair", "arm", "kappa", "n", "mean", "sd", "se"])
-
-
-def t_interval(values, level: float = LEVEL) -> tuple[float, float, float, float, int]:
-    """(mean, sd, low, high, n) of the finite values, with a Student-t interval for the mean."""
-    from scipy import stats
-
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    n = len(values)
-    if n == 0:
-        return math.nan, math.nan, math.nan, math.nan, 0
-    mean = float(np.mean(values))
-    if n < 2:
-        return mean, math.nan, math.nan, math.nan, n
-    sd = float(np.std(values, ddof=1))
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
-    return mean, sd, mean - half, mean + half, n
 
 
 def contrast(per_seed: pd.DataFrame, arm_a: str, arm_b: str, value: str = "R") -> pd.DataFrame:
@@ -98,8 +77,8 @@ def contrast(per_seed: pd.DataFrame, arm_a: str, arm_b: str, value: str = "R") -
     both = pd.concat({"a": a, "b": b}, axis=1, join="inner").dropna()
     rows = []
     for (pair, kappa), group in both.groupby(level=["pair", "kappa"], sort=True):
-        mean, sd, low, high, n = t_interval(group["a"] - group["b"])
-        rows.append({"pair": pair, "kappa": kappa, "n": n, "mean": mean, "sd": sd, "low": low, "high": high})
+        difference = mean_ci(group["a"] - group["b"])
+        rows.append({"pair": pair, "kappa": kappa, **{k: difference[k] for k in ("n", "mean", "sd", "low", "high")}})
     return pd.DataFrame(rows, columns=["pair", "kappa", "n", "mean", "sd", "low", "high"])
 
 

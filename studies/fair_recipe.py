@@ -117,19 +117,17 @@ def summarize(table, chance: float = 0.1):
     of paired seeds, how many lt and kd trials diverged, and how many kd trials did not train
     (diverged, or test accuracy below 1.5 x `chance`, the accuracy of guessing)."""
     import pandas as pd
-    from scipy import stats
+
+    from analysis.paired import mean_ci
 
     paired = per_seed(table)
     rows = []
     for kappa in sorted(set(table["kappa"].astype(float))):
         part = paired.xs(kappa, level="kappa") if kappa in paired.index.get_level_values("kappa") else paired.iloc[:0]
-        n = len(part)
-        row = {"kappa": kappa, "n": n}
-        for column in ("lt", "kd", "pi", "pg"):
-            row[f"{column}_mean"] = float(part[column].mean()) if n else math.nan
-            row[f"{column}_sd"] = float(part[column].std(ddof=1)) if n > 1 else math.nan
-        half = stats.t.ppf(0.975, n - 1) * row["pi_sd"] / math.sqrt(n) if n > 1 else math.nan
-        row["pi_low"], row["pi_high"] = row["pi_mean"] - half, row["pi_mean"] + half
+        spread = {column: mean_ci(part[column]) for column in ("lt", "kd", "pi", "pg")}
+        row = {"kappa": kappa, "n": len(part),
+               **{f"{column}_{k}": values[k] for column, values in spread.items() for k in ("mean", "sd")},
+               "pi_low": spread["pi"]["low"], "pi_high": spread["pi"]["high"]}
         here = table[table["kappa"].astype(float) == kappa]
         for objective in ("lt", "kd"):
             row[f"{objective}_diverged"] = int(((here["objective"] == objective) & (here["status"] == "diverged")).sum())

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.supervision import (contrast, increments, kappa_dependence, slope_ci, status_counts, summarize,
-                                  t_interval)
+from analysis.paired import mean_ci
+from analysis.supervision import contrast, increments, kappa_dependence, slope_ci, status_counts, summarize
 from tests.scripts import assert_refused, call_script, load_script, run_script
 
 T_975 = {1: 12.706204736, 2: 4.302652730, 7: 2.364624252}  # Student-t 97.5% quantiles by degrees of freedom
@@ -50,10 +50,10 @@ def test_increments_pair_by_seed_and_leave_out_diverged_and_unpaired():
 
 
 def test_t_interval_and_contrast_by_hand():
-    mean, sd, low, high, n = t_interval([0.1, 0.2, 0.3, math.nan])
-    assert (n, mean, sd) == (3, pytest.approx(0.2), pytest.approx(0.1))
-    assert low == pytest.approx(0.2 - T_975[2] * 0.1 / math.sqrt(3))
-    assert high == pytest.approx(0.2 + T_975[2] * 0.1 / math.sqrt(3))
+    interval = mean_ci([0.1, 0.2, 0.3, math.nan])
+    assert (interval["n"], interval["mean"], interval["sd"]) == (3, pytest.approx(0.2), pytest.approx(0.1))
+    assert interval["low"] == pytest.approx(0.2 - T_975[2] * 0.1 / math.sqrt(3))
+    assert interval["high"] == pytest.approx(0.2 + T_975[2] * 0.1 / math.sqrt(3))
     per_seed = pd.DataFrame({"pair": "p", "kappa": 0.1, "seed": [0, 1, 2, 0, 1, 2, 3],
                              "arm": ["a"] * 3 + ["b"] * 4, "R": [0.9, 0.8, 0.7, 0.5, 0.6, 0.7, 0.1]})
     c = contrast(per_seed, "a", "b").iloc[0]  # seed 3 has no a: left out; differences 0.4, 0.2, 0.0
