@@ -147,6 +147,20 @@ def status_counts(table: pd.DataFrame) -> pd.DataFrame:
     return counts.reset_index()
 
 
+def summary_cell(summary: pd.DataFrame, key, signed: bool = False) -> str:
+    """`mean ± sd` of the row `key`, e.g. (arm, kappa), of a `summarize` frame indexed by it; `-` if none."""
+    if key not in summary.index:
+        return "-"
+    return mean_sd(summary.loc[key, "mean"], summary.loc[key, "sd"], signed=signed)
+
+
+def contrast_text(row) -> str:
+    """`+0.123 [+0.100, +0.146]`: a `contrast` row's mean and 95% t CI (the mean alone for one seed)."""
+    if row["n"] < 2:
+        return f"{row['mean']:+.3f}"
+    return f"{row['mean']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}]"
+
+
 def mean_sd(mean: float, sd: float, digits: int = 3, signed: bool = False) -> str:
     """`0.123 ± 0.004` (a missing sd, e.g. one seed, is shown as `± -`)."""
     if not math.isfinite(mean):

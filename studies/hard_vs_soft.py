@@ -55,7 +55,7 @@ def write_section(result, out_dir: Path) -> tuple[str, list[Path]]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from analysis.supervision import contrast, increments, mean_sd, summarize, usable
+    from analysis.supervision import contrast, contrast_text, increments, summarize, summary_cell, usable
 
     trials = usable(result.table)
     per_seed = increments(result.table)
@@ -68,9 +68,7 @@ def write_section(result, out_dir: Path) -> tuple[str, list[Path]]:
     row = result.table.iloc[0]
 
     def cell(frame, arm, kappa, signed=False):
-        if (arm, kappa) not in frame.index:
-            return "-"
-        return mean_sd(frame.loc[(arm, kappa), "mean"], frame.loc[(arm, kappa), "sd"], signed=signed)
+        return summary_cell(frame, (arm, kappa), signed)
 
     lines = ["## Hard teacher labels against soft targets (paper Figure 8 right)", "",
              f"{row['teacher']} > {row['student']} on {row['dataset']}, N = {row['n_teacher']}, student budget "
@@ -82,8 +80,7 @@ def write_section(result, out_dir: Path) -> tuple[str, list[Path]]:
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for kappa in kappas:
         c = soft.loc[kappa] if kappa in soft.index else None
-        diff = "-" if c is None else (f"{c['mean']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]" if c["n"] > 1
-                                      else f"{c['mean']:+.3f}")
+        diff = "-" if c is None else contrast_text(c)
         lines.append(f"| {kappa:g} | {cell(acc, 'lt', kappa)} | {cell(acc, 'hard', kappa)} | {cell(acc, kd, kappa)} | "
                      f"{cell(pi, 'hard', kappa, True)} | {cell(pi, kd, kappa, True)} | {diff} | "
                      f"{0 if c is None else int(c['n'])} | {cell(fidelity, 'hard', kappa)} |")

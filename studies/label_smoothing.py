@@ -73,10 +73,11 @@ def write_section(result, out_dir: Path) -> tuple[str, list[Path]]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from analysis.supervision import baseline_accuracy, increments, kappa_dependence, mean_sd, summarize
+    from analysis.supervision import baseline_accuracy, increments, kappa_dependence, summarize, summary_cell
 
     per_seed = increments(result.table)
     pi = summarize(per_seed, "PI")
+    pi_cells = pi.set_index(["arm", "kappa"])
     lt = baseline_accuracy(result.table).set_index("kappa")
     arms = sorted(per_seed["arm"].unique(), key=lambda a: (not a.startswith("ls"), a))
     ls_arms = [a for a in arms if a.startswith("ls")]
@@ -91,12 +92,9 @@ def write_section(result, out_dir: Path) -> tuple[str, list[Path]]:
              "| kappa | acc(lt) | " + " | ".join(f"PI {a}" for a in arms) + " | seeds |",
              "| --- | --- | " + " | ".join("---" for _ in arms) + " | --- |"]
     for kappa in sorted(pi["kappa"].unique()):
-        cells = []
-        for arm in arms:
-            cell = pi[(pi["arm"] == arm) & (pi["kappa"] == kappa)]
-            cells.append(mean_sd(cell["mean"].iloc[0], cell["sd"].iloc[0], signed=True) if len(cell) else "-")
+        cells = [summary_cell(pi_cells, (arm, kappa), signed=True) for arm in arms]
         seeds = int(pi[pi["kappa"] == kappa]["n"].min())
-        acc = mean_sd(lt.loc[kappa, "mean"], lt.loc[kappa, "sd"]) if kappa in lt.index else "-"
+        acc = summary_cell(lt, kappa)
         lines.append(f"| {kappa:g} | {acc} | " + " | ".join(cells) + f" | {seeds} |")
     lines += ["", "Does PI depend on kappa? Per arm, on the seed-level PIs: the least-squares slope of PI against "
               "log10 kappa with its 95% t CI, and a one-way ANOVA of PI with kappa as the factor (H0: PI the "

@@ -74,7 +74,7 @@ def kd_arm(tau: float, factor: bool) -> str:
 
 
 def write_section(result, out_dir: Path) -> tuple[str, list[Path]]:
-    from analysis.supervision import contrast, increments, mean_sd, status_counts, summarize, usable
+    from analysis.supervision import contrast, contrast_text, increments, status_counts, summarize, summary_cell, usable
 
     table = result.table
     per_seed = increments(table)
@@ -89,13 +89,8 @@ def write_section(result, out_dir: Path) -> tuple[str, list[Path]]:
     row = table.iloc[0]
 
     def cell(frame, arm, kappa, signed):
-        if (arm, kappa) not in frame.index:
-            text = "-"
-        else:
-            r = frame.loc[(arm, kappa)]
-            text = mean_sd(r["mean"], r["sd"], signed=signed) if r["n"] else "-"
         diverged = int(counts.loc[(arm, kappa), "diverged"]) if (arm, kappa) in counts.index else 0
-        return text + (f" ({diverged} div.)" if diverged else "")
+        return summary_cell(frame, (arm, kappa), signed) + (f" ({diverged} div.)" if diverged else "")
 
     lines = ["## Temperature and the tau^2 factor (paper Figure 8 left, Figure 12)", "",
              f"{row['teacher']} > {row['student']} on {row['dataset']}, N = {row['n_teacher']}, student budget "
@@ -140,7 +135,7 @@ def write_section(result, out_dir: Path) -> tuple[str, list[Path]]:
         cells = []
         for t in taus:
             c = scale[t].loc[kappa] if kappa in scale[t].index else None
-            cells.append("-" if c is None or not c["n"] else _ci(c))
+            cells.append("-" if c is None or not c["n"] else contrast_text(c))
         lines.append(f"| {kappa:g} | " + " | ".join(cells) + " |")
 
     n_div = int(counts["diverged"].sum())
@@ -153,16 +148,10 @@ def write_section(result, out_dir: Path) -> tuple[str, list[Path]]:
     return "\n".join(lines) + "\n", figures
 
 
-def _ci(c) -> str:
-    if c["n"] < 2:
-        return f"{c['mean']:+.3f}"
-    return f"{c['mean']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]"
-
-
 def answer(per_seed, pi, fidelity, taus, kappas) -> list[str]:
     """The section's answer in words and numbers: per kappa the best tau against tau = 1 with and
     without the factor, then what a higher tau does at small kappa and what the factor decides."""
-    from analysis.supervision import contrast
+    from analysis.supervision import contrast, contrast_text
 
     lines = ["**Answer.**", ""]
     if 1.0 not in taus or len(taus) < 2:
@@ -190,7 +179,7 @@ def answer(per_seed, pi, fidelity, taus, kappas) -> list[str]:
         gain = paired(kd_arm(best, True), kd_arm(1.0, True), kappa) if best != 1.0 else None
         if gain is not None:
             gains[kappa] = gain
-            text += f" ({_ci(gain)} over tau = 1)"
+            text += f" ({contrast_text(gain)} over tau = 1)"
         top = max(taus)
         if top != best and top in with_factor:
             text += f", and is {with_factor[top]:+.3f} at tau = {top:g} (train fidelity " \
@@ -201,7 +190,7 @@ def answer(per_seed, pi, fidelity, taus, kappas) -> list[str]:
             factor = paired(kd_arm(best, True), kd_arm(best, False), kappa)
             text += f"; without the factor tau = {best:g} gives {without:+.3f}"
             if factor is not None:
-                text += f", so there the factor is worth {_ci(factor)}"
+                text += f", so there the factor is worth {contrast_text(factor)}"
         lines.append(text + ".")
 
     small = [k for k in gains if k <= 0.1]
@@ -216,7 +205,7 @@ def answer(per_seed, pi, fidelity, taus, kappas) -> list[str]:
         else:
             verdict = "not larger at small kappa: a higher tau helps at every kappa"
         lines += ["", f"Higher tau at small kappa: the best tau's gain over tau = 1 (with the factor) is "
-                  f"{_ci(g_small)} at kappa = {top_small:g} against {_ci(g_large)} at kappa = {large:g}: "
+                  f"{contrast_text(g_small)} at kappa = {top_small:g} against {contrast_text(g_large)} at kappa = {large:g}: "
                   f"{verdict}."]
     if kept:
         lost = [k for k, (g, w) in kept.items() if w < g / 2]
