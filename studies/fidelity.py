@@ -119,11 +119,11 @@ def write_section(result, out_dir: Path) -> tuple[str, list[Path]]:
     """The study's Markdown section and its figures."""
     from analysis import markdown as md
     from analysis.fidelity import describe
+    from analysis.paired import per_cell
 
     cells, paired, corr, points, fits = fidelity_numbers(result.table, result.store.uri)
     figures = _draw(cells, paired, points, fits, out_dir)
-    gains = paired.groupby(["pair", "arm", "kappa"], sort=True)[["fidelity_test_gain", "test_acc_gain"]] \
-        .agg(["mean", "std"])
+    gains = per_cell(paired, ["fidelity_test_gain", "test_acc_gain"])
     lines = ["## Fidelity to the teacher", "",
              "Top-1 agreement with the teacher on the student's own training samples (train) and on the "
              "test set (test), mean ± sd over seeds; dF = fidelity_test(kd) - fidelity_test(lt) and PI = "
@@ -133,16 +133,17 @@ def write_section(result, out_dir: Path) -> tuple[str, list[Path]]:
     wide = cells.pivot_table(index=["pair", "kappa"], columns="arm",
                              values=["fidelity_train_mean", "fidelity_train_sd", "fidelity_test_mean",
                                      "fidelity_test_sd"], aggfunc="first")
-    for (pair, arm, kappa), gain in gains.iterrows():
+    for gain in gains.to_dict("records"):
+        pair, arm, kappa = gain["pair"], gain["arm"], gain["kappa"]
+
         def cell(column, which):
             return md.mean_pm(wide.loc[(pair, kappa), (f"{column}_mean", which)],
                               wide.loc[(pair, kappa), (f"{column}_sd", which)])
-        n = int(paired[(paired["pair"] == pair) & (paired["arm"] == arm) & (paired["kappa"] == kappa)].shape[0])
-        lines.append(f"| {pair} | {arm} | {kappa:g} | {n} | {cell('fidelity_train', 'lt')} | "
+        lines.append(f"| {pair} | {arm} | {kappa:g} | {gain['n_seeds']} | {cell('fidelity_train', 'lt')} | "
                      f"{cell('fidelity_train', arm)} | {cell('fidelity_test', 'lt')} | {cell('fidelity_test', arm)} | "
-                     f"{md.mean_pm(gain[('fidelity_test_gain', 'mean')], gain[('fidelity_test_gain', 'std')], sign=True)} | "
-                     f"{md.mean_pm(gain[('test_acc_gain', 'mean')], gain[('test_acc_gain', 'std')], sign=True)} |")
-    means = gains[("fidelity_test_gain", "mean")]
+                     f"{md.mean_pm(gain['fidelity_test_gain_mean'], gain['fidelity_test_gain_sd'], sign=True)} | "
+                     f"{md.mean_pm(gain['test_acc_gain_mean'], gain['test_acc_gain_sd'], sign=True)} |")
+    means = gains["fidelity_test_gain_mean"]
     lines += ["", f"Test fidelity of kd is above lt's in {int((means > 0).sum())} of {len(means)} (pair, kappa) "
               f"cells (seed-mean dF from {means.min():+.3f} to {means.max():+.3f}).", "",
               "Correlation of dF with PI over (kappa, seed) points, Pearson r with a 95% Fisher-z interval:", ""]
