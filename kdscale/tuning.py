@@ -396,11 +396,11 @@ def run_tuning(spec: TuneSpec, storage: str = "kdscale_results", tracking_uri: s
                     "base_recipe": to_dict(spec.base), "kappas": {}}
                 document["kappas"][kappa_key(kappa)] = entry
                 path = _write_tuned(storage, key, document)
-                stored = document["kappas"]
                 from kdscale.tracking import log_tuning
 
                 log_tuning(tracking_uri, key, f"{spec.student.label} on {spec.data.name} N={spec.data.n_teacher}",
                            kappa, entry, [path] if "://" not in path else [], verbose=verbose)
+        stored = _stored_entries(storage, key)  # the result is what the file holds (JSON: lists, not tuples)
     entries = {k: stored[kappa_key(k)] for k in spec.kappas}
     return TuningResult(path, key, entries, list(pending), [k for k in spec.kappas if k not in pending])
 
