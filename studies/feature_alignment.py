@@ -175,5 +175,6 @@ def main(argv: list[str] | None = None) -> int:
     result = run(build_spec, args, "feature_alignment")
     return finish(result, args, "feature_alignment", write_section)
 
+
 if __name__ == "__main__":
     sys.exit(main())
