@@ -7,20 +7,20 @@ name of the teacher/student pair and its data) and `arm` (the objective with its
 """
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from kdscale import schema
+from kdscale.schema import PREDICTIONS_DIR, RESULTS_FILE, is_uri  # noqa: F401  (is_uri: the table's API)
+
 
 class AnalysisError(ValueError):
     """Bad input for the analysis. The message is one line: what is wrong and what would fix it."""
 
 
-RESULTS_FILE = "results.parquet"
-PREDICTIONS_DIR = "predictions"
 
 # The analysis cannot start without these; the rest of DESIGN's schema is optional here and a
 # section that needs a missing column says so in the report instead of failing.
@@ -69,17 +69,10 @@ class Trials:
     results_dir: str | None = None  # a path or a URI, kept as text (Path would mangle s3://)
 
 
-def is_uri(location) -> bool:
-    """s3://, gs://, file://...: the study's storage can be a URI pyarrow understands (DESIGN)."""
-    return "://" in str(location)
-
-
 def _filesystem(location: str):
-    """(pyarrow filesystem, path) of a URI; a plain path never comes here."""
-    import pyarrow.fs as pafs
-
+    """(pyarrow filesystem, path) of a path or URI; an unusable URI is an AnalysisError."""
     try:
-        return pafs.FileSystem.from_uri(location)
+        return schema.filesystem(location)
     except Exception as exc:  # an unknown scheme or missing credentials
         raise AnalysisError(f"cannot open {location}: {type(exc).__name__}: {_one_line(exc)}") from exc
 
@@ -121,26 +114,15 @@ def has_predictions(results_dir) -> bool:
 
 def read_predictions(results_dir, trial_id: str):
     """(probs [n_test, classes], labels [n_test]) of one trial, or None if it has no file."""
-    location = f"{str(results_dir).rstrip('/')}/{PREDICTIONS_DIR}/{trial_id}.npz"
+    location = str(results_dir).rstrip("/")
     try:
-        if is_uri(location):
-            import pyarrow.fs as pafs
-
-            fs, path = _filesystem(location)
-            if fs.get_file_info(path).type == pafs.FileType.NotFound:
-                return None
-            with fs.open_input_file(path) as handle:
-                source = io.BytesIO(handle.read())
-        else:
-            if not Path(location).exists():
-                return None
-            source = location
-        with np.load(source) as data:
-            return np.asarray(data["probs"]), np.asarray(data["labels"])
+        fs, root = _filesystem(location)
+        return schema.read_predictions(fs, root, trial_id)
     except AnalysisError:
         raise
     except Exception as exc:  # a truncated file or one without the two arrays
-        raise AnalysisError(f"cannot read {location}: {type(exc).__name__}: {_one_line(exc)}") from exc
+        where = schema.trial_file(location, PREDICTIONS_DIR, trial_id)
+        raise AnalysisError(f"cannot read {where}: {type(exc).__name__}: {_one_line(exc)}") from exc
 
 
 def _one_line(exc: BaseException) -> str:
@@ -249,26 +231,8 @@ def _pair_labels(frame: pd.DataFrame) -> pd.Series:
 
 
 def arm_label(row: dict) -> str:
-    """The objective and the settings it reads, as kdscale's ObjectiveSpec.label writes them."""
-    name = row["objective"]
-
-    def number(key):
-        value = row.get(key)
-        return None if value is None or pd.isna(value) else float(value)
-
-    alpha = number("alpha")
-    if name == "kd":
-        tau = number("tau")
-        text = "kd" if tau is None else f"kd tau={tau:g}"
-        if row.get("tau_squared") is False or row.get("tau_squared") == 0:
-            text += " no-tau2"
-        return text + (f" alpha={alpha:g}" if alpha else "")
-    if name == "ls":
-        epsilon = number("epsilon")
-        return "ls" if epsilon is None else f"ls eps={epsilon:g}"
-    if name in ("hard", "l2") and alpha:
-        return f"{name} alpha={alpha:g}"
-    return name
+    """The objective and the settings it reads (kdscale.schema.arm_label, as ObjectiveSpec.label)."""
+    return schema.row_arm_label(row)
 
 
 def _check_unique(frame: pd.DataFrame) -> None:

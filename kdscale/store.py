@@ -1,9 +1,4 @@
-"""The results store: the contract between the engine and `analysis`.
-
-    <storage>/<study>/results.parquet          one row per trial (trial.COLUMNS), unique trial_id
-    <storage>/<study>/predictions/<id>.npz     probs float32 [n_test, C], labels int64 [n_test]
-    <storage>/<study>/history/<id>.json        the trial's per-epoch reports
-    <storage>/<study>/features/<id>.npy        float32 [n_test, D], for trials with extras "features"
+"""The results store: writes and reads one study's results in the layout of `kdscale.schema`.
 
 The studies under one `storage` are also each other's trial cache: a trial id is a content hash,
 so a trial another study finished (with at least the extras this one asks for) is copied into
@@ -28,19 +23,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from kdscale.trial import COLUMNS
-
-FINISHED = ("ok", "diverged")  # a diverged trial is a result; a failed one is tried again
-
-
-def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    """(pyarrow filesystem, path in it) of a local path (made absolute) or a URI (s3://...)."""
-    uri = str(uri)
-    if "://" in uri:
-        return pafs.FileSystem.from_uri(uri)
-    import os
-
-    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
+from kdscale import schema
+from kdscale.schema import COLUMNS, FINISHED, filesystem  # noqa: F401  (FINISHED, filesystem: the store's API)
 
 
 def atomic_write(fs: pafs.FileSystem, path: str, payload: bytes) -> None:
@@ -67,23 +51,21 @@ class ResultsStore:
     def _write(self, path: str, payload: bytes) -> None:
         atomic_write(self.fs, path, payload)
 
+    def _file(self, kind: str, trial_id: str) -> str:
+        return schema.trial_file(self.root, kind, trial_id)
+
     def write_predictions(self, trial_id: str, probs: np.ndarray, labels: np.ndarray) -> None:
         buffer = io.BytesIO()
         np.savez(buffer, probs=np.asarray(probs, np.float32), labels=np.asarray(labels, np.int64))
-        self._write(f"{self.root}/predictions/{trial_id}.npz", buffer.getvalue())
+        self._write(self._file(schema.PREDICTIONS_DIR, trial_id), buffer.getvalue())
 
     def write_features(self, trial_id: str, features: np.ndarray) -> None:
         buffer = io.BytesIO()
         np.save(buffer, np.asarray(features, np.float32))
-        self._write(f"{self.root}/features/{trial_id}.npy", buffer.getvalue())
-
-    def features(self, trial_id: str) -> np.ndarray:
-        """A trial's test-set features [n_test, D] (trials run with extras 'features')."""
-        with self.fs.open_input_file(f"{self.root}/features/{trial_id}.npy") as f:
-            return np.load(io.BytesIO(f.read()))
+        self._write(self._file(schema.FEATURES_DIR, trial_id), buffer.getvalue())
 
     def write_history(self, trial_id: str, history: list[dict[str, Any]]) -> None:
-        self._write(f"{self.root}/history/{trial_id}.json", json.dumps(history).encode())
+        self._write(self._file(schema.HISTORY_DIR, trial_id), json.dumps(history).encode())
 
     def add_rows(self, rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
         """Add rows (replacing an earlier row of the same trial_id) and rewrite the table atomically."""
@@ -92,19 +74,21 @@ class ResultsStore:
         table = pd.concat([self.table(), new], ignore_index=True) if self.exists() else new
         table = table.drop_duplicates("trial_id", keep="last").reset_index(drop=True)
         sink = pa.BufferOutputStream()
-        pq.write_table(pa.Table.from_pandas(_typed(table), preserve_index=False), sink)
-        self._write(f"{self.root}/results.parquet", sink.getvalue().to_pybytes())
+        pq.write_table(pa.Table.from_pandas(schema.typed(table), preserve_index=False), sink)
+        self._write(self._table_path, sink.getvalue().to_pybytes())
         return table
 
     # --- reading --------------------------------------------------------------------------------
+    @property
+    def _table_path(self) -> str:
+        return f"{self.root}/{schema.RESULTS_FILE}"
+
     def exists(self) -> bool:
-        return self.fs.get_file_info(f"{self.root}/results.parquet").type == pafs.FileType.File
+        return self.fs.get_file_info(self._table_path).type == pafs.FileType.File
 
     def table(self) -> pd.DataFrame:
-        if not self.exists():
-            return pd.DataFrame(columns=list(COLUMNS))
-        with self.fs.open_input_file(f"{self.root}/results.parquet") as f:
-            return pq.read_table(f).to_pandas()
+        table = schema.read_table(self.fs, self.root)
+        return pd.DataFrame(columns=list(COLUMNS)) if table is None else table
 
     def finished_ids(self) -> set[str]:
         table = self.table()
@@ -113,46 +97,29 @@ class ResultsStore:
     def adopt(self, source: "ResultsStore", rows: list[dict[str, Any]]) -> None:
         """Copy finished trials of another study (their files, then their rows) into this one."""
         for row in rows:
-            trial_id = row["trial_id"]
-            for kind, suffix in (("predictions", "npz"), ("history", "json"), ("features", "npy")):
-                path = f"{source.root}/{kind}/{trial_id}.{suffix}"
+            for kind, _ in schema.TRIAL_FILES:
+                path = source._file(kind, row["trial_id"])
                 if self.fs.get_file_info(path).type == pafs.FileType.File:
                     with self.fs.open_input_stream(path) as f:
-                        self._write(f"{self.root}/{kind}/{trial_id}.{suffix}", f.read())
+                        self._write(self._file(kind, row["trial_id"]), f.read())
         if rows:
             self.add_rows(rows)
 
     def history(self, trial_id: str) -> list[dict[str, Any]]:
-        path = f"{self.root}/history/{trial_id}.json"
-        if self.fs.get_file_info(path).type != pafs.FileType.File:
-            return []
-        with self.fs.open_input_stream(path) as f:
-            return json.loads(f.read())
+        return schema.read_history(self.fs, self.root, trial_id)
 
     def predictions(self, trial_id: str) -> tuple[np.ndarray, np.ndarray]:
-        with self.fs.open_input_file(f"{self.root}/predictions/{trial_id}.npz") as f:
-            with np.load(io.BytesIO(f.read())) as saved:
-                return saved["probs"], saved["labels"]
+        found = schema.read_predictions(self.fs, self.root, trial_id)
+        if found is None:
+            raise FileNotFoundError(self._file(schema.PREDICTIONS_DIR, trial_id))
+        return found
 
-
-_INTS = ("n_teacher", "n_train", "teacher_params", "student_params", "seed", "batch_size", "epochs", "steps",
-         "resumed_from_step", "pack_size")
-_FLOATS = ("kappa", "tau", "alpha", "epsilon", "lr", "weight_decay", "test_acc", "test_loss", "test_ppl", "train_acc",
-           "fidelity_train", "fidelity_test", "teacher_test_acc", "wall_s", "flops", "cka_teacher", "fa_teacher",
-           "probe_acc")
-
-
-def _typed(table: pd.DataFrame) -> pd.DataFrame:
-    """Fixed column types, so a table of failed rows (all nulls) reads back like a full one."""
-    table = table.copy()
-    for column in _INTS:
-        table[column] = pd.array(table[column], dtype="Int64")
-    for column in _FLOATS:
-        table[column] = pd.to_numeric(table[column], errors="coerce").astype("float64")
-    table["tau_squared"] = pd.array(table["tau_squared"], dtype="boolean")
-    for column in set(COLUMNS) - set(_INTS) - set(_FLOATS) - {"tau_squared"}:
-        table[column] = table[column].astype("string")
-    return table
+    def features(self, trial_id: str) -> np.ndarray:
+        """A trial's test-set features [n_test, D] (trials run with extras 'features')."""
+        found = schema.read_features(self.fs, self.root, trial_id)
+        if found is None:
+            raise FileNotFoundError(self._file(schema.FEATURES_DIR, trial_id))
+        return found
 
 
 def shared_trials(store: ResultsStore, wanted: dict[str, tuple[str, ...]]) -> dict[str, list[dict[str, Any]]]:

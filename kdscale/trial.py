@@ -17,15 +17,6 @@ from kdscale.config import TrialSpec
 from kdscale.teacher import TeacherOutputs, get_teacher
 from kdscale.trainer import TrainData, train
 
-# The results table's columns (DESIGN's contract plus a few that say how a row was trained).
-COLUMNS = ("study", "trial_id", "status", "error", "label", "dataset", "n_teacher", "n_train", "kappa",
-           "teacher", "student", "teacher_params", "student_params", "teacher_id", "objective", "tau",
-           "alpha", "tau_squared", "epsilon", "seed", "budget", "lr", "weight_decay", "batch_size", "test_acc",
-           "test_loss", "test_ppl", "train_acc", "fidelity_train", "fidelity_test", "teacher_test_acc",
-           "epochs", "steps", "wall_s", "flops", "resumed_from_step", "node_id", "cka_teacher", "fa_teacher",
-           "probe_acc", "pack_size", "extras")
-
-
 @dataclass
 class TrialOutcome:
     row: dict[str, Any]  # one row of the results table (without `study`)

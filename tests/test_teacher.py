@@ -63,7 +63,7 @@ def test_a_corrupt_cached_teacher_is_reported_and_retrained(tmp_path, damage):
 
 
 def test_trial_row_has_the_results_contract(tmp_path):
-    from kdscale.trial import COLUMNS
+    from kdscale.schema import COLUMNS
 
     outcome = run_trial(student(digits_teacher(), kappa=0.25, objective="lt"), cache_root=tmp_path,
                         log=lambda m: None)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kdscale import schema
 from kdscale.config import DataSpec
 from kdscale.errors import SpecError
 from kdscale.registry import Registry
@@ -58,7 +59,7 @@ def check(spec: DataSpec, kappas=()) -> DataInfo:
         raise SpecError(f"data.n_teacher={spec.n_teacher} is invalid: {spec.name} holds {pool} "
                         f"training samples")
     for kappa in kappas:
-        n_train = int(math.floor(kappa * spec.n_teacher + 0.5))
+        n_train = schema.n_train(kappa, spec.n_teacher)
         if pool is not None and n_train > pool:
             raise SpecError(f"kappa={kappa:g} is invalid: it needs M={n_train} student samples but "
                             f"{spec.name} holds {pool}; with N={spec.n_teacher} the maximum kappa "
