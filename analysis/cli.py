@@ -1,5 +1,8 @@
 """`python -m analysis RESULTS_DIR` (and `kdscale analyze`): write the report, print the headline.
 
+`kdscale analyze` takes the same arguments and, with `--tracking-uri URI --run-id ID`, also logs the
+report to that MLflow run (analysis itself never imports mlflow).
+
 Bad input is one line on stderr and exit status 2, never a traceback.
 """
 from __future__ import annotations
@@ -23,21 +26,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ci", type=float, default=0.95, help="confidence level (default 0.95)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     parser.add_argument("--no-figures", action="store_true", help="skip the figures")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI to log the report to")
-    parser.add_argument("--run-id", default=None, help="MLflow run to log the report to (with --tracking-uri)")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run(args: argparse.Namespace):
+    """The report of parsed arguments (ReportResult), or None after a one-line error on stderr."""
     from analysis.report import write_report  # matplotlib and statsmodels load only when needed
 
     try:
-        result = write_report(args.results_dir, out_dir=args.out, metric=args.metric,
-                              tracking_uri=args.tracking_uri, run_id=args.run_id, n_boot=args.n_boot,
-                              ci=args.ci, seed=args.seed, figures=not args.no_figures)
+        return write_report(args.results_dir, out_dir=args.out, metric=args.metric, n_boot=args.n_boot,
+                            ci=args.ci, seed=args.seed, figures=not args.no_figures)
     except AnalysisError as exc:
         print(f"analysis: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    result = run(build_parser().parse_args(argv))
+    if result is None:
         return 2
     print(result.headline)
     return 0

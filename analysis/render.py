@@ -13,7 +13,7 @@ import pandas as pd
 
 from analysis import crossover as xo
 from analysis import markdown as md
-from analysis.report import Analysis, headline_rows
+from analysis.fits import Analysis, headline_rows
 
 SECTION_FIGURES = {
     "increments": [("error_vs_kappa", "Test performance against kappa"),

@@ -203,9 +203,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _analyze(argv: list[str]) -> int:
-    from analysis.__main__ import main
+    """`python -m analysis`'s arguments, plus --tracking-uri and --run-id: the report is then also
+    logged to that MLflow run under `analysis/` (analysis itself never imports mlflow)."""
+    from analysis.cli import build_parser as analysis_parser, run
 
-    return main(argv)
+    parser = analysis_parser()
+    parser.prog = "kdscale analyze"
+    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI to log the report to")
+    parser.add_argument("--run-id", default=None, help="MLflow run to log the report to (with --tracking-uri)")
+    args = parser.parse_args(argv)
+    if (args.tracking_uri is None) != (args.run_id is None):
+        parser.error("--tracking-uri and --run-id go together: give both to log to MLflow, or neither")
+    report = run(args)
+    if report is None:
+        return 2
+    print(report.headline)
+    if args.tracking_uri is not None:
+        from kdscale.tracking import log_artifacts
+
+        try:
+            log_artifacts(args.tracking_uri, args.run_id, report.paths, artifact_path="analysis")
+        except Exception as exc:  # a bad URI or run id surfaces as one of several MLflow types
+            message = " ".join(str(exc).split())[:200]
+            print(f"kdscale analyze: error: report written to {report.markdown_path}, but logging it to MLflow "
+                  f"run {args.run_id} at {args.tracking_uri} failed: {type(exc).__name__}: {message}",
+                  file=sys.stderr)
+            return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

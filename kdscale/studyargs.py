@@ -147,12 +147,14 @@ def analyse(result, print_headline: bool = True):
     """The analysis report of a finished study, logged to its MLflow parent run; None if it failed."""
     from analysis import AnalysisError
     from analysis.report import write_report
+    from kdscale.tracking import log_artifacts
 
     try:
-        report = write_report(result.store.uri, tracking_uri=result.tracking_uri, run_id=result.parent_run_id)
+        report = write_report(result.store.uri)
     except AnalysisError as error:
         print(f"analysis: {error}", file=sys.stderr)
         return None
+    log_artifacts(result.tracking_uri, result.parent_run_id, report.paths, artifact_path="analysis")
     if print_headline:
         print()
         print(report.headline)

@@ -153,23 +153,6 @@ def test_missing_or_corrupt_results_are_clear(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("analysis: error: no results table")
 
 
-def test_report_is_logged_to_mlflow_through_kdscale_tracking(study, tmp_path, monkeypatch):
-    import kdscale.tracking
-
-    calls = []
-    monkeypatch.setattr(kdscale.tracking, "log_artifacts",
-                        lambda uri, run_id, paths, artifact_path=None: calls.append(
-                            (uri, run_id, list(paths), artifact_path)))
-    results_dir, _, _ = study
-    write_report(results_dir, out_dir=tmp_path, tracking_uri="sqlite:///x.db", run_id="abc",
-                 n_boot=10, figures=False)
-    (uri, run_id, paths, artifact_path), = calls
-    assert (uri, run_id, artifact_path) == ("sqlite:///x.db", "abc", "analysis")
-    assert tmp_path / "report.md" in paths and tmp_path / "crossover.csv" in paths
-    with pytest.raises(analysis.AnalysisError, match="go together"):
-        write_report(results_dir, tracking_uri="sqlite:///x.db")
-
-
 def test_python_m_analysis_end_to_end_without_torch_ray_or_mlflow(tmp_path):
     results_dir = tmp_path / "results"
     synthetic_study(results_dir, pairs=(SyntheticPair("mlp-8", 1000),), kappas=(0.1, 1.0), n_seeds=2)

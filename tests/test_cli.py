@@ -54,3 +54,26 @@ def test_augmented_trial_on_images_runs(tmp_path):
     assert done.returncode == 0, done.stderr
     row = json.loads(done.stdout)
     assert row["status"] == "ok" and row["flops"] > 0
+
+
+def test_kdscale_analyze_logs_the_report_to_a_real_mlflow_run(tmp_path, capsys):
+    """analysis writes the report without mlflow; `kdscale analyze --tracking-uri --run-id` attaches
+    every file it wrote to the run, under analysis/."""
+    import mlflow
+
+    from analysis.synthetic import SyntheticPair, synthetic_study
+
+    results = tmp_path / "results"
+    synthetic_study(results, pairs=(SyntheticPair("mlp-8", 1000),), kappas=(0.1, 1.0), n_seeds=2)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    run_id = client.create_run(client.create_experiment("x", artifact_location=str(tmp_path / "art"))).info.run_id
+    out = tmp_path / "out"
+    assert cli.main(["analyze", str(results), "--out", str(out), "--n-boot", "10", "--no-figures",
+                     "--tracking-uri", uri, "--run-id", run_id]) == 0
+    logged = {f.path for f in client.list_artifacts(run_id, "analysis")}
+    assert {"analysis/report.md", "analysis/crossover.csv"} <= logged
+    assert logged == {f"analysis/{p.name}" for p in out.iterdir()}
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["analyze", str(results), "--tracking-uri", uri])
+    assert refused.value.code == 2 and "go together" in capsys.readouterr().err
