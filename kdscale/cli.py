@@ -52,9 +52,8 @@ def recipe_from_flags(args: argparse.Namespace, default, prefix: str = ""):
     steps, epochs = getattr(args, f"{key}steps"), getattr(args, f"{key}epochs")
     if steps is not None and epochs is not None:
         raise SpecError(f"--{prefix}steps and --{prefix}epochs are exclusive: give one budget")
-    if steps is not None or epochs is not None:  # a new budget: warm-up and milestones were in the old unit
-        changes.update(steps=steps, epochs=epochs, warmup=0.0, milestones=())
-    return replace(recipe, **changes) if changes else recipe
+    recipe = replace(recipe, **changes) if changes else recipe
+    return recipe.with_budget(steps, epochs) if steps is not None or epochs is not None else recipe
 
 
 def trial_spec_from_flags(args: argparse.Namespace):

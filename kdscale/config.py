@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kdscale.errors import SpecError
+from kdscale.schema import arm_label, n_train
 
 SCHEMA_VERSION = 1  # bump when a change to training makes old cached results wrong
 
@@ -34,12 +35,12 @@ def _fail(spec: str, field_name: str, value: Any, allowed: str) -> None:
     raise SpecError(f"{spec}.{field_name}={value!r} is invalid: {allowed}")
 
 
-def _check_int(spec: str, name: str, value: Any, minimum: int) -> None:
+def check_int(spec: str, name: str, value: Any, minimum: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         _fail(spec, name, value, f"must be an integer >= {minimum}")
 
 
-def _check_float(spec: str, name: str, value: Any, low: float, high: float = math.inf,
+def check_float(spec: str, name: str, value: Any, low: float, high: float = math.inf,
                  low_open: bool = False, high_open: bool = False) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if ok:
@@ -49,7 +50,7 @@ def _check_float(spec: str, name: str, value: Any, low: float, high: float = mat
         _fail(spec, name, value, f"must be a finite number in {lo}{low}, {high}{hi}")
 
 
-def _check_choice(spec: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
+def check_choice(spec: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         _fail(spec, name, value, f"must be one of {', '.join(choices)}")
 
@@ -98,10 +99,10 @@ class DataSpec:
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
             _fail("data", "name", self.name, "must be a data set name")
-        _check_int("data", "n_teacher", self.n_teacher, 1)
+        check_int("data", "n_teacher", self.n_teacher, 1)
         if self.n_test is not None:
-            _check_int("data", "n_test", self.n_test, 1)
-        _check_int("data", "seed", self.seed, 0)
+            check_int("data", "n_test", self.n_test, 1)
+        check_int("data", "seed", self.seed, 0)
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class ModelSpec:
     def __post_init__(self):
         if not isinstance(self.family, str) or not self.family:
             _fail("model", "family", self.family, "must be a model family name")
-        _check_int("model", "width", self.width, 1)
+        check_int("model", "width", self.width, 1)
         options = tuple(sorted((str(k), v) for k, v in dict(self.options).items()))
         object.__setattr__(self, "options", options)
 
@@ -141,6 +142,14 @@ class ModelSpec:
 
     def __str__(self) -> str:
         return ",".join([f"{self.family}:width={self.width}"] + [f"{k}={v}" for k, v in self.options])
+
+
+def parse_pair(text: str) -> tuple[ModelSpec, ModelSpec]:
+    """`TEACHER>STUDENT`, each a model spec: `cnn1d:width=64>cnn1d:width=4`."""
+    teacher, arrow, student = text.partition(">")
+    if not arrow:
+        raise SpecError(f"--pairs {text!r} is invalid: write TEACHER>STUDENT, e.g. cnn1d:width=64>cnn1d:width=4")
+    return ModelSpec.parse(teacher), ModelSpec.parse(student)
 
 
 def _parse_value(raw: str) -> Any:
@@ -179,29 +188,34 @@ class RecipeSpec:
     precision: str = "fp32"  # "bf16": forward passes under bfloat16 autocast (a GPU's tensor cores)
 
     def __post_init__(self):
-        _check_choice("recipe", "optimizer", self.optimizer, OPTIMIZERS)
-        _check_choice("recipe", "augment", self.augment, AUGMENTATIONS)
-        _check_choice("recipe", "precision", self.precision, PRECISIONS)
-        _check_float("recipe", "lr", self.lr, 0.0, low_open=True)
-        _check_float("recipe", "momentum", self.momentum, 0.0, 1.0, high_open=True)
-        _check_float("recipe", "weight_decay", self.weight_decay, 0.0)
-        _check_int("recipe", "batch_size", self.batch_size, 1)
+        check_choice("recipe", "optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("recipe", "augment", self.augment, AUGMENTATIONS)
+        check_choice("recipe", "precision", self.precision, PRECISIONS)
+        check_float("recipe", "lr", self.lr, 0.0, low_open=True)
+        check_float("recipe", "momentum", self.momentum, 0.0, 1.0, high_open=True)
+        check_float("recipe", "weight_decay", self.weight_decay, 0.0)
+        check_int("recipe", "batch_size", self.batch_size, 1)
         if (self.epochs is None) == (self.steps is None):
             raise SpecError(f"recipe.epochs={self.epochs!r}, recipe.steps={self.steps!r} is invalid: "
                             "give exactly one budget, epochs or steps")
         if self.epochs is not None:
-            _check_int("recipe", "epochs", self.epochs, 1)
+            check_int("recipe", "epochs", self.epochs, 1)
         if self.steps is not None:
-            _check_int("recipe", "steps", self.steps, 1)
-        _check_choice("recipe", "schedule", self.schedule, SCHEDULES)
+            check_int("recipe", "steps", self.steps, 1)
+        check_choice("recipe", "schedule", self.schedule, SCHEDULES)
         budget = self.epochs if self.epochs is not None else self.steps
-        _check_float("recipe", "warmup", self.warmup, 0.0, budget, high_open=True)
+        check_float("recipe", "warmup", self.warmup, 0.0, budget, high_open=True)
         object.__setattr__(self, "milestones", tuple(float(m) for m in self.milestones))
         for m in self.milestones:
-            _check_float("recipe", "milestones", m, 0.0, budget, low_open=True)
+            check_float("recipe", "milestones", m, 0.0, budget, low_open=True)
         if list(self.milestones) != sorted(self.milestones):
             _fail("recipe", "milestones", self.milestones, "must be increasing")
-        _check_float("recipe", "gamma", self.gamma, 0.0, 1.0, low_open=True)
+        check_float("recipe", "gamma", self.gamma, 0.0, 1.0, low_open=True)
+
+    def with_budget(self, steps: int | None = None, epochs: int | None = None) -> "RecipeSpec":
+        """This recipe with another budget, in steps or epochs. Warm-up and milestones are reset:
+        they were counted in the old budget's unit and length."""
+        return dataclasses.replace(self, steps=steps, epochs=epochs, warmup=0.0, milestones=())
 
     @property
     def budget_unit(self) -> str:
@@ -236,10 +250,10 @@ class ObjectiveSpec:
     epsilon: float = 0.1
 
     def __post_init__(self):
-        _check_choice("objective", "name", self.name, OBJECTIVES)
-        _check_float("objective", "tau", self.tau, 0.0, low_open=True)
-        _check_float("objective", "alpha", self.alpha, 0.0, 1.0)
-        _check_float("objective", "epsilon", self.epsilon, 0.0, 1.0, high_open=True)
+        check_choice("objective", "name", self.name, OBJECTIVES)
+        check_float("objective", "tau", self.tau, 0.0, low_open=True)
+        check_float("objective", "alpha", self.alpha, 0.0, 1.0)
+        check_float("objective", "epsilon", self.epsilon, 0.0, 1.0, high_open=True)
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         used = {"lt": (), "kd": ("tau", "alpha", "tau_squared"), "ls": ("epsilon",),
                 "hard": ("alpha",), "l2": ("alpha",)}[self.name]
@@ -256,15 +270,8 @@ class ObjectiveSpec:
 
     @property
     def label(self) -> str:
-        if self.name == "kd":
-            extra = "" if self.tau_squared else " no-tau2"
-            extra += f" alpha={self.alpha:g}" if self.alpha else ""
-            return f"kd tau={self.tau:g}{extra}"
-        if self.name == "ls":
-            return f"ls eps={self.epsilon:g}"
-        if self.name in ("hard", "l2") and self.alpha:
-            return f"{self.name} alpha={self.alpha:g}"
-        return self.name
+        """`lt`, `kd tau=4`, `ls eps=0.1`, ...: the arm's name in tables and figures (schema.arm_label)."""
+        return arm_label(self.name, self.tau, self.alpha, self.tau_squared, self.epsilon)
 
 
 @dataclass(frozen=True)
@@ -276,7 +283,7 @@ class TeacherSpec:
     seed: int = 0
 
     def __post_init__(self):
-        _check_int("teacher", "seed", self.seed, 0)
+        check_int("teacher", "seed", self.seed, 0)
 
     @property
     def id(self) -> str:
@@ -302,10 +309,10 @@ class TrialSpec:
     def __post_init__(self):
         object.__setattr__(self, "extras", tuple(sorted(set(self.extras))))
         for extra in self.extras:
-            _check_choice("trial", "extras", extra, EXTRAS)
-        _check_float("trial", "kappa", self.kappa, 0.0, low_open=True)
+            check_choice("trial", "extras", extra, EXTRAS)
+        check_float("trial", "kappa", self.kappa, 0.0, low_open=True)
         object.__setattr__(self, "kappa", float(self.kappa))
-        _check_int("trial", "seed", self.seed, 0)
+        check_int("trial", "seed", self.seed, 0)
         m = self.n_train
         if m < 1:
             _fail("trial", "kappa", self.kappa,
@@ -318,8 +325,8 @@ class TrialSpec:
 
     @property
     def n_train(self) -> int:
-        """M = round(kappa * N), half away from zero so it is the same on every platform."""
-        return int(math.floor(self.kappa * self.data.n_teacher + 0.5))
+        """M = round(kappa * N) (schema.n_train)."""
+        return n_train(self.kappa, self.data.n_teacher)
 
     @property
     def id(self) -> str:

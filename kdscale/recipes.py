@@ -7,6 +7,8 @@ budget so that a small kappa is not also a short run (see studies/budget.py for 
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from kdscale.config import RecipeSpec
 from kdscale.registry import Registry
 
@@ -51,7 +53,24 @@ DEFAULTS = {"mnist1d": ("mnist1d-teacher", "mnist1d-student"), "digits": ("digit
                ("flowers102", "dtd", "fgvc_aircraft", "caltech101", "stanford_cars", "food101")}}
 
 
+# --quick (every study's smoke size): teachers and students get these budgets. One value for all
+# studies, so that trials they share are the same trials (the shared trial cache matches by id).
+QUICK_STUDENT_STEPS, QUICK_TEACHER_EPOCHS = 500, 30
+
+
 def default_recipes(dataset: str) -> tuple[RecipeSpec, RecipeSpec]:
     """(teacher recipe, student recipe) for a data set; the MNIST-1D ones where none is named."""
     teacher, student = DEFAULTS.get(dataset, DEFAULTS["mnist1d"])
     return RECIPES.get(teacher), RECIPES.get(student)
+
+
+def study_recipes(dataset: str, quick: bool = False, precision: str | None = None,
+                  named: str | None = None) -> tuple[RecipeSpec, RecipeSpec]:
+    """(teacher, student) recipes of a study: the data set's defaults (or the recipe `named` for
+    both), with the --quick budgets and a forward precision where asked."""
+    teacher, student = (RECIPES.get(named),) * 2 if named else default_recipes(dataset)
+    if quick:
+        teacher, student = teacher.with_budget(epochs=QUICK_TEACHER_EPOCHS), student.with_budget(steps=QUICK_STUDENT_STEPS)
+    if precision:
+        teacher, student = replace(teacher, precision=precision), replace(student, precision=precision)
+    return teacher, student

@@ -9,9 +9,10 @@
     result = run(build_spec, args, "my_study")   # None after a one-line bad-input error
     finish(result, args, "my_study", write_section)   # analysis report + the study's own section
 
-Studies that share trials must build them from the same specs: `mnist1d_recipes(quick)` is the
-recipe pair of `model_size.py` (default or --quick), so their lt trials (and any other common
-cell) have one id and are trained once for all of them (the shared trial cache, kdscale.store).
+Studies that share trials must build them from the same specs: `recipes.study_recipes("mnist1d",
+quick)` is the recipe pair of `model_size.py` (default or --quick), and MAIN_PAIRS and MAIN_KAPPAS
+its grid, so their lt trials (and any other common cell) have one id and are trained once for all
+of them (the shared trial cache, kdscale.store).
 """
 from __future__ import annotations
 
@@ -22,8 +23,11 @@ from typing import Any
 
 from kdscale.study import Resources
 
-# --quick sizes shared by the studies, so that their common trials are the same trials
-QUICK_STUDENT_STEPS, QUICK_TEACHER_EPOCHS = 500, 30
+# The main job's grid on MNIST-1D (studies/model_size.py), which the other MNIST-1D studies share:
+# two teachers, three students, five pairs whose student/teacher parameter ratio spans 0.012 to 11.
+MAIN_PAIRS = ("cnn1d:width=16>cnn1d:width=16", "cnn1d:width=64>cnn1d:width=4", "cnn1d:width=64>cnn1d:width=16",
+              "cnn1d:width=16>cnn1d:width=64", "cnn1d:width=64>cnn1d:width=64")
+MAIN_KAPPAS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 4.0)
 
 
 class StudyParser(argparse.ArgumentParser):
@@ -89,19 +93,6 @@ class Grid:
         if self.pair is not None:
             return (args.pair,)
         return tuple(args.pairs or self.get(args, "pairs", self.pairs or ()))
-
-
-def mnist1d_recipes(quick: bool):
-    """(teacher recipe, student recipe) of the MNIST-1D studies: model_size's, default or --quick."""
-    from dataclasses import replace
-
-    from kdscale.recipes import default_recipes
-
-    teacher, student = default_recipes("mnist1d")
-    if quick:
-        teacher = replace(teacher, epochs=QUICK_TEACHER_EPOCHS, steps=None, warmup=0.0, milestones=())
-        student = replace(student, steps=QUICK_STUDENT_STEPS, epochs=None, warmup=0.0, milestones=())
-    return teacher, student
 
 
 def add_run_flags(parser: argparse.ArgumentParser) -> None:

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from kdscale.config import DataSpec, ModelSpec, RecipeSpec, _check_float, _check_int, from_dict, spec_id, to_dict
+from kdscale.config import DataSpec, ModelSpec, RecipeSpec, check_float, check_int, from_dict, spec_id, to_dict
 from kdscale.errors import SpecError
 
 TUNED_DIR = "_tuned"  # under the storage; '_' keeps it out of the shared trial cache's scan
@@ -61,13 +61,13 @@ class SearchSpace:
     def __post_init__(self):
         for name in ("lr", "weight_decay"):
             low, high = getattr(self, name)
-            _check_float("space", f"{name}[0]", low, 0.0, low_open=True)
-            _check_float("space", f"{name}[1]", high, low, low_open=True)
+            check_float("space", f"{name}[0]", low, 0.0, low_open=True)
+            check_float("space", f"{name}[1]", high, low, low_open=True)
             object.__setattr__(self, name, (float(low), float(high)))
         if not self.steps:
             raise SpecError("space.steps is empty: give at least one step budget")
         for steps in self.steps:
-            _check_int("space", "steps", steps, 1)
+            check_int("space", "steps", steps, 1)
         object.__setattr__(self, "steps", tuple(sorted(set(self.steps))))
 
     def contains(self, recipe: RecipeSpec) -> bool:
@@ -95,12 +95,12 @@ class TuneSpec:
         if not self.kappas:
             raise SpecError("tune.kappas is empty: give at least one kappa")
         for kappa in self.kappas:
-            _check_float("tune", "kappa", kappa, 0.0, low_open=True)
+            check_float("tune", "kappa", kappa, 0.0, low_open=True)
         object.__setattr__(self, "kappas", tuple(dict.fromkeys(float(k) for k in self.kappas)))
-        _check_int("tune", "samples", self.samples, 1)
-        _check_int("tune", "seeds", self.seeds, 1)
-        _check_int("tune", "sampler_seed", self.sampler_seed, 0)
-        _check_float("tune", "val_fraction", self.val_fraction, 0.0, 1.0, low_open=True, high_open=True)
+        check_int("tune", "samples", self.samples, 1)
+        check_int("tune", "seeds", self.seeds, 1)
+        check_int("tune", "sampler_seed", self.sampler_seed, 0)
+        check_float("tune", "val_fraction", self.val_fraction, 0.0, 1.0, low_open=True, high_open=True)
 
     def n_train(self, kappa: float) -> int:
         return int(math.floor(kappa * self.data.n_teacher + 0.5))
@@ -132,15 +132,9 @@ class TuningResult:
 def base_recipe(dataset: str, quick: bool = False, precision: str | None = None) -> RecipeSpec:
     """The recipe a tuning starts from: the data set's default student recipe (with --quick, the
     studies' quick budget, exactly as model_size --quick builds it)."""
-    from kdscale.recipes import default_recipes
-    from kdscale.studyargs import QUICK_STUDENT_STEPS
+    from kdscale.recipes import study_recipes
 
-    base = default_recipes(dataset)[1]
-    if quick:
-        base = replace(base, steps=QUICK_STUDENT_STEPS, epochs=None, warmup=0.0, milestones=())
-    if precision:
-        base = replace(base, precision=precision)
-    return base
+    return study_recipes(dataset, quick, precision)[1]
 
 
 def tuned_recipe(base: RecipeSpec, config: dict[str, Any]) -> RecipeSpec:
@@ -369,9 +363,9 @@ def run_tuning(spec: TuneSpec, storage: str = "kdscale_results", tracking_uri: s
     """Tune (or reuse) the lt recipe at every kappa of `spec`; see the module doc."""
     log = log or (lambda message: print(message, file=sys.stderr))
     check_tune(spec)
-    _check_int("tune", "max_concurrent", max_concurrent, 1)
-    _check_float("tune", "cpus_per_sample", cpus_per_sample, 0.0, low_open=True)
-    _check_float("tune", "gpus_per_sample", gpus_per_sample, 0.0)
+    check_int("tune", "max_concurrent", max_concurrent, 1)
+    check_float("tune", "cpus_per_sample", cpus_per_sample, 0.0, low_open=True)
+    check_float("tune", "gpus_per_sample", gpus_per_sample, 0.0)
     key = spec.key
     stored = _stored_entries(storage, key)
     pending = _pending(spec, stored, force)

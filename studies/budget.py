@@ -34,8 +34,10 @@ from pathlib import Path
 from kdscale.config import DataSpec
 from kdscale.errors import SpecError
 from kdscale.study import StudySpec
-from kdscale.studyargs import Grid, StudyParser, add_run_flags, analyse, finish, mnist1d_recipes, resources, run
-from model_size import DEFAULT_KAPPAS, DEFAULT_PAIRS, parse_pair
+from kdscale.recipes import study_recipes
+from kdscale.studyargs import Grid, StudyParser, add_run_flags, analyse, finish, resources, run
+from kdscale.config import parse_pair
+from kdscale.studyargs import MAIN_KAPPAS as DEFAULT_KAPPAS, MAIN_PAIRS as DEFAULT_PAIRS
 
 GRID = Grid("budget", kappas=DEFAULT_KAPPAS, quick=dict(pairs=("cnn1d:width=16>cnn1d:width=16",), kappas=(0.05, 1.0),
             seeds=2), pairs=DEFAULT_PAIRS, name_help="prefix of the two studies' names (default budget, or "
@@ -57,7 +59,7 @@ def build_specs(args: argparse.Namespace) -> tuple[StudySpec, StudySpec]:
     """(fixed-steps study, fixed-epochs study): one grid, two student budgets."""
     from analysis.budget import epochs_matching_steps
 
-    teacher_recipe, steps_recipe = mnist1d_recipes(args.quick)
+    teacher_recipe, steps_recipe = study_recipes("mnist1d", bool(args.quick))
     n_teacher = DataSpec().n_teacher
     epochs = args.epochs
     if epochs is None:

@@ -42,8 +42,10 @@ from pathlib import Path
 from kdscale.config import DataSpec
 from kdscale.errors import SpecError
 from kdscale.study import StudySpec
-from kdscale.studyargs import Grid, StudyParser, add_run_flags, analyse, finish, mnist1d_recipes, resources, run
-from model_size import DEFAULT_KAPPAS, parse_pair  # model_size's grid and recipes: shared trials
+from kdscale.recipes import study_recipes
+from kdscale.studyargs import Grid, StudyParser, add_run_flags, analyse, finish, resources, run
+from kdscale.config import parse_pair
+from kdscale.studyargs import MAIN_KAPPAS as DEFAULT_KAPPAS
 
 PAIR = "cnn1d:width=16>cnn1d:width=16"
 GRID = Grid("fair", kappas=DEFAULT_KAPPAS, quick=dict(kappas=(0.05, 1.0), seeds=2, samples=3, tune_seeds=1), pair=PAIR,
@@ -69,7 +71,7 @@ def build_specs(args: argparse.Namespace):
     """(default-recipe StudySpec, TuneSpec): every check that needs no compute runs here."""
     from kdscale.tuning import QUICK_SPACE, SearchSpace, TuneSpec, base_recipe
 
-    teacher_recipe, student_recipe = mnist1d_recipes(bool(args.quick))
+    teacher_recipe, student_recipe = study_recipes("mnist1d", bool(args.quick))
     suffix = "_quick" if args.quick else ""
     pair = parse_pair(args.pair)
     default = StudySpec(

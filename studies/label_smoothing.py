@@ -30,8 +30,10 @@ from pathlib import Path
 
 from kdscale.config import DataSpec, ObjectiveSpec
 from kdscale.study import StudySpec
-from kdscale.studyargs import Grid, StudyParser, add_run_flags, finish, mnist1d_recipes, resources, run
-from model_size import DEFAULT_KAPPAS, parse_pair  # the same grid, so the same (shared) trials
+from kdscale.recipes import study_recipes
+from kdscale.studyargs import Grid, StudyParser, add_run_flags, finish, resources, run
+from kdscale.config import parse_pair
+from kdscale.studyargs import MAIN_KAPPAS as DEFAULT_KAPPAS
 
 PAIR = "cnn1d:width=16>cnn1d:width=16"
 GRID = Grid("label_smoothing", kappas=DEFAULT_KAPPAS, quick=dict(kappas=(0.05, 1.0), seeds=2), pair=PAIR)
@@ -58,7 +60,7 @@ def epsilons(args: argparse.Namespace) -> tuple[float, ...]:
 
 
 def build_spec(args: argparse.Namespace) -> StudySpec:
-    teacher_recipe, student_recipe = mnist1d_recipes(bool(args.quick))
+    teacher_recipe, student_recipe = study_recipes("mnist1d", bool(args.quick))
     return StudySpec(
         name=GRID.study_name(args), data=DataSpec(), pairs=(parse_pair(args.pair),), kappas=GRID.kappa_values(args),
         objectives=("lt", "kd"), taus=(args.tau,), alpha=0.0, tau_squared=True,

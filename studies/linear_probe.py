@@ -29,8 +29,9 @@ import numpy as np
 
 from kdscale.config import DataSpec
 from kdscale.study import StudySpec
-from kdscale.studyargs import Grid, StudyParser, add_run_flags, finish, mnist1d_recipes, resources, run
-from model_size import parse_pair
+from kdscale.recipes import study_recipes
+from kdscale.studyargs import Grid, StudyParser, add_run_flags, finish, resources, run
+from kdscale.config import parse_pair
 
 PAIR = "cnn1d:width=16>cnn1d:width=16"
 KAPPAS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_spec(args: argparse.Namespace) -> StudySpec:
-    teacher_recipe, student_recipe = mnist1d_recipes(args.quick)
+    teacher_recipe, student_recipe = study_recipes("mnist1d", bool(args.quick))
     return StudySpec(
         name=GRID.study_name(args), data=DataSpec(), pairs=tuple(parse_pair(p) for p in GRID.pair_values(args)),
         kappas=GRID.kappa_values(args), taus=tuple(args.taus), seeds=GRID.seed_values(args), recipe=student_recipe,

@@ -20,28 +20,19 @@ import argparse
 import sys
 from dataclasses import replace
 
-from kdscale.config import DataSpec, ModelSpec
+from kdscale.config import DataSpec, parse_pair
 from kdscale.errors import SpecError
+from kdscale.recipes import study_recipes
 from kdscale.study import StudySpec
-from kdscale.studyargs import StudyParser, add_run_flags, analyse, resources, run
+from kdscale.studyargs import MAIN_KAPPAS, MAIN_PAIRS, StudyParser, add_run_flags, analyse, resources, run
 
-DEFAULT_PAIRS = ("cnn1d:width=16>cnn1d:width=16", "cnn1d:width=64>cnn1d:width=4", "cnn1d:width=64>cnn1d:width=16",
-                 "cnn1d:width=16>cnn1d:width=64", "cnn1d:width=64>cnn1d:width=64")
-DEFAULT_KAPPAS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 4.0)
+DEFAULT_PAIRS, DEFAULT_KAPPAS = MAIN_PAIRS, MAIN_KAPPAS
 DIGITS_PAIRS = ("cnn2d:width=4>cnn2d:width=4", "cnn2d:width=16>cnn2d:width=4", "cnn2d:width=4>cnn2d:width=16")
 # CIFAR-sized images: the paper's ResNet-18 and vanilla CNN (20/40/60/160 channels), both ways.
 IMAGE_PAIRS = ("resnet18:width=64>cnn2d:width=20", "resnet18:width=64>resnet18:width=16",
                "cnn2d:width=20>cnn2d:width=20", "cnn2d:width=20>resnet18:width=64")
 QUICK = dict(pairs=("cnn1d:width=16>cnn1d:width=16", "cnn1d:width=64>cnn1d:width=4",
-                    "cnn1d:width=16>cnn1d:width=64"),
-             kappas=(0.05, 0.2, 1.0, 2.0), seeds=(0, 1), student_steps=500, teacher_epochs=30)
-
-
-def parse_pair(text: str) -> tuple[ModelSpec, ModelSpec]:
-    teacher, arrow, student = text.partition(">")
-    if not arrow:
-        raise SpecError(f"--pairs {text!r} is invalid: write TEACHER>STUDENT, e.g. cnn1d:width=64>cnn1d:width=4")
-    return ModelSpec.parse(teacher), ModelSpec.parse(student)
+                    "cnn1d:width=16>cnn1d:width=64"), kappas=(0.05, 0.2, 1.0, 2.0), seeds=(0, 1))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,32 +65,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_spec(args: argparse.Namespace) -> StudySpec:
-    from kdscale.recipes import default_recipes
-
-    from kdscale.recipes import RECIPES
-
     quick = QUICK if args.quick else {}
-    teacher_recipe, student_recipe = default_recipes(args.dataset)
     tuned = args.recipe == "tuned-lt"  # students: the lt recipe `kdscale tune` stored per kappa
     if tuned and (args.student_steps or args.student_epochs or args.student_lr):
         raise SpecError("--recipe tuned-lt sets the students' lr, weight decay and steps per kappa: drop "
                         "--student-steps, --student-epochs and --student-lr")
-    if args.recipe and not tuned:
-        teacher_recipe = student_recipe = RECIPES.get(args.recipe)
-    student_steps = args.student_steps or (None if args.student_epochs else quick.get("student_steps"))
     if args.student_steps and args.student_epochs:
         raise SpecError("--student-steps and --student-epochs are exclusive: give one budget")
-    if student_steps or args.student_epochs:
-        student_recipe = replace(student_recipe, steps=student_steps, epochs=args.student_epochs, warmup=0.0,
-                                 milestones=())
+    teacher_recipe, student_recipe = study_recipes(args.dataset, bool(args.quick), args.precision,
+                                                   named=None if tuned else args.recipe)
+    if args.student_steps or args.student_epochs:
+        student_recipe = student_recipe.with_budget(args.student_steps, args.student_epochs)
     if args.student_lr:
         student_recipe = replace(student_recipe, lr=args.student_lr)
-    if args.precision:
-        student_recipe = replace(student_recipe, precision=args.precision)
-        teacher_recipe = replace(teacher_recipe, precision=args.precision)
-    teacher_epochs = args.teacher_epochs or quick.get("teacher_epochs")
-    if teacher_epochs:
-        teacher_recipe = replace(teacher_recipe, epochs=teacher_epochs, steps=None, warmup=0.0, milestones=())
+    if args.teacher_epochs:
+        teacher_recipe = teacher_recipe.with_budget(epochs=args.teacher_epochs)
     # N: the paper's 60,000 on CIFAR-5m (kappa up to 20), what digits can hold, else 4000
     n_teacher = args.n_teacher or {"digits": 700, "cifar5m": 60_000, "cifar5m-heldout": 60_000}.get(args.dataset, 4000)
     seeds = args.seeds if args.seeds is not None else len(quick.get("seeds", (0, 1, 2)))

@@ -38,8 +38,9 @@ import numpy as np
 
 from kdscale.config import DataSpec, ObjectiveSpec
 from kdscale.study import StudySpec
-from kdscale.studyargs import Grid, StudyParser, add_run_flags, finish, mnist1d_recipes, resources, run
-from model_size import parse_pair
+from kdscale.recipes import study_recipes
+from kdscale.studyargs import Grid, StudyParser, add_run_flags, finish, resources, run
+from kdscale.config import parse_pair
 
 PAIR = "cnn1d:width=16>cnn1d:width=16"
 TAUS = (0.1, 1.0, 3.0, 5.0, 10.0, 20.0, 100.0)
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_spec(args: argparse.Namespace) -> StudySpec:
-    teacher_recipe, student_recipe = mnist1d_recipes(bool(args.quick))
+    teacher_recipe, student_recipe = study_recipes("mnist1d", bool(args.quick))
     taus = tuple(args.taus or GRID.get(args, "taus", TAUS))
     variants = tuple(ObjectiveSpec("kd", tau=tau, tau_squared=False) for tau in taus)
     return StudySpec(
