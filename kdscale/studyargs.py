@@ -183,3 +183,43 @@ def finish(result, args: argparse.Namespace, name: str, write_section) -> int:
                   ([report.markdown_path] if report else []), artifact_path="analysis")
     print(f"report: {path}")
     return 0
+
+
+def finish_section(result, args: argparse.Namespace, make_section) -> int:
+    """The end of a study script: the standard analysis report, then the study's own section.
+
+    `make_section(out_dir)` returns the study's analysis.sections.Section (figures drawn into
+    out_dir). The section is rendered and printed, then written with a link to each figure to
+    `<out_dir>/<name>.md` with its tables as `<name>_<table>.csv`, appended to the report, and
+    attached with its files to the study's MLflow parent run. Returns the exit status.
+    """
+    from pathlib import Path
+
+    from analysis import markdown as md
+    from analysis.sections import render
+    from kdscale.tracking import log_artifacts
+
+    if result is None:
+        return 2
+    if not result.complete:
+        return 1
+    report = None if args.no_analysis else analyse(result, print_headline=False)
+    out_dir = Path(report.markdown_path).parent if report else Path(result.store.root) / "analysis"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    section = make_section(out_dir)
+    text = render(section)
+    print(text.rstrip())
+    if section.figures:
+        text = text.rstrip("\n") + "\n\n" + "".join(md.figure(Path(p).stem, p, out_dir) for p in section.figures)
+    path = out_dir / f"{section.name}.md"
+    path.write_text(text)
+    csvs = []
+    for table_name, frame in section.tables.items():
+        csvs.append(out_dir / f"{section.name}_{table_name}.csv")
+        frame.to_csv(csvs[-1], index=False)
+    if report:  # the section joins the study's report, beside the standard analysis
+        Path(report.markdown_path).write_text(Path(report.markdown_path).read_text() + "\n" + text)
+    log_artifacts(result.tracking_uri, result.parent_run_id, [path, *section.figures, *csvs] +
+                  ([report.markdown_path] if report else []), artifact_path="analysis")
+    print(f"report: {path}")
+    return 0
