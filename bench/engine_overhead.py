@@ -1,7 +1,7 @@
 """Engine overhead: the same grid through the engine (Ray Tune, MLflow, Parquet) and a bare loop.
 
 The engine runs the grid twice: with seeds of one configuration packed into one trial (the
-default; kdscale.packed) and with packing off (`Resources(pack_size=1)`).
+default; kdscale.train) and with packing off (`Resources(pack_size=1)`).
 
     python bench/engine_overhead.py            # the model_size --quick grid (48 trials)
     python bench/engine_overhead.py --small    # 16 trials

@@ -12,8 +12,8 @@ Two workloads, each a kd student at kappa = 0.1 with a fixed teacher:
 Three ways to train the same number of steps:
   paper     a torch DataLoader over a TensorDataset (shuffle, `--workers` worker processes) and the
             teacher's forward pass on every step, as the paper's code does
-  kdscale   kdscale.trainer.train: tensors indexed on the device, teacher logits computed once
-  packed    kdscale.packed.train_packed: `--pack` students of different seeds in one vmapped step
+  kdscale   kdscale.train.train: tensors indexed on the device, teacher logits computed once
+  packed    kdscale.train.train_students: `--pack` students of different seeds in one vmapped step
 Printed: seconds per student and students per hour for each, and the ratios to `paper`.
 The teacher is not trained (random weights): its forward cost is what matters here.
 """
@@ -58,7 +58,7 @@ def workload(name: str, data_root: str | None, device: torch.device):
     x_test, y_test = x_test.to(device), y_test.to(device)
 
     def datas(seeds):
-        from kdscale.trainer import TrainData, predict
+        from kdscale.train import TrainData, predict
 
         out = []
         for seed in seeds:
@@ -113,8 +113,7 @@ def main() -> None:
 
     from kdscale.config import ObjectiveSpec, RecipeSpec
     from kdscale.errors import SpecError
-    from kdscale.packed import train_packed
-    from kdscale.trainer import train
+    from kdscale.train import train, train_students
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -135,7 +134,7 @@ def main() -> None:
         paper = paper_loop(teacher, student, train_datas[0], args.steps, args.batch, args.workers, device)
         alone = train(student, objective, recipe, 0, train_datas[0], 10, max_reports=1).metrics["wall_s"]
         start = time.perf_counter()
-        train_packed(student, objective, recipe, seeds, train_datas, 10, max_reports=1)
+        train_students(student, objective, recipe, seeds, train_datas, 10, max_reports=1)
         packed = (time.perf_counter() - start) / len(seeds)
         print(f"  {'way':<28} {'s / student':>12} {'students / hour':>16} {'vs paper':>9}")
         for label, seconds in ((f"paper (DataLoader, {args.workers} workers)", paper), ("kdscale", alone),

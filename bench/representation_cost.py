@@ -9,7 +9,7 @@ Setting: MNIST-1D (`data.load(DataSpec(), n_pool)`, test set of 2000). A teacher
 lt on the whole pool and the default student recipe (1500 SGD steps: a few seconds, enough for
 realistic features; a study's teacher trains for 60 epochs); then one default student trial
 (kd at tau = 4 with the tau^2 factor, kappa = 0.1, the default MNIST-1D student recipe, through
-`kdscale.trainer.train`) is timed `--trial-repeats` times. Its trained student and the teacher
+`kdscale.train.train`) is timed `--trial-repeats` times. Its trained student and the teacher
 are then measured, each step timed `--repeats` times:
 
   features_test    features_of(student) and features_of(teacher) on the 2000 test samples
@@ -44,7 +44,7 @@ from kdscale.config import DataSpec, ModelSpec, ObjectiveSpec
 from kdscale.recipes import default_recipes
 from kdscale.representations import (feature_alignment, feature_spectrum, features_of, linear_cka, linear_probe,
                                      minibatch_cka, ntk_alignment)
-from kdscale.trainer import TrainData, train
+from kdscale.train import TrainData, train
 
 NOT_IN_TOTAL = ("minibatch_cka",)
 

@@ -9,7 +9,7 @@ kd at tau = 4 with the tau^2 factor, MNIST-1D's default student recipe from kdsc
 the output prints: SGD with momentum, batch 128, a step budget, cosine), trained three ways on one
 thread:
 
-  trainer      kdscale.trainer.train: its reports (up to 20 test-set evaluations), the final
+  trainer      kdscale.train.train: its reports (up to 20 test-set evaluations), the final
                train/test predictions and fidelity, FLOP counting.
   bare+evals   a plain PyTorch loop doing the same training and the same test-set evaluations at
                the same epochs as the trainer's reports, then one final test evaluation: the
@@ -48,7 +48,7 @@ from kdscale import data, models
 from kdscale.config import DataSpec, ModelSpec, ObjectiveSpec, TeacherSpec
 from kdscale.recipes import default_recipes
 from kdscale.teacher import get_teacher
-from kdscale.trainer import TrainData, derive_seed, train
+from kdscale.train import TrainData, derive_seed, train
 
 SEED = 0
 VARIANTS = ("trainer", "bare+evals", "bare")

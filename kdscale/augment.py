@@ -8,7 +8,7 @@ Names (`RecipeSpec.augment`):
 
 Randomness comes from a generator the trainer seeds from the trial's seed, so augmented runs are
 as reproducible as plain ones. With augmentation the teacher cannot be read from cached logits:
-the trainer runs it on the same augmented batch as the student (kdscale.trainer).
+the trainer runs it on the same augmented batch as the student (kdscale.train).
 """
 from __future__ import annotations
 

@@ -81,7 +81,7 @@ def cmd_trial(args: argparse.Namespace) -> int:
     spec = trial_spec_from_flags(args)  # every check before any compute
     from kdscale import data
     from kdscale.teacher import get_teacher
-    from kdscale.trainer import plan_steps
+    from kdscale.train import plan_steps
     from kdscale.trial import resolve_device, run_trial
 
     device = resolve_device(args.device)

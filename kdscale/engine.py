@@ -338,7 +338,7 @@ def _train_teachers(spec: StudySpec, pending: list[TrialSpec], cache: str, log) 
 
 
 def make_packs(trials: list[TrialSpec], pack_size: int | None) -> list[list[TrialSpec]]:
-    """Group trials that differ only by seed and objective into packs (kdscale.packed) of at most
+    """Group trials that differ only by seed and objective into packs (kdscale.train) of at most
     `pack_size`: same model, recipe and data size, so the same step count.
 
     None packs the seeds (up to MAX_PACK a pack) of every packable configuration whose model is
@@ -348,8 +348,7 @@ def make_packs(trials: list[TrialSpec], pack_size: int | None) -> list[list[Tria
     import torch
 
     from kdscale import data as datasets, models
-    from kdscale.packed import packable
-    from kdscale.trainer import forward_flops
+    from kdscale.train import forward_flops, packable
 
     size = MAX_PACK if pack_size is None else pack_size
     groups: dict[str, list[TrialSpec]] = {}
@@ -360,7 +359,7 @@ def make_packs(trials: list[TrialSpec], pack_size: int | None) -> list[list[Tria
             info = datasets.info(trial.data)
             model = models.build(trial.student, info.input_shape, info.num_classes)
             small = forward_flops(model, torch.zeros(1, *info.input_shape)) <= PACK_MAX_FLOPS
-            can_pack[key] = packable(model, trial.recipe) and (small or pack_size is not None)
+            can_pack[key] = packable(model) and (small or pack_size is not None)
         group = replace(trial, seed=0, objective=ObjectiveSpec("lt")).id if can_pack[key] and size > 1 else trial.id
         groups.setdefault(group, []).append(trial)
     return [members[i:i + size] for members in groups.values() for i in range(0, len(members), size)]

@@ -26,7 +26,7 @@ from kdscale import data as datasets
 from kdscale import models
 from kdscale.config import ObjectiveSpec, TeacherSpec, to_dict
 from kdscale.fileio import atomic_path, cache_dir
-from kdscale.trainer import TrainData, forward_flops, predict, train
+from kdscale.train import TrainData, forward_flops, predict, train
 
 FILES = ("weights.safetensors", "logits_test.npy", "logits_train.npy")
 

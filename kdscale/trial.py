@@ -15,7 +15,7 @@ import torch
 from kdscale import data as datasets
 from kdscale.config import TrialSpec
 from kdscale.teacher import TeacherOutputs, get_teacher
-from kdscale.trainer import TrainData, train
+from kdscale.train import TrainData, train_students
 
 @dataclass
 class TrialOutcome:
@@ -91,8 +91,8 @@ def run_trial(spec: TrialSpec, teacher: TeacherOutputs | None = None, device: st
 def run_pack(specs: list[TrialSpec], teacher: TeacherOutputs | None = None, device: str | torch.device | None = None,
              cache_root: Path | None = None, on_report: Callable | None = None, resume: dict | None = None,
              log=None) -> list[TrialOutcome]:
-    """Train students that differ only by seed and objective together (kdscale.packed); one spec
-    trains alone.
+    """Train students that differ only by seed and objective together (kdscale.train: one spec trains
+    as a plain module, several as a vmapped pack).
 
     `on_report(reports, state)` gets a list with one report per student (None once diverged).
     """
@@ -111,17 +111,9 @@ def run_pack(specs: list[TrialSpec], teacher: TeacherOutputs | None = None, devi
         model = load_model(teacher, device)
         for t in tensors:
             t.teacher_model = model
-    num_classes = loaded.info.num_classes
-    if len(specs) == 1:
-        report = None if on_report is None else (lambda r, state: on_report([r], state))
-        results = [train(spec.student, spec.objective, spec.recipe, spec.seed, tensors[0], num_classes,
-                         on_report=report, resume=resume, teacher_forward_flops=teacher.forward_flops)]
-    else:
-        from kdscale.packed import train_packed
-
-        results = train_packed(spec.student, [s.objective for s in specs], spec.recipe, [s.seed for s in specs], tensors,
-                               num_classes, on_report=on_report, resume=resume,
-                               teacher_forward_flops=teacher.forward_flops)
+    results = train_students(spec.student, [s.objective for s in specs], spec.recipe, [s.seed for s in specs],
+                             tensors, loaded.info.num_classes, on_report=on_report, resume=resume,
+                             teacher_forward_flops=teacher.forward_flops)
     return [_outcome(s, r, teacher, loaded, t) for s, r, t in zip(specs, results, tensors)]
 
 

@@ -517,7 +517,7 @@ def _sample_trainable(config: dict, pools: list[dict] | None = None) -> None:
     from ray import tune
 
     from kdscale.config import ObjectiveSpec
-    from kdscale.trainer import TrainData, predict, train
+    from kdscale.train import TrainData, predict, train, train_students
     from kdscale.trial import resolve_device
 
     started = time.perf_counter()
@@ -531,10 +531,8 @@ def _sample_trainable(config: dict, pools: list[dict] | None = None) -> None:
     lt = ObjectiveSpec("lt")
     results = None
     if len(seeds) > 1:
-        from kdscale.packed import train_packed
-
-        try:  # the seeds share the recipe: one packed run (kdscale.packed), as the engine packs seeds
-            results = train_packed(student, lt, recipe, seeds, datas, config["num_classes"], max_reports=1)
+        try:  # the seeds share the recipe: one packed run (kdscale.train), as the engine packs seeds
+            results = train_students(student, lt, recipe, seeds, datas, config["num_classes"], max_reports=1)
         except ValueError:  # a model that cannot be packed trains seed by seed
             results = None
     if results is None:

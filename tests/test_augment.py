@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from kdscale import trainer as trainer_module
+from kdscale.train import loop as trainer_module
 from kdscale.augment import augment, random_crop, random_flip, random_rotation, rotate
 from kdscale.config import ModelSpec, ObjectiveSpec, RecipeSpec
-from kdscale.trainer import TrainData, train
+from kdscale.train import TrainData, train
 
 
 def images(n=64, seed=0):

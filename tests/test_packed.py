@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from kdscale.config import ModelSpec, ObjectiveSpec, RecipeSpec
-from kdscale.packed import packable, train_packed
-from kdscale.trainer import TrainData, train
+from kdscale.train import packable, train_students
+from kdscale.train import TrainData, train
 from kdscale import models
 
 
@@ -25,7 +25,7 @@ def student_data(seed, n=128, n_test=200, poison=False):
 def test_a_pack_matches_its_students_trained_alone(family, objective):
     spec, recipe, seeds = ModelSpec.parse(family), RecipeSpec(lr=0.05, steps=40, batch_size=32), [0, 1, 2]
     datas = [student_data(s) for s in seeds]
-    packed = train_packed(spec, objective, recipe, seeds, datas, 5)
+    packed = train_students(spec, objective, recipe, seeds, datas, 5)
     for seed, data, result in zip(seeds, datas, packed):
         alone = train(spec, objective, recipe, seed, data, 5)
         assert result.status == alone.status == "ok"
@@ -42,7 +42,7 @@ def test_a_student_that_diverges_leaves_the_rest_of_the_pack_alone():
     spec, recipe, seeds = ModelSpec.parse("mlp:width=16"), RecipeSpec(lr=0.05, steps=40, batch_size=32), [0, 1, 2]
     datas = [student_data(0), student_data(1, poison=True), student_data(2)]
     reports = []
-    packed = train_packed(spec, ObjectiveSpec("lt"), recipe, seeds, datas, 5,
+    packed = train_students(spec, ObjectiveSpec("lt"), recipe, seeds, datas, 5,
                           on_report=lambda r, state: reports.append(r))
     assert [r.status for r in packed] == ["ok", "diverged", "ok"]
     assert reports[-1][1] is None and reports[-1][0] is not None
@@ -53,7 +53,7 @@ def test_a_student_that_diverges_leaves_the_rest_of_the_pack_alone():
 def test_pack_resume_matches_an_uninterrupted_pack():
     spec, recipe, seeds = ModelSpec.parse("mlp:width=16"), RecipeSpec(lr=0.05, epochs=8, steps=None, batch_size=32), [3, 4]
     datas = [student_data(s) for s in seeds]
-    full = train_packed(spec, ObjectiveSpec("kd", tau=2.0), recipe, seeds, datas, 5)
+    full = train_students(spec, ObjectiveSpec("kd", tau=2.0), recipe, seeds, datas, 5)
     saved = []
 
     def stop(reports, state):
@@ -61,19 +61,19 @@ def test_pack_resume_matches_an_uninterrupted_pack():
             saved.append(state())
             raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
-        train_packed(spec, ObjectiveSpec("kd", tau=2.0), recipe, seeds, datas, 5, on_report=stop, max_reports=100)
-    resumed = train_packed(spec, ObjectiveSpec("kd", tau=2.0), recipe, seeds, datas, 5, resume=saved[0])
+        train_students(spec, ObjectiveSpec("kd", tau=2.0), recipe, seeds, datas, 5, on_report=stop, max_reports=100)
+    resumed = train_students(spec, ObjectiveSpec("kd", tau=2.0), recipe, seeds, datas, 5, resume=saved[0])
     for a, b in zip(full, resumed):
         assert torch.equal(a.test_probs, b.test_probs) and b.metrics["resumed_from_step"] == 12
 
 
 def test_batch_norm_packs_unless_it_has_no_momentum():
     bn = models.build(ModelSpec.parse("cnn2d:width=4,batch_norm=true"), (1, 8, 8), 10)
-    assert packable(bn, RecipeSpec()) and packable(bn, RecipeSpec(augment="crop-flip"))
+    assert packable(bn)
     for module in bn.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.momentum = None  # a cumulative average: PackBatchNorm does not implement it
-    assert not packable(bn, RecipeSpec())
+    assert not packable(bn)
 
 
 def test_augmented_pack_matches_alone_and_runs_the_teacher_once_per_seed():
@@ -93,7 +93,7 @@ def test_augmented_pack_matches_alone_and_runs_the_teacher_once_per_seed():
         datas.append(TrainData(x, logits.argmax(1), x_test, test_logits.argmax(1), logits, test_logits,
                                teacher_model=teacher))
     calls.clear()
-    packed = train_packed(spec, objectives, recipe, seeds, datas, 2)
+    packed = train_students(spec, objectives, recipe, seeds, datas, 2)
     assert len(calls) == 6 * 2  # per step: once for seed 0 (serving lt and kd), once for seed 1
     for objective, seed, data, result in zip(objectives, seeds, datas, packed):
         alone = train(spec, objective, recipe, seed, data, 2)
@@ -108,7 +108,7 @@ def test_batch_norm_packs_carry_each_students_running_statistics(family):
     for seed in seeds:
         x = torch.randn(48, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
         datas.append(TrainData(x, (x.mean((1, 2, 3)) > 0).long(), x_test, (x_test.mean((1, 2, 3)) > 0).long()))
-    packed = train_packed(spec, ObjectiveSpec("lt"), recipe, seeds, datas, 2)
+    packed = train_students(spec, ObjectiveSpec("lt"), recipe, seeds, datas, 2)
     for seed, data, result in zip(seeds, datas, packed):
         alone = train(spec, ObjectiveSpec("lt"), recipe, seed, data, 2)
         state, expected = result.model.state_dict(), alone.model.state_dict()
@@ -123,7 +123,7 @@ def test_a_pack_of_several_objectives_matches_them_alone():
     objectives = [ObjectiveSpec("lt"), ObjectiveSpec("kd", tau=1.0), ObjectiveSpec("kd", tau=4.0), ObjectiveSpec("hard")]
     seeds = [0, 0, 1, 1]
     datas = [student_data(s) for s in seeds]
-    packed = train_packed(spec, objectives, recipe, seeds, datas, 5)
+    packed = train_students(spec, objectives, recipe, seeds, datas, 5)
     for objective, seed, data, result in zip(objectives, seeds, datas, packed):
         alone = train(spec, objective, recipe, seed, data, 5)
         assert torch.allclose(result.test_probs, alone.test_probs, atol=1e-4), objective

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from kdscale.recipes import RECIPES, default_recipes
-from kdscale.trainer import lr_factor, plan_steps
+from kdscale.train import lr_factor, plan_steps
 
 # name: (optimizer, lr, momentum, weight decay, batch, epochs, schedule, warmup, milestones, gamma)
 PAPER = {

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from kdscale.config import ModelSpec, ObjectiveSpec, RecipeSpec
-from kdscale.trainer import TrainData, lr_factor, plan_steps, train
+from kdscale.train import TrainData, lr_factor, plan_steps, train, train_students
 
 
 def toy_data(n=256, n_test=128, seed=0):
@@ -97,13 +97,11 @@ def test_learning_rate_schedule(recipe, step, expected):
 
 
 def test_bf16_autocast_trains_close_to_fp32():
-    from kdscale.packed import train_packed
-
     data, objective = toy_data(), ObjectiveSpec("kd", tau=2.0)
     fp32 = train(MLP, objective, RecipeSpec(lr=0.05, steps=150, batch_size=32), 0, data, 3)
     bf16 = train(MLP, objective, RecipeSpec(lr=0.05, steps=150, batch_size=32, precision="bf16"), 0, data, 3)
     assert bf16.status == "ok" and abs(bf16.metrics["test_acc"] - fp32.metrics["test_acc"]) < 0.1
     assert not torch.equal(bf16.test_probs, fp32.test_probs)  # the forward really ran in bfloat16
-    packed = train_packed(MLP, objective, RecipeSpec(lr=0.05, steps=150, batch_size=32, precision="bf16"), [0, 1],
+    packed = train_students(MLP, objective, RecipeSpec(lr=0.05, steps=150, batch_size=32, precision="bf16"), [0, 1],
                           [data, data], 3)
     assert packed[0].status == "ok" and abs(packed[0].metrics["test_acc"] - bf16.metrics["test_acc"]) < 0.1

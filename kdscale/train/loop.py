@@ -1,0 +1,268 @@
+"""The training loop: one function trains S >= 1 students (teachers, trials, packs, recipe searches).
+
+Pure PyTorch (no Ray, no MLflow). The data live as tensors on the training device and are indexed
+per batch: for a small data set a DataLoader costs as much per batch as a whole small-model step
+(DESIGN). The seed is data of the call, never global state: it seeds each student's
+initialisation, batch order and augmentation through their own generators, so the same spec and
+seed on CPU give identical metrics, and several seeds can share one process.
+
+With one student the loop runs the plain module (`students.Single`); with several it runs them as
+one vmapped pack (`students.Pack`), each student on its own subset, batch order and objective (lt,
+or kd at its own tau; same model, recipe and step count), with its own optimizer state. With
+augmentation the students of one seed share that seed's augmented batch, and the teacher runs once
+on it for all of them.
+
+A run reports at epoch ends, thinned to at most `max_reports` reports so a step budget on a tiny
+subset (one step per epoch) does not evaluate after every step. The running losses are summed on
+the device and read at reports only (no per-step host synchronisation). A student whose loss turns
+NaN or infinite is marked diverged at the next report and its numbers are dropped; the others
+train on, unaffected (its gradients never reach theirs); the run ends when none is left.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from kdscale import models, objectives
+from kdscale.augment import augment
+from kdscale.config import ModelSpec, ObjectiveSpec, RecipeSpec
+from kdscale.train.schedule import derive_seed, lr_factor, make_optimizer, plan_steps, precision_context
+from kdscale.train.students import Pack, Single, predict
+
+
+@dataclass
+class TrainData:
+    """Tensors of one student. Teacher logits are aligned with the rows of x_train / x_test."""
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    teacher_train: torch.Tensor | None = None  # float [M, C]
+    teacher_test: torch.Tensor | None = None  # float [n_test, C]
+    teacher_model: nn.Module | None = None  # needed with augmentation: run on each augmented batch
+
+
+@dataclass
+class TrainResult:
+    status: str  # "ok" or "diverged"
+    metrics: dict[str, Any]
+    model: nn.Module
+    test_probs: torch.Tensor | None  # float [n_test, C] on CPU; None when diverged
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def agreement(logits: torch.Tensor, other: torch.Tensor) -> float:
+    """Top-1 agreement (fidelity when `other` is the teacher's logits)."""
+    return (logits.argmax(1) == other.argmax(1)).float().mean().item()
+
+
+def forward_flops(model: nn.Module, sample: torch.Tensor) -> float:
+    """FLOPs of one forward pass on one sample (torch's flop counter: 2 per multiply-add)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(sample[:1])
+    model.train(was_training)
+    return float(counter.get_total_flops())
+
+
+def _channels_last(datas: list[TrainData], model: nn.Module) -> nn.Module:
+    """On a GPU, one student's images and convolutions in channels_last, the layout tensor cores want."""
+    data = datas[0]
+    if data.x_train.device.type != "cuda" or data.x_train.dim() != 4:
+        return model
+    data.x_train = data.x_train.contiguous(memory_format=torch.channels_last)
+    data.x_test = data.x_test.contiguous(memory_format=torch.channels_last)
+    return model.to(memory_format=torch.channels_last)
+
+
+def train(model_spec: ModelSpec, objective: ObjectiveSpec, recipe: RecipeSpec, seed: int, data: TrainData,
+          num_classes: int, on_report: Callable[[dict, Callable[[], dict]], None] | None = None,
+          resume: dict | None = None, max_reports: int = 20, teacher_forward_flops: float = 0.0) -> TrainResult:
+    """Train one student: `train_students` with S = 1; `on_report(report, state)` gets its report."""
+    report = None if on_report is None else (lambda reports, state: on_report(reports[0], state))
+    return train_students(model_spec, [objective], recipe, [seed], [data], num_classes, report, resume,
+                          max_reports, teacher_forward_flops)[0]
+
+
+def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[ObjectiveSpec], recipe: RecipeSpec,
+                   seeds: list[int], datas: list[TrainData], num_classes: int,
+                   on_report: Callable[[list[dict | None], Callable[[], dict]], None] | None = None,
+                   resume: dict | None = None, max_reports: int = 20,
+                   teacher_forward_flops: float = 0.0) -> list[TrainResult]:
+    """Train one student per seed on its own `datas[i]` (all with the same number of samples), each
+    with `objective`, or with its own objective when given a list, and return their results.
+
+    `on_report(reports, state)` is called at each report with one report per student (None for a
+    diverged one); `state()` builds a checkpoint (weights, optimizer, step, generators) that
+    `resume` takes back to continue where it was. `teacher_forward_flops` is the FLOPs of one
+    teacher forward pass on one sample, counted once per training sample (teacher logits are
+    computed once and cached), or per sample seen when augmentation makes the teacher run on
+    every batch.
+    """
+    started = time.perf_counter()
+    size = len(seeds)
+    objective_of = list(objective) if isinstance(objective, (list, tuple)) else [objective] * size
+    n_train = len(datas[0].x_train)
+    if len(datas) != size or len(objective_of) != size or any(len(d.x_train) != n_train for d in datas):
+        raise ValueError("training needs one data set (and objective) per seed, all of the same size")
+    uses_teacher = any(o.uses_teacher for o in objective_of)
+    augmenting = recipe.augment != "none"
+    for o, d in zip(objective_of, datas):
+        if o.uses_teacher and d.teacher_train is None:
+            raise ValueError(f"objective {o.name!r} needs teacher logits for the training samples")
+        if augmenting and o.uses_teacher and d.teacher_model is None:
+            raise ValueError(f"recipe.augment={recipe.augment!r} with objective {o.name!r} needs the teacher "
+                             "model: cached logits belong to the un-augmented samples")
+    device = datas[0].x_train.device
+    input_shape = tuple(datas[0].x_train.shape[1:])
+    built = []
+    for seed in seeds:  # initialisation from the seed alone, the global RNG untouched
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(seed, 1))
+            built.append(models.build(model_spec, input_shape, num_classes).to(device))
+    students = Single(_channels_last(datas, built[0])) if size == 1 else Pack(built)
+    autocast = precision_context(recipe, device)
+    optimizer = make_optimizer(recipe, list(students.parameters()))
+    order_rngs = [torch.Generator(device="cpu").manual_seed(derive_seed(seed, 2)) for seed in seeds]
+    unique_seeds = sorted(set(seeds))  # students of one seed share its augmented batch
+    augment_rngs = {u: torch.Generator(device=device).manual_seed(derive_seed(u, 3)) for u in unique_seeds}
+    if size == 1:  # one student indexes its own tensors (as fast as a plain loop); a pack gathers stacked
+        only = datas[0]
+
+        def batch_of(idx):
+            i = idx[0]
+            return only.x_train[i][None], only.y_train[i][None], only.teacher_train[i][None] if uses_teacher else None
+    else:
+        rows = torch.arange(size, device=device)[:, None]
+        x_all, y_all = torch.stack([d.x_train for d in datas]), torch.stack([d.y_train for d in datas])
+        teacher_all = torch.stack([d.teacher_train for d in datas]) if uses_teacher else None
+
+        def batch_of(idx):
+            return x_all[rows, idx], y_all[rows, idx], None if teacher_all is None else teacher_all[rows, idx]
+    teacher_model = datas[0].teacher_model if augmenting and uses_teacher else None
+    batch, per_epoch, total = plan_steps(recipe, n_train)
+    total_epochs = math.ceil(total / per_epoch)
+    report_every = max(1, math.ceil(total_epochs / max_reports))
+    step, epoch, seen, histories, alive = 0, 0, 0, [[] for _ in seeds], [True] * size
+    if resume is not None:
+        students.load(resume["students"])
+        optimizer.load_state_dict(resume["optimizer"])
+        for rng, state in zip(order_rngs, resume["order_rngs"]):
+            rng.set_state(state)
+        for u, state in zip(unique_seeds, resume["augment_rngs"]):
+            augment_rngs[u].set_state(state)
+        step, epoch, seen = resume["step"], resume["epoch"], resume["seen"]
+        histories, alive = [list(h) for h in resume["histories"]], list(resume["alive"])
+
+    def state() -> dict:
+        return {"students": students.state(), "optimizer": optimizer.state_dict(),
+                "order_rngs": [r.get_state() for r in order_rngs],
+                "augment_rngs": [augment_rngs[u].get_state() for u in unique_seeds], "step": step, "epoch": epoch,
+                "seen": seen, "histories": [list(h) for h in histories], "alive": list(alive)}
+
+    loss_sums = torch.zeros(size, device=device)
+    loss_count = 0
+    while step < total:
+        perms = torch.stack([torch.randperm(n_train, generator=rng) for rng in order_rngs]).to(device)
+        for start in range(0, n_train, batch):
+            if step >= total:
+                break
+            idx = perms[:, start:start + batch]  # [S, B]: each student's own batch
+            for group in optimizer.param_groups:
+                group["lr"] = recipe.lr * lr_factor(recipe, step, per_epoch, total)
+            inputs, labels, teacher = batch_of(idx)  # [S, B, ...], [S, B], [S, B, C]
+            if augmenting:
+                inputs, teacher = _augment(inputs, teacher, seeds, augment_rngs, recipe.augment, teacher_model)
+            with autocast():
+                logits = students.logits(inputs).float()  # [S, B, C]
+            losses = [objectives.loss(objective_of[s], logits[s], labels[s],
+                                      teacher[s] if objective_of[s].uses_teacher else None) for s in range(size)]
+            loss = losses[0] if size == 1 else torch.stack(losses)  # [S]; each student's gradient is its own
+            optimizer.zero_grad(set_to_none=True)
+            (loss if size == 1 else loss.sum()).backward()
+            optimizer.step()
+            loss_sums += loss.detach()
+            loss_count += 1
+            step += 1
+            seen += idx.shape[1]
+        epoch += 1
+        if epoch % report_every == 0 or step >= total:
+            train_losses = (loss_sums / max(1, loss_count)).tolist()
+            loss_sums.zero_()
+            loss_count = 0
+            for s in range(size):
+                alive[s] = alive[s] and math.isfinite(train_losses[s])
+            if not any(alive):
+                break
+            test_logits = students.predict(datas[0].x_test)
+            reports: list[dict | None] = []
+            for s in range(size):
+                report = None
+                if alive[s]:
+                    y_test = datas[s].y_test
+                    report = {"epoch": epoch, "step": step, "train_loss": train_losses[s],
+                              "test_acc": (test_logits[s].argmax(1) == y_test).float().mean().item(),
+                              "test_loss": F.cross_entropy(test_logits[s], y_test).item(),
+                              "lr": optimizer.param_groups[0]["lr"]}
+                    histories[s].append(report)
+                reports.append(report)
+            if on_report is not None:
+                on_report(reports, state)
+
+    counts = {"steps": step, "epochs": epoch, "resumed_from_step": resume["step"] if resume is not None else 0,
+              "pack_size": size}
+    teacher_samples = seen if augmenting and uses_teacher else n_train
+    return _results(students, datas, alive, histories, counts, teacher_forward_flops * teacher_samples, seen, started)
+
+
+def _augment(inputs, teacher, seeds, augment_rngs, name, teacher_model):
+    """Each seed's batch augmented once (its students share it) and, with a teacher model, the
+    teacher's logits on it computed once for all of that seed's students."""
+    inputs, teacher = inputs.clone(), None if teacher is None else teacher.clone()
+    for u, rng in augment_rngs.items():
+        members = [s for s, seed in enumerate(seeds) if seed == u]
+        batch = augment(inputs[members[0]], name, rng)
+        inputs[members] = batch
+        if teacher_model is not None:
+            with torch.no_grad():
+                teacher[members] = teacher_model(batch).to(teacher.dtype)
+    return inputs, teacher
+
+
+def _results(students, datas, alive, histories, counts, teacher_flops, seen, started) -> list[TrainResult]:
+    """Per student: its trained model and final metrics (test and train accuracy, fidelity, cost)."""
+    trained = students.models()
+    flops_fwd = forward_flops(trained[0], datas[0].x_train)
+    test_logits = students.predict(datas[0].x_test)
+    wall = time.perf_counter() - started
+    results = []
+    for s, (model, data) in enumerate(zip(trained, datas)):
+        # forward + backward is about 3 forward passes per sample
+        metrics: dict[str, Any] = {"student_params": models.count_params(model), **counts,
+                                   "flops": 3.0 * flops_fwd * seen + teacher_flops,
+                                   "wall_s": wall / len(trained)}  # a pack's time, shared evenly
+        status, probs = "diverged", None
+        if alive[s]:
+            train_logits = predict(model, data.x_train)
+            if torch.isfinite(train_logits).all() and torch.isfinite(test_logits[s]).all():
+                status = "ok"
+                metrics.update(
+                    test_acc=(test_logits[s].argmax(1) == data.y_test).float().mean().item(),
+                    test_loss=F.cross_entropy(test_logits[s], data.y_test).item(),
+                    train_acc=(train_logits.argmax(1) == data.y_train).float().mean().item())
+                if data.teacher_train is not None:
+                    metrics["fidelity_train"] = agreement(train_logits, data.teacher_train)
+                if data.teacher_test is not None:
+                    metrics["fidelity_test"] = agreement(test_logits[s], data.teacher_test)
+                probs = test_logits[s].softmax(1).float().cpu()
+        results.append(TrainResult(status, metrics, model, probs, histories[s]))
+    return results
