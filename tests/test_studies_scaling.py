@@ -16,7 +16,6 @@ from kdscale.store import ResultsStore
 from tests.scripts import assert_refused, call_script, run_script
 
 
-
 def trial(objective, kappa, seed, acc, pair=("cnn1d-16", "cnn1d-16"), **extra):
     teacher, student = pair
     return {"trial_id": f"{teacher}/{student}/{objective}/{kappa}/{seed}", "status": "ok", "teacher": teacher,
@@ -212,6 +211,7 @@ def test_linear_probe_quick(quick_runs):
     assert "## Linear probe" in (analysis_dir / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_fidelity_quick(quick_runs):
     root, runs = quick_runs
     done = runs["fidelity"]
@@ -223,6 +223,7 @@ def test_fidelity_quick(quick_runs):
     analysis_dir = root / "results" / "fidelity_quick" / "analysis"
     for name in ("fidelity_vs_kappa", "fidelity_gain_vs_pi", "fidelity_gap_fit"):
         assert (analysis_dir / f"{name}.png").exists()
+    assert pd.read_csv(analysis_dir / "fidelity_correlations.csv").set_index("group").loc["all", "n"] == 4
 
 
 def test_bias_variance_quick(quick_runs):

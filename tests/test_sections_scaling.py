@@ -1,0 +1,96 @@
+"""The sections of the fidelity, bias-variance, linear-probe and budget studies
+(analysis.sections) on small hand-made tables whose numbers are computed here by hand."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.sections import Table, fidelity, render
+
+PAIR = "cnn1d-16 -> cnn1d-16"
+
+
+def row(objective, kappa, seed, acc, tau=4.0, **extra):
+    arm = "lt" if objective == "lt" else f"kd{tau:g}"
+    return {"trial_id": f"{arm}-{kappa:g}-{seed}", "status": "ok", "teacher": "cnn1d-16", "student": "cnn1d-16",
+            "kappa": kappa, "objective": objective, "tau": tau if objective == "kd" else None, "alpha": 0.0,
+            "seed": seed, "test_acc": acc, **extra}
+
+
+def table_lines(section):
+    """The Markdown lines of the section's first Table block, as render writes them."""
+    table = next(block for block in section.blocks if isinstance(block, Table))
+    return render(type(section)("t", [table])).splitlines()
+
+
+# --- fidelity ------------------------------------------------------------------------------------
+
+# per kappa: (fidelity_test lt, kd) and (test_acc lt, kd), each for seeds 0 and 1
+FIDELITY = {0.25: ((0.50, 0.60), (0.70, 0.70), (0.45, 0.55), (0.60, 0.62)),
+            1.0: ((0.70, 0.70), (0.80, 0.90), (0.65, 0.65), (0.72, 0.84)),
+            4.0: ((0.80, 0.84), (0.85, 0.85), (0.75, 0.79), (0.79, 0.79))}
+
+
+def fidelity_table():
+    """The train-test gap is 0.1 * kappa^-0.5 (kd) and 0.1 * kappa^-1 (lt) at the seed mean, seed 0
+    5% above it and seed 1 5% below: a least-squares power law through the means is exact."""
+    rows = []
+    for kappa, (test_lt, test_kd, acc_lt, acc_kd) in FIDELITY.items():
+        for seed, scale in ((0, 1.05), (1, 0.95)):
+            for objective, test, acc, beta in (("lt", test_lt, acc_lt, 1.0), ("kd", test_kd, acc_kd, 0.5)):
+                rows.append(row(objective, kappa, seed, acc[seed], fidelity_test=test[seed],
+                                fidelity_train=test[seed] + scale * 0.1 * kappa ** -beta, teacher_test_acc=0.9))
+    return pd.DataFrame(rows)
+
+
+def test_fidelity_section_by_hand(tmp_path):
+    section = fidelity.section(fidelity_table(), str(tmp_path), tmp_path)
+    assert section.name == "fidelity"
+    cells = section.tables["cells"].set_index(["arm", "kappa"])
+    assert cells.loc[("lt", 0.25), "fidelity_test_mean"] == pytest.approx(0.55)
+    assert cells.loc[("lt", 0.25), "fidelity_test_sd"] == pytest.approx(math.sqrt(0.005))
+    assert cells.loc[("kd tau=4", 1.0), "test_acc_mean"] == pytest.approx(0.78)
+    assert cells.loc[("kd tau=4", 4.0), "fidelity_train_mean"] == pytest.approx(0.85 + 0.05)
+    # dF per seed: 0.20, 0.10 | 0.10, 0.20 | 0.05, 0.01;  PI per seed: 0.15, 0.07 | 0.07, 0.19 | 0.04, 0.00
+    gains = section.tables["gains"].set_index("kappa")
+    assert list(gains["fidelity_test_gain_mean"]) == pytest.approx([0.15, 0.15, 0.03])
+    assert list(gains["test_acc_gain_mean"]) == pytest.approx([0.11, 0.13, 0.02])
+    assert gains.loc[4.0, "test_acc_gain_sd"] == pytest.approx(math.sqrt(0.0008))
+    d_f = [0.20, 0.10, 0.10, 0.20, 0.05, 0.01]
+    pi = [0.15, 0.07, 0.07, 0.19, 0.04, 0.00]
+    corr = section.tables["correlations"].set_index("group")
+    assert corr.loc["all", "r"] == pytest.approx(np.corrcoef(d_f, pi)[0, 1]) and corr.loc["all", "n"] == 6
+    assert corr.loc[PAIR, "r"] == pytest.approx(corr.loc["all", "r"])
+    excess = [f - p for f, p in zip(d_f, pi)]   # 0.05, 0.03, 0.03, 0.01, 0.01, 0.01
+    assert section.tables["excess"].iloc[0]["mean"] == pytest.approx(np.mean(excess))
+    assert section.tables["excess"].iloc[0]["sd"] == pytest.approx(np.std(excess, ddof=1))
+    assert section.tables["teachers"].to_dict("records") == [{"teacher": "cnn1d-16", "teacher_test_acc": 0.9}]
+    fits = section.tables["gap_fits"].set_index("arm")
+    assert fits.loc["kd tau=4", "beta"] == pytest.approx(0.5, abs=1e-6)
+    assert fits.loc["kd tau=4", "omega"] == pytest.approx(0.1, abs=1e-7)
+    assert fits.loc["kd tau=4", "f_p"] == pytest.approx(1.0)  # the free fit is the null's
+    assert fits.loc["lt", "beta"] == pytest.approx(1.0, abs=1e-6) and fits.loc["lt", "f_p"] < 0.05
+
+    text = render(section)
+    lines = table_lines(section)
+    assert lines[0] == "| pair | kd arm | kappa | seeds | train lt | train kd | test lt | test kd | dF (test) | PI |"
+    assert lines[2] == (f"| {PAIR} | kd tau=4 | 0.25 | 2 | 0.950 ± 0.042 | 0.900 ± 0.014 | 0.550 ± 0.071 | "
+                        "0.700 ± 0.000 | +0.150 ± 0.071 | +0.110 ± 0.057 |")
+    assert "Test fidelity of kd is above lt's in 3 of 3 (pair, kappa) cells (seed-mean dF from +0.030 to +0.150)." in text
+    assert "(teacher test accuracy cnn1d-16 0.900), so dF and PI are close by construction: dF - PI = +0.023 ± 0.016" in text
+    assert "- all pairs pooled: r = " in text and "n = 6" in text
+    assert f"- {PAIR}, kd tau=4: beta = 0.5 [" in text
+    assert "beta = 1/2 is consistent with the data (F-test p >= 0.05) in 1 of 2 fits; fitted beta ranges from 0.50 to 1.00." in text
+    assert [p.name for p in section.figures] == ["fidelity_vs_kappa.png", "fidelity_gain_vs_pi.png", "fidelity_gap_fit.png"]
+    assert all(p.exists() for p in section.figures)
+
+
+def test_fidelity_section_without_a_fit(tmp_path):
+    # one kappa: no power law can be fitted, so no fit is tested
+    table = fidelity_table()
+    section = fidelity.section(table[table["kappa"] == 1.0], str(tmp_path), tmp_path)
+    text = render(section)
+    assert f"- {PAIR}, kd tau=4: not fitted: needs at least 2 kappas" in text
+    assert "beta = 1/2 is consistent" not in text
+    assert "in 1 of 1 (pair, kappa) cells (seed-mean dF from +0.150 to +0.150)" in text
