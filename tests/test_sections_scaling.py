@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.sections import Table, fidelity, render
+from analysis.sections import Table, bias_variance, fidelity, render
+from kdscale.store import ResultsStore
 
 PAIR = "cnn1d-16 -> cnn1d-16"
 
@@ -94,3 +95,74 @@ def test_fidelity_section_without_a_fit(tmp_path):
     assert f"- {PAIR}, kd tau=4: not fitted: needs at least 2 kappas" in text
     assert "beta = 1/2 is consistent" not in text
     assert "in 1 of 1 (pair, kappa) cells (seed-mean dF from +0.150 to +0.150)" in text
+
+
+# --- bias_variance -------------------------------------------------------------------------------
+
+# per kappa: class-0 probability of the one test point (label 0), lt then kd, for seeds 0 and 1
+PREDICTIONS = {0.05: ((0.5, 0.5), (0.8, 0.6)), 1.0: ((0.9, 0.7), (0.6, 0.6))}
+
+
+def bias_variance_table(root, predictions=PREDICTIONS):
+    store = ResultsStore(str(root), "bv")
+    rows = []
+    for kappa, (lt, kd) in predictions.items():
+        for objective, probs in (("lt", lt), ("kd", kd)):
+            for seed, p in enumerate(probs):
+                rows.append(row(objective, kappa, seed, p))
+                store.write_predictions(rows[-1]["trial_id"], np.array([[p, 1 - p]]), np.array([0]))
+    return pd.DataFrame(rows), store.uri
+
+
+def test_bias_variance_section_by_hand(tmp_path):
+    table, results_dir = bias_variance_table(tmp_path)
+    # kappa 0.5: lt seed 1 has no predictions file, so lt has one seed there and kd one seed with both
+    table = pd.concat([table, pd.DataFrame([row(o, 0.5, s, 0.5) for o in ("lt", "kd") for s in (0, 1)])])
+    for trial_id in ("lt-0.5-0", "kd4-0.5-0", "kd4-0.5-1"):
+        ResultsStore(str(tmp_path), "bv").write_predictions(trial_id, np.array([[0.6, 0.4]]), np.array([0]))
+    section = bias_variance.section(table, results_dir, tmp_path, n_boot=500)
+    assert section.name == "bias_variance"
+    terms = section.tables["terms"].set_index(["arm", "kappa"])
+    # kappa 0.05: lt (0.5, 0.5) twice: bias^2 0.25 + 0.25, variance 0; kd pbar (0.7, 0.3): bias^2 0.18,
+    # variance mean(0.1^2 + 0.1^2) = 0.02. kappa 1: lt pbar (0.8, 0.2): bias^2 0.08, variance 0.02;
+    # kd (0.6, 0.4) twice: bias^2 0.32, variance 0
+    assert terms.loc[("lt", 0.05), "bias2"] == pytest.approx(0.5) and terms.loc[("lt", 0.05), "variance"] == 0
+    assert terms.loc[("kd tau=4", 0.05), "bias2"] == pytest.approx(0.18)
+    assert terms.loc[("kd tau=4", 0.05), "variance"] == pytest.approx(0.02)
+    assert terms.loc[("lt", 1.0), "bias2"] == pytest.approx(0.08) and terms.loc[("lt", 1.0), "variance"] == pytest.approx(0.02)
+    assert terms.loc[("kd tau=4", 1.0), "bias2"] == pytest.approx(0.32)
+    gaps = section.tables["gaps"].set_index("kappa")
+    assert list(gaps.index) == [0.05, 1.0]   # kappa 0.5 has one seed with both predictions
+    assert gaps.loc[0.05, "d_bias2"] == pytest.approx(-0.32) and gaps.loc[0.05, "d_variance"] == pytest.approx(0.02)
+    assert gaps.loc[1.0, "d_bias2"] == pytest.approx(0.24) and gaps.loc[1.0, "d_variance"] == pytest.approx(-0.02)
+    assert gaps.loc[1.0, "d_expected_loss"] == pytest.approx(0.22)
+    # kd replicates (centred): seeds {0,0}: bias^2 0.08, variance 0; {1,1}: 0.32, 0; {0,1}: 0.18 - 0.02 = 0.16,
+    # 2 * 0.02 = 0.04; so d bias^2 in {-0.42, -0.18, -0.34} and d sum in {-0.42, -0.18, -0.30}
+    assert (gaps.loc[0.05, "d_bias2_low"], gaps.loc[0.05, "d_bias2_high"]) == (pytest.approx(-0.42), pytest.approx(-0.18))
+    assert section.tables["regimes"].iloc[0].to_dict() == {
+        "small_kappa": 0.1, "large_kappa": 1.0, "small": 1, "variance_lower": 0, "variance_lower_ci": 0,
+        "large": 1, "bias_higher": 1, "bias_higher_ci": 1}
+
+    text = render(section)
+    lines = table_lines(section)
+    assert lines[0].startswith("| pair | kd arm | kappa | bias^2 lt | bias^2 kd | d bias^2 [95% CI] |")
+    assert lines[2] == (f"| {PAIR} | kd tau=4 | 0.05 | 0.5000 | 0.1800 | -0.3200 [-0.4200, -0.1800] | 0.0000 | "
+                        "0.0200 | +0.0200 [+0.0000, +0.0400] | 0.00 | 0.5000 | 0.2000 | -0.3000 [-0.4200, -0.1800] |")
+    assert "bootstrap interval over 2 seeds (500 paired replicates;" in text
+    assert ("Small kappa (<= 0.1): kd's variance is below lt's in 0 of 1 cells, with the 95% interval below 0 in 0. "
+            "Large kappa (>= 1): kd's bias^2 is above lt's in 1 of 1 cells, with the interval above 0 in 1.") in text
+    assert "- 1 ok trial(s) have no predictions file" in text
+    assert f"- {PAIR} lt kappa=0.5: 1 seed(s) with predictions, needs 2" in text
+    assert f"- {PAIR} kd tau=4 kappa=0.5: 1 seed(s) with both predictions, needs 2" in text
+    assert [p.name for p in section.figures] == ["bias_variance_decomposition.png"] and section.figures[0].exists()
+
+
+def test_bias_variance_section_without_two_seeds(tmp_path):
+    table, results_dir = bias_variance_table(tmp_path, {0.05: ((0.5,), (0.8,))})
+    section = bias_variance.section(table, results_dir, tmp_path, n_boot=10)
+    assert section.tables["gaps"].empty and section.figures == [] and "regimes" not in section.tables
+    assert render(section) == (
+        "## Bias and variance over seeds\n\nNo kappa has two seeds with predictions of both objectives.\n"
+        f"- {PAIR} kd tau=4 kappa=0.05: 1 seed(s) with predictions, needs 2\n"
+        f"- {PAIR} lt kappa=0.05: 1 seed(s) with predictions, needs 2\n"
+        f"- {PAIR} kd tau=4 kappa=0.05: 1 seed(s) with both predictions, needs 2\n")

@@ -226,6 +226,7 @@ def test_fidelity_quick(quick_runs):
     assert pd.read_csv(analysis_dir / "fidelity_correlations.csv").set_index("group").loc["all", "n"] == 4
 
 
+@pytest.mark.slow
 def test_bias_variance_quick(quick_runs):
     root, runs = quick_runs
     done = runs["bias_variance"]
@@ -237,6 +238,8 @@ def test_bias_variance_quick(quick_runs):
     rows = [line for line in out.splitlines() if line.startswith("| cnn1d-16 -> cnn1d-16 | kd tau=4 |")]
     assert [row.split(" | ")[2] for row in rows] == ["0.05", "1"]
     assert (root / "results" / "bias_variance_quick" / "analysis" / "bias_variance_decomposition.png").exists()
+    gaps = pd.read_csv(root / "results" / "bias_variance_quick" / "analysis" / "bias_variance_gaps.csv")
+    assert list(gaps["kappa"]) == [0.05, 1.0] and set(gaps["n_seeds"]) == {2}
 
 
 def test_budget_quick_labels_every_result_with_its_budget(quick_runs):
