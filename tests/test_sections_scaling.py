@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.sections import Table, bias_variance, fidelity, render
+from analysis.sections import Table, bias_variance, fidelity, linear_probe, render
 from kdscale.store import ResultsStore
 
 PAIR = "cnn1d-16 -> cnn1d-16"
@@ -166,3 +166,56 @@ def test_bias_variance_section_without_two_seeds(tmp_path):
         f"- {PAIR} kd tau=4 kappa=0.05: 1 seed(s) with predictions, needs 2\n"
         f"- {PAIR} lt kappa=0.05: 1 seed(s) with predictions, needs 2\n"
         f"- {PAIR} kd tau=4 kappa=0.05: 1 seed(s) with both predictions, needs 2\n")
+
+
+# --- linear_probe --------------------------------------------------------------------------------
+
+def probe_table(taus=(4.0, 10.0)):
+    """lt and kd (each tau alike) at kappa 0.1 and 1, seeds 0 and 1: (test_acc, probe_acc)."""
+    cells = {("lt", 0.1): ((0.50, 0.60), (0.60, 0.62)), ("kd", 0.1): ((0.70, 0.70), (0.70, 0.70)),
+             ("lt", 1.0): ((0.80, 0.85), (0.85, 0.86)), ("kd", 1.0): ((0.90, 0.86), (0.80, 0.85))}
+    rows = []
+    for (objective, kappa), seeds in cells.items():
+        for tau in (taus if objective == "kd" else (None,)):
+            for seed, (acc, probe) in enumerate(seeds):
+                rows.append(row(objective, kappa, seed, acc, tau=tau or 0.0, probe_acc=probe))
+    return pd.DataFrame(rows)
+
+
+def test_linear_probe_section_by_hand(tmp_path):
+    section = linear_probe.section(probe_table(), str(tmp_path), tmp_path)
+    assert section.name == "linear_probe"
+    shares = section.tables["shares"]
+    # tau 10 after tau 4 (by value, not as text)
+    assert list(zip(shares["arm"], shares["kappa"])) == [("kd tau=4", 0.1), ("kd tau=4", 1.0),
+                                                         ("kd tau=10", 0.1), ("kd tau=10", 1.0)]
+    small = shares.set_index(["arm", "kappa"]).loc[("kd tau=10", 0.1)]
+    # PI acc 0.2, 0.1 (mean 0.15, se 0.05: clearly > 0); PI probe 0.10, 0.08 (mean 0.09): share 0.6
+    assert small["test_acc_gain_mean"] == pytest.approx(0.15) and small["probe_acc_gain_mean"] == pytest.approx(0.09)
+    assert small["share"] == pytest.approx(0.6) and small["clear"]
+    assert (small["share_min"], small["share_max"]) == (pytest.approx(0.5), pytest.approx(0.8))
+    assert not shares.set_index(["arm", "kappa"]).loc[("kd tau=4", 1.0), "clear"]  # 0.10, -0.05: not clear
+    cells = section.tables["cells"].set_index(["arm", "kappa"])
+    assert cells.loc[("lt", 0.1), "probe_acc_mean"] == pytest.approx(0.61)
+    summary = section.tables["summary"].iloc[0]
+    assert (summary["cells"], summary["clear"], summary["probe_positive"]) == (4, 2, 2)
+    assert summary["share_min"] == summary["share_max"] == summary["share_median"] == pytest.approx(0.6)
+
+    text = render(section)
+    lines = table_lines(section)
+    assert lines[0] == "| pair | kd arm | kappa | seeds | acc lt | acc kd | probe lt | probe kd | PI acc | PI probe | share |"
+    assert lines[2] == (f"| {PAIR} | kd tau=4 | 0.1 | 2 | 0.550 ± 0.071 | 0.700 ± 0.000 | 0.610 ± 0.014 | "
+                        "0.700 ± 0.000 | +0.150 ± 0.071 | +0.090 ± 0.014 | 0.60 [0.50, 0.80] |")
+    assert lines[3].endswith("| +0.025 ± 0.106 | +0.000 ± 0.014 | n/a |")
+    assert ("Where kd clearly helps (2 of 4 (kappa, tau) cells), the PI of the probe is positive in 2; the share "
+            "that remains ranges from 0.60 to 0.60 (median 0.60).") in text
+    assert text.endswith(f"- {PAIR}, kd tau=4: share 0.60 at kappa 0.1\n- {PAIR}, kd tau=10: share 0.60 at kappa 0.1\n")
+    assert [p.name for p in section.figures] == ["linear_probe_pi.png"] and section.figures[0].exists()
+
+
+def test_linear_probe_section_where_kd_never_clearly_helps(tmp_path):
+    table = probe_table(taus=(4.0,))
+    section = linear_probe.section(table[table["kappa"] == 1.0], str(tmp_path), tmp_path)
+    assert section.tables["summary"].iloc[0]["clear"] == 0
+    assert render(section).endswith("kd does not clearly help in any (kappa, tau) cell here, so there is no PI "
+                                    "whose survival to test.\n")

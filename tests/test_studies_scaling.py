@@ -197,6 +197,7 @@ def counts(done):
     return found
 
 
+@pytest.mark.slow
 def test_linear_probe_quick(quick_runs):
     root, runs = quick_runs
     done = runs["linear_probe"]
@@ -208,6 +209,8 @@ def test_linear_probe_quick(quick_runs):
     assert table["probe_acc"].between(0, 1).all() and set(table["extras"]) == {"probe"}
     analysis_dir = root / "results" / "linear_probe_quick" / "analysis"
     assert (analysis_dir / "linear_probe_pi.png").stat().st_size > 10_000
+    shares = pd.read_csv(analysis_dir / "linear_probe_shares.csv")  # the section's numbers beside it
+    assert len(shares) == 6 and set(shares["arm"]) == {"kd tau=1", "kd tau=4", "kd tau=10"}
     assert "## Linear probe" in (analysis_dir / "report.md").read_text()
 
 
