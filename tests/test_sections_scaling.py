@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.sections import Table, bias_variance, fidelity, linear_probe, render
+from analysis.crossover import ABOVE, BELOW, CROSSING, UPWARD
+from analysis.sections import Table, bias_variance, budget, fidelity, linear_probe, render
 from kdscale.store import ResultsStore
 
 PAIR = "cnn1d-16 -> cnn1d-16"
@@ -219,3 +220,90 @@ def test_linear_probe_section_where_kd_never_clearly_helps(tmp_path):
     assert section.tables["summary"].iloc[0]["clear"] == 0
     assert render(section).endswith("kd does not clearly help in any (kappa, tau) cell here, so there is no PI "
                                     "whose survival to test.\n")
+
+
+# --- budget --------------------------------------------------------------------------------------
+
+def budget_table(budget_label, kd_acc, steps, study):
+    """lt 0.5 everywhere; kd_acc[kappa] = (seed 0, seed 1); steps[kappa] the steps taken."""
+    rows = []
+    for kappa, accs in kd_acc.items():
+        for seed, acc in enumerate(accs):
+            for objective, value in (("lt", 0.5), ("kd", acc)):
+                rows.append(row(objective, kappa, seed, value, study=study, budget=budget_label, batch_size=128,
+                                n_teacher=4000, steps=steps[kappa]))
+    return pd.DataFrame(rows)
+
+
+def budget_tables(epochs="epochs=16"):
+    steps = budget_table("steps=500", {0.1: (0.6, 0.7), 1.0: (0.7, 0.8)}, {0.1: 500, 1.0: 500}, "b_steps")
+    # under epochs=16: 16 * ceil(400 / 128) = 64 steps at kappa 0.1, 16 * ceil(4000 / 128) = 512 at 1
+    epochs = budget_table(epochs, {0.1: (0.45, 0.47), 1.0: (0.75, 0.85)}, {0.1: 64, 1.0: 512}, "b_epochs")
+    return steps, epochs
+
+
+def test_budget_section_by_hand(tmp_path):
+    steps, epochs = budget_tables()
+    section = budget.section(steps, epochs, ("b_steps", "b_epochs"), tmp_path, n_boot=400)
+    assert section.name == "budget"
+    inc = section.tables["increments"].set_index("kappa")
+    # PI steps: 0.1, 0.2 | 0.2, 0.3; PI epochs: -0.05, -0.03 | 0.25, 0.35; dPI -0.15, -0.23 | 0.05, 0.05
+    assert list(inc["PI_steps"]) == pytest.approx([0.15, 0.25]) and list(inc["PI_epochs"]) == pytest.approx([-0.04, 0.30])
+    assert list(inc["PG_epochs"]) == pytest.approx([0.92, 1.6]) and list(inc["steps_epochs_budget"]) == [64, 512]
+    assert inc.loc[0.1, "dPI"] == pytest.approx(-0.19) and inc.loc[0.1, "dPI_sd"] == pytest.approx(math.sqrt(0.0032))
+    assert inc.loc[0.1, "dPI_low"] == pytest.approx(-0.19 - 12.7062 * 0.04, abs=1e-4)
+    assert inc.loc[1.0, "dPI"] == pytest.approx(0.05) and inc.loc[1.0, "dPI_low"] == pytest.approx(0.05)
+    cross = section.tables["crossings"].iloc[0]
+    # steps: PG > 1 at both kappas; epochs: mean gain PG - 1 = -0.08 at 0.1 and 0.6 at 1, so
+    # log10 kappa* = -1 + 0.08 / 0.68 (upward)
+    assert cross["status_steps"] == ABOVE and cross["status_epochs"] == UPWARD and cross["status_changed"]
+    assert cross["kappa_star_epochs"] == pytest.approx(0.1 * 10 ** (0.08 / 0.68))
+    assert cross["ci_overlap"] == 0
+    assert section.tables["summary"].iloc[0].to_dict() == {
+        "cells": 2, "pi_changed": 1, "pi_lower_under_epochs": 0, "pi_higher_under_epochs": 1, "pairs": 1,
+        "status_changed": 1}
+
+    text = render(section)
+    assert "`steps=500` at every kappa (study b_steps) and `epochs=16` at every kappa (study b_epochs;" in text
+    assert "The epoch budget gives kappa = 1 as many samples as the step budget: E = 500 * 128 / 4000 = 16." in text
+    lines = table_lines(section)
+    assert lines[2] == (f"| {PAIR} | kd tau=4 | 0.1 | 64 | 0.500 / 0.500 | 0.650 / 0.460 | +0.150 ± 0.071 | "
+                        "-0.040 ± 0.014 | -0.190 [-0.698, +0.318] | 1.300 | 0.920 |")
+    # seeds {0,0} put kappa* at 0.1 * 10^(0.1 / 0.6) = 0.147, seeds {1,1} at 0.1 * 10^(0.06 / 0.76) = 0.120
+    assert (f"| {PAIR} | kd tau=4 | > 1 (kd helps at every kappa) | 0.131 [0.12, 0.147] (upward: kd starts to "
+            "help there) | yes | no |") in text
+    assert "(with 2 seeds such an interval covers at most about 50%, whatever its nominal 95%)" in text
+    assert text.endswith("in 1 of 2 (pair, kappa) cells: lower under epochs in 0, higher in 1. kappa* changes status "
+                         "(crossing inside the grid or not) for 1 of 1 pairs.\n")
+    assert [p.name for p in section.figures] == ["budget_pi_pg.png"] and section.figures[0].exists()
+
+
+def test_budget_section_with_one_seed(tmp_path):
+    steps, epochs = budget_tables()
+    section = budget.section(steps[steps["seed"] == 0], epochs[epochs["seed"] == 0], ("s", "e"), tmp_path, n_boot=10)
+    lines = table_lines(section)
+    assert "| -0.150 | " in lines[2] and "| +0.050 | " in lines[3]   # dPI without an interval
+    assert "with 1 seeds such an interval covers at most about 0%" in render(section)
+
+
+def test_budget_epoch_choice_by_hand():
+    steps, epochs = budget_tables(epochs="epochs=20")
+    assert budget.epoch_choice(steps, epochs) == ("The epoch budget E = 20 was set by hand; the step budget's "
+                                                  "samples at kappa = 1 would be E = 500 * 128 / 4000 = 16.")
+    steps = steps.assign(budget="steps=1000", batch_size=100, n_teacher=3000)
+    epochs = epochs.assign(budget="epochs=33")
+    assert budget.epoch_choice(steps, epochs) == ("The epoch budget gives kappa = 1 as many samples as the step "
+                                                  "budget: E = 1000 * 100 / 3000 = 33.3333, rounded to 33.")
+
+
+def test_budget_kappa_star_cell_by_hand():
+    base = {"kappa_min": 0.05, "kappa_max": 4.0}
+
+    def cell(status, star, low, high):
+        return budget.kappa_star_cell({**base, "status_x": status, "kappa_star_x": star, "ci_low_x": low,
+                                       "ci_high_x": high}, "x")
+    assert cell(ABOVE, np.nan, np.inf, np.inf) == "> 4 (kd helps at every kappa)"
+    assert cell(ABOVE, np.nan, 2.0, np.inf) == "> 4 (kd helps at every kappa; CI [2, >4])"
+    assert cell(BELOW, np.nan, 0.0, 0.0) == "< 0.05 (kd hurts at every kappa)"
+    assert cell(CROSSING, 1.234, 0.0, 2.5) == "1.23 [<0.05, 2.5]"
+    assert cell(UPWARD, 0.5, np.nan, np.nan) == "0.5 no CI (upward: kd starts to help there)"

@@ -245,6 +245,7 @@ def test_bias_variance_quick(quick_runs):
     assert list(gaps["kappa"]) == [0.05, 1.0] and set(gaps["n_seeds"]) == {2}
 
 
+@pytest.mark.slow
 def test_budget_quick_labels_every_result_with_its_budget(quick_runs):
     import mlflow
 
@@ -268,7 +269,8 @@ def test_budget_quick_labels_every_result_with_its_budget(quick_runs):
     for name in ("budget_quick_steps", "budget_quick_epochs"):
         experiment = client.get_experiment_by_name(name)
         parent, = client.search_runs([experiment.experiment_id], "tags.`kdscale.role` = 'study'")
-        assert "analysis/budget.md" in {a.path for a in client.list_artifacts(parent.info.run_id, "analysis")}
+        logged = {a.path for a in client.list_artifacts(parent.info.run_id, "analysis")}
+        assert {"analysis/budget.md", "analysis/budget_pi_pg.png", "analysis/budget_increments.csv"} <= logged
     section = root / "results" / "budget_quick_epochs" / "analysis" / "budget.md"
     assert "| cnn1d-16 -> cnn1d-16 | kd tau=4 | 0.05 | 32 |" in section.read_text()
     assert "kappa* steps budget" in section.read_text()
