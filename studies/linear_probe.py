@@ -23,15 +23,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-import numpy as np
-
-from kdscale.config import DataSpec
-from kdscale.study import StudySpec
+from analysis.sections import linear_probe
+from kdscale.config import DataSpec, parse_pair
 from kdscale.recipes import study_recipes
-from kdscale.studyargs import Grid, StudyParser, add_run_flags, finish, resources, run
-from kdscale.config import parse_pair
+from kdscale.study import StudySpec
+from kdscale.studyargs import Grid, StudyParser, add_run_flags, finish_section, resources, run
 
 PAIR = "cnn1d:width=16>cnn1d:width=16"
 KAPPAS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
@@ -55,105 +52,10 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
         teacher_recipe=teacher_recipe, resources=resources(args), extras=("probe",))
 
 
-def probe_numbers(table):
-    """(accuracy and probe accuracy per cell, the share of PI that remains per cell)."""
-    from analysis.paired import paired_columns, per_cell, share_remaining
-    from analysis.table import prepare
-
-    trials = prepare(table)
-    cells = per_cell(trials.frame, ["test_acc", "probe_acc"])
-    shares = share_remaining(paired_columns(trials.frame, ["test_acc", "probe_acc"]), "test_acc", "probe_acc")
-    return cells, shares
-
-
-def by_tau(arm: str) -> float:
-    """Sort key of an arm label: "kd tau=10" after "kd tau=4"; lt first."""
-    return float(arm.split("=")[1].split()[0]) if "=" in arm else 0.0
-
-
-def _draw(cells, shares, out_dir: Path) -> list[Path]:
-    from matplotlib.figure import Figure
-
-    arms = sorted(shares["arm"].unique(), key=by_tau)
-    paths = []
-    for pair in sorted(shares["pair"].unique()):
-        figure = Figure(figsize=(4.0 * (len(arms) + 1), 3.5), layout="constrained")
-        ax = figure.add_subplot(1, len(arms) + 1, 1)
-        for arm in sorted(cells.loc[cells["pair"] == pair, "arm"].unique(), key=by_tau):
-            group = cells[(cells["pair"] == pair) & (cells["arm"] == arm)].sort_values("kappa")
-            line = ax.errorbar(group["kappa"], group["test_acc_mean"], yerr=group["test_acc_sd"].fillna(0),
-                               marker="o", ms=3, capsize=2, label=f"{arm} test acc")
-            ax.errorbar(group["kappa"], group["probe_acc_mean"], yerr=group["probe_acc_sd"].fillna(0), ls="--",
-                        marker="s", ms=3, capsize=2, color=line[0].get_color(), label=f"{arm} probe")
-        ax.set(xscale="log", xlabel="kappa = M / N", ylabel="accuracy", title="student head (solid) vs probe (dashed)")
-        ax.title.set_fontsize(9)
-        ax.legend(fontsize=6)
-        first = None
-        for i, arm in enumerate(arms):
-            ax = figure.add_subplot(1, len(arms) + 1, i + 2, sharey=first)
-            first = first or ax
-            part = shares[(shares["pair"] == pair) & (shares["arm"] == arm)].sort_values("kappa")
-            for column, label in (("test_acc", "PI, student head"), ("probe_acc", "PI, linear probe")):
-                ax.errorbar(part["kappa"], part[f"{column}_gain_mean"], yerr=part[f"{column}_gain_sd"].fillna(0),
-                            marker="o", ms=3, capsize=2, label=label)
-            ax.axhline(0, color="gray", lw=0.8, ls="--")
-            ax.set(xscale="log", xlabel="kappa = M / N", ylabel="kd - lt (mean ± sd over seeds)", title=arm)
-            ax.title.set_fontsize(9)
-            ax.legend(fontsize=7)
-        figure.suptitle(f"{pair}: does the PI survive a linear probe on the teacher's N samples? (Figs. 14, 19)",
-                        fontsize=10)
-        name = "linear_probe_pi.png" if len(paths) == 0 else f"linear_probe_pi_{len(paths)}.png"
-        paths.append(out_dir / name)
-        figure.savefig(paths[-1], dpi=120)
-    return paths
-
-
-def write_section(result, out_dir: Path) -> tuple[str, list[Path]]:
-    """The study's Markdown section and its figures."""
-    from analysis import markdown as md
-
-    cells, shares = probe_numbers(result.table)
-    figures = _draw(cells, shares, out_dir)
-    lines = ["## Linear probe: does the PI survive retraining the head?", "",
-             "PI = kd - lt, paired by seed, mean ± sd over seeds: of the student's own test accuracy, and of a "
-             "linear probe fitted on the teacher's N training samples on the frozen student features. Share = "
-             "mean PI(probe) / mean PI(test acc); in brackets the range of the per-seed ratios. Shown where "
-             "PI(test acc) is clearly positive (mean > 2 se and >= 0.01); `n/a` elsewhere.", "",
-             "| pair | kd arm | kappa | seeds | acc lt | acc kd | probe lt | probe kd | PI acc | PI probe | share |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    by_cell = cells.set_index(["pair", "arm", "kappa"])
-
-    def stat(pair, arm, kappa, column):
-        row = by_cell.loc[(pair, arm, kappa)]
-        return md.mean_pm(row[f"{column}_mean"], row[f"{column}_sd"])
-    shares = shares.assign(tau=shares["arm"].map(by_tau)).sort_values(["pair", "tau", "kappa"])
-    for row in shares.to_dict("records"):
-        pair, arm, kappa = row["pair"], row["arm"], row["kappa"]
-        share = (f"{row['share']:.2f} [{row['share_min']:.2f}, {row['share_max']:.2f}]" if row["clear"] else md.MISSING)
-        lines.append(f"| {pair} | {arm} | {kappa:g} | {row['n_seeds']} | {stat(pair, 'lt', kappa, 'test_acc')} | "
-                     f"{stat(pair, arm, kappa, 'test_acc')} | {stat(pair, 'lt', kappa, 'probe_acc')} | "
-                     f"{stat(pair, arm, kappa, 'probe_acc')} | "
-                     f"{md.mean_pm(row['test_acc_gain_mean'], row['test_acc_gain_sd'], sign=True)} | "
-                     f"{md.mean_pm(row['probe_acc_gain_mean'], row['probe_acc_gain_sd'], sign=True)} | {share} |")
-    clear = shares[shares["clear"]]
-    lines.append("")
-    if len(clear):
-        survives = clear[clear["probe_acc_gain_mean"] > 0]
-        lines.append(f"Where kd clearly helps ({len(clear)} of {len(shares)} (kappa, tau) cells), the PI of the probe is "
-                     f"positive in {len(survives)}; the share that remains ranges from {clear['share'].min():.2f} to "
-                     f"{clear['share'].max():.2f} (median {np.median(clear['share']):.2f}).")
-        for _, group in clear.groupby(["pair", "tau"], sort=True):
-            shares_text = ", ".join(f"{s:.2f} at kappa {k:g}" for k, s in zip(group["kappa"], group["share"]))
-            lines.append(f"- {group['pair'].iloc[0]}, {group['arm'].iloc[0]}: share {shares_text}")
-    else:
-        lines.append("kd does not clearly help in any (kappa, tau) cell here, so there is no PI whose survival to test.")
-    return "\n".join(lines) + "\n", figures
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     result = run(build_spec, args, "linear_probe")
-    return finish(result, args, "linear_probe", write_section)
+    return finish_section(result, args, lambda out_dir: linear_probe.section(result.table, result.store.uri, out_dir))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from kdscale.store import ResultsStore
 from tests.scripts import assert_refused, call_script, run_script
 
 
-
 def trial(objective, kappa, seed, acc, pair=("cnn1d-16", "cnn1d-16"), **extra):
     teacher, student = pair
     return {"trial_id": f"{teacher}/{student}/{objective}/{kappa}/{seed}", "status": "ok", "teacher": teacher,
@@ -198,6 +197,7 @@ def counts(done):
     return found
 
 
+@pytest.mark.slow
 def test_linear_probe_quick(quick_runs):
     root, runs = quick_runs
     done = runs["linear_probe"]
@@ -209,9 +209,12 @@ def test_linear_probe_quick(quick_runs):
     assert table["probe_acc"].between(0, 1).all() and set(table["extras"]) == {"probe"}
     analysis_dir = root / "results" / "linear_probe_quick" / "analysis"
     assert (analysis_dir / "linear_probe_pi.png").stat().st_size > 10_000
+    shares = pd.read_csv(analysis_dir / "linear_probe_shares.csv")  # the section's numbers beside it
+    assert len(shares) == 6 and set(shares["arm"]) == {"kd tau=1", "kd tau=4", "kd tau=10"}
     assert "## Linear probe" in (analysis_dir / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_fidelity_quick(quick_runs):
     root, runs = quick_runs
     done = runs["fidelity"]
@@ -223,8 +226,10 @@ def test_fidelity_quick(quick_runs):
     analysis_dir = root / "results" / "fidelity_quick" / "analysis"
     for name in ("fidelity_vs_kappa", "fidelity_gain_vs_pi", "fidelity_gap_fit"):
         assert (analysis_dir / f"{name}.png").exists()
+    assert pd.read_csv(analysis_dir / "fidelity_correlations.csv").set_index("group").loc["all", "n"] == 4
 
 
+@pytest.mark.slow
 def test_bias_variance_quick(quick_runs):
     root, runs = quick_runs
     done = runs["bias_variance"]
@@ -236,8 +241,11 @@ def test_bias_variance_quick(quick_runs):
     rows = [line for line in out.splitlines() if line.startswith("| cnn1d-16 -> cnn1d-16 | kd tau=4 |")]
     assert [row.split(" | ")[2] for row in rows] == ["0.05", "1"]
     assert (root / "results" / "bias_variance_quick" / "analysis" / "bias_variance_decomposition.png").exists()
+    gaps = pd.read_csv(root / "results" / "bias_variance_quick" / "analysis" / "bias_variance_gaps.csv")
+    assert list(gaps["kappa"]) == [0.05, 1.0] and set(gaps["n_seeds"]) == {2}
 
 
+@pytest.mark.slow
 def test_budget_quick_labels_every_result_with_its_budget(quick_runs):
     import mlflow
 
@@ -261,7 +269,8 @@ def test_budget_quick_labels_every_result_with_its_budget(quick_runs):
     for name in ("budget_quick_steps", "budget_quick_epochs"):
         experiment = client.get_experiment_by_name(name)
         parent, = client.search_runs([experiment.experiment_id], "tags.`kdscale.role` = 'study'")
-        assert "analysis/budget.md" in {a.path for a in client.list_artifacts(parent.info.run_id, "analysis")}
+        logged = {a.path for a in client.list_artifacts(parent.info.run_id, "analysis")}
+        assert {"analysis/budget.md", "analysis/budget_pi_pg.png", "analysis/budget_increments.csv"} <= logged
     section = root / "results" / "budget_quick_epochs" / "analysis" / "budget.md"
     assert "| cnn1d-16 -> cnn1d-16 | kd tau=4 | 0.05 | 32 |" in section.read_text()
     assert "kappa* steps budget" in section.read_text()
