@@ -2,6 +2,7 @@
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from kdscale.store import ResultsStore
@@ -47,6 +48,7 @@ def test_model_size_unknown_flag_in_a_fresh_process(tmp_path):
     assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("model_size.py: error: ")
 
 
+@pytest.mark.slow
 def test_feature_alignment_quick_end_to_end(tmp_path, ray_address):
     done = run_script("feature_alignment", tmp_path, "--quick", address=ray_address)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -56,6 +58,8 @@ def test_feature_alignment_quick_end_to_end(tmp_path, ray_address):
     analysis_dir = tmp_path / "results" / "feature_alignment_quick" / "analysis"
     assert (analysis_dir / "cka_pairwise.png").exists()
     assert "## Feature alignment to the teacher" in (analysis_dir / "report.md").read_text()
+    per_kappa = pd.read_csv(analysis_dir / "feature_alignment_per_kappa.csv")  # the section's numbers, as CSV
+    assert len(per_kappa) == 4 and per_kappa["cka_teacher_mean"].between(0, 1).all() and (per_kappa["n"] == 2).all()
 
 
 def test_grid_flags_say_their_defaults_and_resolve_quick_and_given_values():
