@@ -1,11 +1,11 @@
-"""Fast unit tests of the feature_alignment section on small hand-made tables."""
+"""Fast unit tests of the feature_alignment and model_size sections on small hand-made tables."""
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.sections import Table, feature_alignment, render
+from analysis.sections import Table, feature_alignment, model_size, render
 
 
 def fa_row(trial_id, kappa, objective, seed, cka, acc, status="ok"):
@@ -83,3 +83,47 @@ def test_linear_cka_matches_the_engine_in_both_forms():
         assert feature_alignment.linear_cka(x, y) == pytest.approx(linear_cka(x, y), abs=1e-12)
     assert feature_alignment.linear_cka(x, x @ np.linalg.qr(g.standard_normal((dx, dx)))[0]) == pytest.approx(1.0)
     assert math.isnan(feature_alignment.linear_cka(np.ones((5, 2)), x[:5]))
+
+
+def ms_row(teacher, student, objective, tau, kappa, seed, acc, status="ok"):
+    return dict(teacher=teacher, student=student, objective=objective, tau=tau, kappa=kappa, seed=seed,
+                test_acc=acc, status=status)
+
+
+def test_model_size_gain_tables_numbers_and_fixed_width_text():
+    table = pd.DataFrame([
+        ms_row("t64", "s4", "lt", math.nan, 0.1, 0, 0.5), ms_row("t64", "s4", "lt", math.nan, 0.1, 1, 0.4),
+        ms_row("t64", "s4", "kd", 4.0, 0.1, 0, 0.6), ms_row("t64", "s4", "kd", 4.0, 0.1, 1, 0.6),
+        ms_row("t64", "s4", "kd", 1.0, 0.1, 0, 0.45), ms_row("t64", "s4", "kd", 1.0, 0.1, 1, 0.9, status="failed"),
+        ms_row("t64", "s4", "lt", math.nan, 2.0, 0, 0.8), ms_row("t64", "s4", "kd", 4.0, 2.0, 0, 0.8),
+        ms_row("t16", "s16", "lt", math.nan, 0.5, 0, 0.5), ms_row("t16", "s16", "kd", 4.0, 0.5, 1, 0.7),  # no pair
+        ms_row("t16", "s64", "lt", math.nan, 0.5, 0, 0.5), ms_row("t16", "s64", "kd", 4.0, 0.5, 0, 0.7)])
+    section = model_size.section(table)
+    assert section.name == "model_size" and section.figures == []
+    gains = section.tables["gains"]
+    assert list(gains.columns) == ["teacher", "student", "tau", "kappa", "lt", "kd", "pg", "pg_sd", "seeds"]
+    assert gains[["teacher", "student", "tau", "kappa"]].values.tolist() == [
+        ["t64", "s4", 1.0, 0.1], ["t64", "s4", 4.0, 0.1], ["t64", "s4", 4.0, 2.0], ["t16", "s64", 4.0, 0.5]]
+    row = gains.iloc[1]  # PG 0.6/0.5 = 1.2 and 0.6/0.4 = 1.5
+    assert (row["lt"], row["kd"], row["pg"], row["seeds"]) == pytest.approx((0.45, 0.6, 1.35, 2))
+    assert row["pg_sd"] == pytest.approx(0.15 * math.sqrt(2))
+    assert gains.iloc[0]["pg"] == pytest.approx(0.9) and math.isnan(gains.iloc[0]["pg_sd"])
+    assert render(section) == (
+        "t64 > s4, kd tau=1:\n"
+        "   kappa   acc(lt)   acc(kd)       PG   sd(PG)  seeds\n"
+        "     0.1    0.5000    0.4500    0.900      nan      1\n"
+        "\n"
+        "t64 > s4, kd tau=4:\n"
+        "   kappa   acc(lt)   acc(kd)       PG   sd(PG)  seeds\n"
+        "     0.1    0.4500    0.6000    1.350    0.212      2\n"
+        "       2    0.8000    0.8000    1.000      nan      1\n"
+        "\n"
+        "t16 > s64, kd tau=4:\n"
+        "   kappa   acc(lt)   acc(kd)       PG   sd(PG)  seeds\n"
+        "     0.5    0.5000    0.7000    1.400      nan      1\n")
+
+
+def test_model_size_gain_tables_of_no_finished_trial_are_empty():
+    table = pd.DataFrame([ms_row("t", "s", "lt", math.nan, 0.1, 0, 0.5, status="failed")])
+    section = model_size.section(table)
+    assert render(section) == "\n" and section.tables["gains"].empty

@@ -5,17 +5,21 @@ import sys
 import pandas as pd
 import pytest
 
+from analysis.sections import model_size, render
 from kdscale.store import ResultsStore
 from kdscale.tracking import study_runs
 from tests.scripts import assert_refused, call_script, run_script
 
 
+@pytest.mark.slow
 def test_model_size_quick_end_to_end(tmp_path, ray_address):
     done = run_script("model_size", tmp_path, "--quick")  # the README's way: the script starts its own Ray
     assert done.returncode == 0, done.stderr[-3000:]
     assert "cnn1d-64 > cnn1d-4, kd tau=4:" in done.stdout and "kappa* (PG" in done.stdout
     table = ResultsStore(str(tmp_path / "results"), "model_size_quick").table()
     assert len(table) == 48 and set(table["status"]) == {"ok"}
+    gains = model_size.section(table)  # printed first, as fixed-width text: 3 pairs x 4 kappas
+    assert done.stdout.startswith(render(gains)) and len(gains.tables["gains"]) == 12
     report = tmp_path / "results" / "model_size_quick" / "analysis" / "report.md"
     assert report.read_text().splitlines()[0].startswith("# ") and "| pair |" in report.read_text()
     runs = study_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "model_size_quick")
