@@ -1,18 +1,19 @@
 """Model size x data size: where does distillation stop helping, and how does that depend on size?
 
-    python studies/model_size.py             # default grid: MNIST-1D, 4 pairs, 8 kappas, 3 seeds
+    python studies/model_size.py             # default grid: MNIST-1D, 5 pairs, 8 kappas, 3 seeds
     python studies/model_size.py --quick     # smoke size, every part of the pipeline
 
 Default: MNIST-1D with N = 4000 teacher samples; teachers cnn1d-16 and cnn1d-64, students cnn1d-4,
 cnn1d-16 and cnn1d-64 in five pairs whose student/teacher parameter ratio spans 0.012 to 11;
 kappa from 0.02 to 4 (kappa > 1 takes generated samples beyond the teacher's N); lt and kd at
-tau = 4 (chosen on MNIST-1D: README, "Choosing tau"); 3 seeds; students get 1000 SGD steps at
-every kappa. Cost and result on this project's 2-core CPU machine: README, "The main job".
+tau = 4 (chosen on MNIST-1D: README, "Choosing tau"); 3 seeds; students get 1500 SGD steps at
+every kappa (kdscale/recipes.py). Cost and result on this project's 2-core CPU machine: README,
+"The main job".
 
-It prints, per pair, the performance gain PG = acc(kd) / acc(lt) per kappa and kappa* (where PG
-crosses 1, with a bootstrap CI over seeds), then the fits of `analysis`, and writes the report and
-figures beside the results table; MLflow (`mlflow ui`) shows the study as one parent run with a
-nested run per trial. Rerunning trains only trials that are not finished yet.
+It prints, per pair, the performance gain PG = acc(kd) / acc(lt) per kappa (analysis.sections.
+model_size) and kappa* (where PG crosses 1, with a bootstrap CI over seeds), then the fits of
+`analysis`, and writes the report and figures beside the results table; MLflow (`mlflow ui`)
+shows the study as one parent run with a nested run per trial. Reruns train only unfinished trials.
 """
 from __future__ import annotations
 
@@ -24,48 +25,49 @@ from kdscale.config import DataSpec, parse_pair
 from kdscale.errors import SpecError
 from kdscale.recipes import study_recipes
 from kdscale.study import StudySpec
-from kdscale.studyargs import MAIN_KAPPAS, MAIN_PAIRS, StudyParser, add_run_flags, analyse, resources, run
+from kdscale.studyargs import MAIN_KAPPAS, MAIN_PAIRS, Grid, StudyParser, add_run_flags, analyse, resources, run
 
-DEFAULT_PAIRS, DEFAULT_KAPPAS = MAIN_PAIRS, MAIN_KAPPAS
+GRID = Grid("model_size", kappas=MAIN_KAPPAS, pairs=MAIN_PAIRS, quick=dict(
+    pairs=("cnn1d:width=16>cnn1d:width=16", "cnn1d:width=64>cnn1d:width=4", "cnn1d:width=16>cnn1d:width=64"),
+    kappas=(0.05, 0.2, 1.0, 2.0), seeds=2))
 DIGITS_PAIRS = ("cnn2d:width=4>cnn2d:width=4", "cnn2d:width=16>cnn2d:width=4", "cnn2d:width=4>cnn2d:width=16")
 # CIFAR-sized images: the paper's ResNet-18 and vanilla CNN (20/40/60/160 channels), both ways.
 IMAGE_PAIRS = ("resnet18:width=64>cnn2d:width=20", "resnet18:width=64>resnet18:width=16",
                "cnn2d:width=20>cnn2d:width=20", "cnn2d:width=20>resnet18:width=64")
-QUICK = dict(pairs=("cnn1d:width=16>cnn1d:width=16", "cnn1d:width=64>cnn1d:width=4",
-                    "cnn1d:width=16>cnn1d:width=64"), kappas=(0.05, 0.2, 1.0, 2.0), seeds=(0, 1))
+N_TEACHER = {"digits": 700, "cifar5m": 60_000, "cifar5m-heldout": 60_000}  # the paper's on CIFAR-5m; else 4000
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = StudyParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smoke size: 3 pairs, 4 kappas, 2 seeds, short runs")
-    parser.add_argument("--name", help="study name (default model_size, or model_size_quick)")
-    parser.add_argument("--dataset", default="mnist1d", help="mnist1d or digits")
-    parser.add_argument("--data-root", help="directory of a real data set's files")
-    parser.add_argument("--n-teacher", type=int, default=None, help="N (default 4000; digits 700; cifar5m 60000)")
-    parser.add_argument("--pairs", nargs="+", help="TEACHER>STUDENT model pairs")
-    parser.add_argument("--kappas", nargs="+", type=float)
-    parser.add_argument("--taus", nargs="+", type=float, default=[4.0])
-    parser.add_argument("--objectives", nargs="+", default=["lt", "kd"])
-    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3)")
-    parser.add_argument("--alpha", type=float, default=0.0, help="weight of the label loss in kd")
-    parser.add_argument("--extras", nargs="+", default=[], help="end-of-trial measurements: cka fa probe features")
-    parser.add_argument("--no-tau-squared", action="store_true", help="kd without the tau^2 factor")
-    parser.add_argument("--student-steps", type=int, help="student budget in optimizer steps")
-    parser.add_argument("--student-epochs", type=int, help="student budget in epochs (the paper's protocol)")
-    parser.add_argument("--recipe", help="named recipe for teachers and students, e.g. paper-cifar10 "
-                        "(kdscale.recipes; default: the data set's), or tuned-lt: students take the lt recipe "
-                        "`kdscale tune` stored for each kappa")
-    parser.add_argument("--student-lr", type=float)
-    parser.add_argument("--precision", choices=("fp32", "bf16"), help="forward precision of teachers and students "
-                        "(bf16: autocast, for GPUs)")
-    parser.add_argument("--teacher-epochs", type=int)
+    parser = StudyParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    for flag, options in (  # in --help's order
+            ("--quick", dict(action="store_true", help="smoke size: 3 pairs, 4 kappas, 2 seeds, short runs")),
+            ("--name", dict(help="study name (default model_size, or model_size_quick)")),
+            ("--dataset", dict(default="mnist1d", help="mnist1d or digits")),
+            ("--data-root", dict(help="directory of a real data set's files")),
+            ("--n-teacher", dict(type=int, help="N (default 4000; digits 700; cifar5m 60000)")),
+            ("--pairs", dict(nargs="+", help="TEACHER>STUDENT model pairs")),
+            ("--kappas", dict(nargs="+", type=float)),
+            ("--taus", dict(nargs="+", type=float, default=[4.0])),
+            ("--objectives", dict(nargs="+", default=["lt", "kd"])),
+            ("--seeds", dict(type=int, help="number of seeds (default 3)")),
+            ("--alpha", dict(type=float, default=0.0, help="weight of the label loss in kd")),
+            ("--extras", dict(nargs="+", default=[], help="end-of-trial measurements: cka fa probe features")),
+            ("--no-tau-squared", dict(action="store_true", help="kd without the tau^2 factor")),
+            ("--student-steps", dict(type=int, help="student budget in optimizer steps")),
+            ("--student-epochs", dict(type=int, help="student budget in epochs (the paper's protocol)")),
+            ("--recipe", dict(help="named recipe for teachers and students, e.g. paper-cifar10 (kdscale.recipes; "
+                              "default: the data set's), or tuned-lt: students take the lt recipe `kdscale tune` "
+                              "stored for each kappa")),
+            ("--student-lr", dict(type=float)),
+            ("--precision", dict(choices=("fp32", "bf16"), help="forward precision of teachers and students "
+                                 "(bf16: autocast, for GPUs)")),
+            ("--teacher-epochs", dict(type=int))):
+        parser.add_argument(flag, **options)
     add_run_flags(parser)
     return parser
 
 
 def build_spec(args: argparse.Namespace) -> StudySpec:
-    quick = QUICK if args.quick else {}
     tuned = args.recipe == "tuned-lt"  # students: the lt recipe `kdscale tune` stored per kappa
     if tuned and (args.student_steps or args.student_epochs or args.student_lr):
         raise SpecError("--recipe tuned-lt sets the students' lr, weight decay and steps per kappa: drop "
@@ -80,13 +82,10 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
         student_recipe = replace(student_recipe, lr=args.student_lr)
     if args.teacher_epochs:
         teacher_recipe = teacher_recipe.with_budget(epochs=args.teacher_epochs)
-    # N: the paper's 60,000 on CIFAR-5m (kappa up to 20), what digits can hold, else 4000
-    n_teacher = args.n_teacher or {"digits": 700, "cifar5m": 60_000, "cifar5m-heldout": 60_000}.get(args.dataset, 4000)
-    seeds = args.seeds if args.seeds is not None else len(quick.get("seeds", (0, 1, 2)))
-    default_pairs = {"mnist1d": quick.get("pairs", DEFAULT_PAIRS), "digits": DIGITS_PAIRS}.get(args.dataset, IMAGE_PAIRS)
-    data = DataSpec(name=args.dataset, n_teacher=n_teacher, root=args.data_root)
-    pairs = tuple(parse_pair(p) for p in (args.pairs or default_pairs))
-    kappas = tuple(args.kappas or quick.get("kappas", DEFAULT_KAPPAS))
+    data = DataSpec(name=args.dataset, n_teacher=args.n_teacher or N_TEACHER.get(args.dataset, 4000),
+                    root=args.data_root)
+    defaults = {"mnist1d": GRID.get(args, "pairs", GRID.pairs), "digits": DIGITS_PAIRS}.get(args.dataset, IMAGE_PAIRS)
+    pairs, kappas = tuple(parse_pair(p) for p in args.pairs or defaults), GRID.kappa_values(args)
     overrides = ()
     if tuned:  # one tuned recipe per (student, kappa); a missing one names the `kdscale tune` to run
         from kdscale.tuning import base_recipe, recipe_overrides
@@ -97,36 +96,10 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
         overrides = recipe_overrides(args.storage, data, [student for _, student in pairs], kappas, student_recipe,
                                      quick=bool(args.quick), precision=args.precision)
     return StudySpec(
-        name=args.name or ("model_size_quick" if args.quick else "model_size") + ("_tuned-lt" if tuned else ""),
-        data=data, pairs=pairs, kappas=kappas, recipe_overrides=overrides,
-        taus=tuple(args.taus), objectives=tuple(args.objectives), seeds=tuple(range(seeds)),
-        recipe=student_recipe, teacher_recipe=teacher_recipe, alpha=args.alpha,
-        tau_squared=not args.no_tau_squared, extras=tuple(args.extras),
-        resources=resources(args))
-
-
-def gain_tables(table) -> str:
-    """Per pair: mean test accuracy of lt and kd and PG = kd / lt per kappa (paired by seed)."""
-    import pandas as pd
-
-    ok = table[table["status"] == "ok"]
-    blocks = []
-    for (teacher, student), rows in ok.groupby(["teacher", "student"], sort=False):
-        lt = rows[rows["objective"] == "lt"].set_index(["kappa", "seed"])["test_acc"]
-        for tau, kd_rows in rows[rows["objective"] == "kd"].groupby("tau"):
-            kd = kd_rows.set_index(["kappa", "seed"])["test_acc"]
-            paired = pd.concat({"lt": lt, "kd": kd}, axis=1).dropna()
-            if paired.empty:
-                continue
-            paired["pg"] = paired["kd"] / paired["lt"]
-            summary = paired.groupby(level="kappa").agg(lt=("lt", "mean"), kd=("kd", "mean"), pg=("pg", "mean"),
-                                                        pg_sd=("pg", "std"), seeds=("pg", "size"))
-            lines = [f"{teacher} > {student}, kd tau={tau:g}:",
-                     "   kappa   acc(lt)   acc(kd)       PG   sd(PG)  seeds"]
-            for kappa, r in summary.iterrows():
-                lines.append(f"  {kappa:6g}   {r['lt']:7.4f}   {r['kd']:7.4f}   {r['pg']:6.3f}   {r['pg_sd']:6.3f}  {int(r['seeds']):5d}")
-            blocks.append("\n".join(lines))
-    return "\n\n".join(blocks)
+        name=args.name or GRID.study_name(args) + ("_tuned-lt" if tuned else ""), data=data, pairs=pairs,
+        kappas=kappas, recipe_overrides=overrides, taus=tuple(args.taus), objectives=tuple(args.objectives),
+        seeds=GRID.seed_values(args), recipe=student_recipe, teacher_recipe=teacher_recipe, alpha=args.alpha,
+        tau_squared=not args.no_tau_squared, extras=tuple(args.extras), resources=resources(args))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     result = run(build_spec, args, "model_size")
     if result is None:
         return 2
-    print(gain_tables(result.table))
+    from analysis.sections import model_size, render  # pandas: not before the flags are checked
+
+    print(render(model_size.section(result.table)), end="")  # the gain tables, as fixed-width text
     if not args.no_analysis and result.complete and analyse(result) is None:
         return 1
     print(f"MLflow: mlflow ui --backend-store-uri {result.tracking_uri}   (study {result.store.study!r})")

@@ -2,19 +2,24 @@
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
+from analysis.sections import model_size, render
 from kdscale.store import ResultsStore
 from kdscale.tracking import study_runs
 from tests.scripts import assert_refused, call_script, run_script
 
 
+@pytest.mark.slow
 def test_model_size_quick_end_to_end(tmp_path, ray_address):
     done = run_script("model_size", tmp_path, "--quick")  # the README's way: the script starts its own Ray
     assert done.returncode == 0, done.stderr[-3000:]
     assert "cnn1d-64 > cnn1d-4, kd tau=4:" in done.stdout and "kappa* (PG" in done.stdout
     table = ResultsStore(str(tmp_path / "results"), "model_size_quick").table()
     assert len(table) == 48 and set(table["status"]) == {"ok"}
+    gains = model_size.section(table)  # printed first, as fixed-width text: 3 pairs x 4 kappas
+    assert done.stdout.startswith(render(gains)) and len(gains.tables["gains"]) == 12
     report = tmp_path / "results" / "model_size_quick" / "analysis" / "report.md"
     assert report.read_text().splitlines()[0].startswith("# ") and "| pair |" in report.read_text()
     runs = study_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "model_size_quick")
@@ -47,6 +52,7 @@ def test_model_size_unknown_flag_in_a_fresh_process(tmp_path):
     assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("model_size.py: error: ")
 
 
+@pytest.mark.slow
 def test_feature_alignment_quick_end_to_end(tmp_path, ray_address):
     done = run_script("feature_alignment", tmp_path, "--quick", address=ray_address)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -56,6 +62,8 @@ def test_feature_alignment_quick_end_to_end(tmp_path, ray_address):
     analysis_dir = tmp_path / "results" / "feature_alignment_quick" / "analysis"
     assert (analysis_dir / "cka_pairwise.png").exists()
     assert "## Feature alignment to the teacher" in (analysis_dir / "report.md").read_text()
+    per_kappa = pd.read_csv(analysis_dir / "feature_alignment_per_kappa.csv")  # the section's numbers, as CSV
+    assert len(per_kappa) == 4 and per_kappa["cka_teacher_mean"].between(0, 1).all() and (per_kappa["n"] == 2).all()
 
 
 def test_grid_flags_say_their_defaults_and_resolve_quick_and_given_values():

@@ -1,0 +1,189 @@
+"""The feature-alignment study's section: do kd students learn features closer to the teacher's?
+
+Per kappa: linear CKA of kd and lt students to the teacher on the test set (the paper's Figure 4),
+feature alignment FA, a linear probe refitted on the teacher's N samples, test accuracy; the CKA
+gain CKA(kd) - CKA(lt) paired by seed and its correlation with the accuracy gain (Figure 18); and
+the pairwise CKA between students of different seeds at the smallest and largest kappa (Figure 5),
+from the test-set features the trials stored (extras `features`).
+
+Tables: `per_kappa` (kappa, objective, n, mean and sd over seeds of cka_teacher, fa_teacher,
+probe_acc, test_acc), `gains` (kappa, seed, cka_gain, acc_gain), `cka_gain` (kappa, mean, se, n),
+`correlation` (r, low, high, n), `pairwise` (kappa, kd_kd, lt_lt, kd_lt: mean pairwise CKA) and
+`pairwise_cka` (kappa, a, b, cka: the matrices, long).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.paired import pearson_ci
+from analysis.sections import Section, Table
+from kdscale import schema
+
+NAME = "feature_alignment"
+MEASURES = ("cka_teacher", "fa_teacher", "probe_acc", "test_acc")
+HEADERS = ["kappa", "CKA kd", "CKA lt", "CKA gain ± se (paired)", "FA kd", "FA lt", "probe kd", "probe lt",
+           "acc kd", "acc lt"]
+
+
+def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
+    """Linear CKA of features x [n, d_x] and y [n, d_y] in float64, as kdscale.representations'
+    linear_cka: ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F) of centred features (the kernel form when
+    n < d); NaN when a side is constant."""
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+    x, y = x - x.mean(0), y - y.mean(0)
+    if len(x) < max(x.shape[1], y.shape[1]):
+        def centre(k):
+            return k - k.mean(0, keepdims=True) - k.mean(1, keepdims=True) + k.mean()
+
+        k, l = centre(x @ x.T), centre(y @ y.T)
+        num, den_a, den_b = (k * l).sum(), (k * k).sum(), (l * l).sum()
+    else:
+        num, den_a, den_b = np.square(y.T @ x).sum(), np.square(x.T @ x).sum(), np.square(y.T @ y).sum()
+    den = math.sqrt(den_a * den_b)
+    return float(num / den) if den > 0 else math.nan
+
+
+def per_kappa(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Mean and sd over seeds of CKA, FA, probe and accuracy per (kappa, objective); paired gains."""
+    ok = table[table["status"] == "ok"]
+    summary = ok.groupby(["kappa", "objective"])[list(MEASURES)].agg(["mean", "std"])
+    kd = ok[ok["objective"] == "kd"].set_index(["kappa", "seed"])
+    lt = ok[ok["objective"] == "lt"].set_index(["kappa", "seed"])
+    gains = pd.DataFrame({"cka_gain": kd["cka_teacher"] - lt["cka_teacher"],
+                          "acc_gain": kd["test_acc"] - lt["test_acc"]}).dropna()
+    return summary, gains
+
+
+def pairwise_cka(results_dir: str, trial_ids) -> np.ndarray:
+    """Linear CKA between every two students' test features, in the order of trial_ids."""
+    fs, root = schema.filesystem(results_dir)
+    features = []
+    for trial_id in trial_ids:
+        found = schema.read_features(fs, root, trial_id)
+        if found is None:
+            raise FileNotFoundError(schema.trial_file(root, schema.FEATURES_DIR, trial_id))
+        features.append(found)
+    n = len(features)
+    matrix = np.eye(n)
+    for i in range(n):
+        for j in range(i + 1, n):
+            matrix[i, j] = matrix[j, i] = linear_cka(features[i], features[j])
+    return matrix
+
+
+def section(table: pd.DataFrame, results_dir: str, out_dir: Path) -> Section:
+    """The study's section and figures (Figures 4, 5 and 18 of the paper) in out_dir."""
+    summary, gains = per_kappa(table)
+    ok = table[table["status"] == "ok"].sort_values(["objective", "seed"], ascending=[True, True])
+    matrices = {}
+    for kappa in (min(ok["kappa"]), max(ok["kappa"])):
+        rows = ok[ok["kappa"] == kappa]
+        rows = rows.sort_values(["objective", "seed"],
+                                key=lambda c: c.map({"kd": 0, "lt": 1}) if c.name == "objective" else c)
+        matrices[kappa] = (pairwise_cka(results_dir, rows["trial_id"]),
+                           [f"{o} s{s}" for o, s in zip(rows["objective"], rows["seed"])])
+    r, low, high, n = pearson_ci(gains["cka_gain"].to_numpy(), gains["acc_gain"].to_numpy())
+
+    flat = summary.copy()
+    flat.columns = [f"{measure}_{'sd' if stat == 'std' else stat}" for measure, stat in flat.columns]
+    flat.insert(0, "n", ok.groupby(["kappa", "objective"]).size())
+    kappas = sorted(set(ok["kappa"]))
+    gain_rows = []
+    for kappa in kappas:
+        gain = gains.xs(kappa, level="kappa")["cka_gain"] if kappa in gains.index.get_level_values("kappa") else []
+        gain_rows.append({"kappa": kappa, "mean": np.mean(gain) if len(gain) else math.nan,
+                          "se": np.std(gain, ddof=1) / math.sqrt(len(gain)) if len(gain) > 1 else math.nan,
+                          "n": len(gain)})
+    pair_rows, cells = [], []
+    for kappa, (matrix, names) in matrices.items():
+        k = sum(name.startswith("kd") for name in names)
+        pair_rows.append({
+            "kappa": kappa,
+            "kd_kd": matrix[:k, :k][np.triu_indices(k, 1)].mean() if k > 1 else math.nan,
+            "lt_lt": matrix[k:, k:][np.triu_indices(len(names) - k, 1)].mean() if len(names) - k > 1 else math.nan,
+            "kd_lt": matrix[:k, k:].mean()})
+        cells += [{"kappa": kappa, "a": a, "b": b, "cka": matrix[i, j]}
+                  for i, a in enumerate(names) for j, b in enumerate(names)]
+    tables = {"per_kappa": flat.reset_index(), "gains": gains.reset_index(), "cka_gain": pd.DataFrame(gain_rows),
+              "correlation": pd.DataFrame([{"r": r, "low": low, "high": high, "n": n}]),
+              "pairwise": pd.DataFrame(pair_rows), "pairwise_cka": pd.DataFrame(cells)}
+    figures = draw(summary, gains, matrices, r, out_dir)
+    return Section(NAME, blocks(tables, flat), tables, figures)
+
+
+def blocks(tables: dict[str, pd.DataFrame], flat: pd.DataFrame) -> list:
+    """The Markdown: the per-kappa table, the correlation, the pairwise CKA sentences."""
+    def cell(kappa, objective, measure):
+        if (kappa, objective) not in flat.index:
+            return "-"
+        mean, sd = flat.loc[(kappa, objective), [f"{measure}_mean", f"{measure}_sd"]]
+        return f"{mean:.3f} ± {0 if math.isnan(sd) else sd:.3f}"
+
+    rows = []
+    for g in tables["cka_gain"].itertuples(index=False):
+        gain_text = f"{g.mean:+.3f} ± {g.se:.3f}" if g.n else "-"
+        rows.append([f"{g.kappa:g}", cell(g.kappa, "kd", "cka_teacher"), cell(g.kappa, "lt", "cka_teacher"),
+                     gain_text] + [cell(g.kappa, objective, measure)
+                                   for measure in MEASURES[1:] for objective in ("kd", "lt")])
+    c = tables["correlation"].iloc[0]
+    lines = ["## Feature alignment to the teacher", "",
+             "Linear CKA of the students' test-set features to the teacher's (eq. 4 of the paper), feature "
+             "alignment FA (mean cosine of same-width feature vectors), and a linear probe refitted on the "
+             "teacher's N samples; mean ± sd over seeds.", "",
+             Table(pd.DataFrame(rows, columns=HEADERS)),
+             "", f"Correlation of the CKA gain with the accuracy gain over (kappa, seed): r = {c['r']:.3f}, "
+             f"95% CI [{c['low']:.3f}, {c['high']:.3f}] (Fisher z), n = {int(c['n'])}.", ""]
+    for p in tables["pairwise"].itertuples(index=False):
+        lines.append(f"Pairwise CKA at kappa = {p.kappa:g}: kd-kd {p.kd_kd:.3f}, lt-lt {p.lt_lt:.3f}, "
+                     f"kd-lt {p.kd_lt:.3f} (mean over pairs of different seeds).")
+    return lines
+
+
+def draw(summary, gains, matrices, r, out_dir: Path) -> list[Path]:
+    """CKA to the teacher vs kappa (Fig. 4), the pairwise CKA matrices (Fig. 5), CKA gain vs PI (Fig. 18)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = []
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for objective, colour in (("kd", "tab:blue"), ("lt", "tab:orange")):
+        part = summary.xs(objective, level="objective")["cka_teacher"]
+        ax.errorbar(part.index, part["mean"], yerr=part["std"].fillna(0), label=objective, color=colour, capsize=3,
+                    marker="o")
+    ax.set(xscale="log", xlabel="kappa = M / N", ylabel="linear CKA to the teacher (test set)",
+           title="Feature-kernel alignment to the teacher (paper Fig. 4)")
+    ax.legend()
+    figures.append(out_dir / "cka_vs_kappa.png")
+    fig.savefig(figures[-1], dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, len(matrices), figsize=(5 * len(matrices), 4.2))
+    for ax, (kappa, (matrix, names)) in zip(np.atleast_1d(axes), matrices.items()):
+        image = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
+        ax.set_xticks(range(len(names)), names, rotation=90)
+        ax.set_yticks(range(len(names)), names)
+        ax.set_title(f"pairwise CKA between students, kappa={kappa:g}")
+        fig.colorbar(image, ax=ax, fraction=0.046)
+    figures.append(out_dir / "cka_pairwise.png")
+    fig.savefig(figures[-1], dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    points = ax.scatter(gains["cka_gain"], gains["acc_gain"], c=np.log10(gains.index.get_level_values("kappa")),
+                        cmap="viridis")
+    fig.colorbar(points, ax=ax, label="log10 kappa")
+    ax.set(xlabel="CKA gain, kd - lt (same seed)", ylabel="accuracy gain PI",
+           title=f"CKA gain vs accuracy gain (Fig. 18): r = {r:.2f}")
+    figures.append(out_dir / "cka_gain_vs_pi.png")
+    fig.savefig(figures[-1], dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return figures

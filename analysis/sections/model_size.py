@@ -1,0 +1,47 @@
+"""The model-size study's gain tables: per pair and kd temperature, mean test accuracy of lt and kd
+and the performance gain PG = acc(kd) / acc(lt) per kappa, paired by seed.
+
+studies/model_size.py prints it (fixed-width text, not Markdown) before the standard analysis.
+Table `gains`: teacher, student, tau, kappa, lt, kd, pg (means over seeds), pg_sd, seeds.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from analysis.sections import Section
+
+NAME = "model_size"
+COLUMNS = ["teacher", "student", "tau", "kappa", "lt", "kd", "pg", "pg_sd", "seeds"]
+
+
+def gains(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (pair, tau of kd, kappa): mean accuracy of lt and kd, mean and sd of PG over the seeds
+    both have; pairs in the order of the table, taus and kappas ascending."""
+    ok = table[table["status"] == "ok"]
+    parts = []
+    for (teacher, student), rows in ok.groupby(["teacher", "student"], sort=False):
+        lt = rows[rows["objective"] == "lt"].set_index(["kappa", "seed"])["test_acc"]
+        for tau, kd_rows in rows[rows["objective"] == "kd"].groupby("tau"):
+            kd = kd_rows.set_index(["kappa", "seed"])["test_acc"]
+            paired = pd.concat({"lt": lt, "kd": kd}, axis=1).dropna()
+            if paired.empty:
+                continue
+            paired["pg"] = paired["kd"] / paired["lt"]
+            summary = paired.groupby(level="kappa").agg(lt=("lt", "mean"), kd=("kd", "mean"), pg=("pg", "mean"),
+                                                        pg_sd=("pg", "std"), seeds=("pg", "size"))
+            parts.append(summary.reset_index().assign(teacher=teacher, student=student, tau=tau))
+    if not parts:
+        return pd.DataFrame(columns=COLUMNS)
+    return pd.concat(parts, ignore_index=True)[COLUMNS]
+
+
+def section(table: pd.DataFrame) -> Section:
+    """The gain tables: one text block per (pair, tau), blocks separated by a blank line."""
+    frame = gains(table)
+    lines = []
+    for (teacher, student, tau), rows in frame.groupby(["teacher", "student", "tau"], sort=False):
+        lines += [""] if lines else []
+        lines += [f"{teacher} > {student}, kd tau={tau:g}:", "   kappa   acc(lt)   acc(kd)       PG   sd(PG)  seeds"]
+        lines += [f"  {r.kappa:6g}   {r.lt:7.4f}   {r.kd:7.4f}   {r.pg:6.3f}   {r.pg_sd:6.3f}  {int(r.seeds):5d}"
+                  for r in rows.itertuples(index=False)]
+    return Section(NAME, lines, {"gains": frame})
