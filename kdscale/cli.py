@@ -106,7 +106,7 @@ def cmd_trial(args: argparse.Namespace) -> int:
 
 def tune_spec_from_flags(args: argparse.Namespace):
     from kdscale.config import DataSpec, ModelSpec
-    from kdscale.tuning import QUICK_SPACE, SearchSpace, TuneSpec, base_recipe
+    from kdscale.tuned import QUICK_SPACE, SearchSpace, TuneSpec, base_recipe
 
     default_space = QUICK_SPACE if args.quick else SearchSpace()
     space = SearchSpace(lr=tuple(args.lr_range or default_space.lr),
@@ -122,10 +122,12 @@ def tune_spec_from_flags(args: argparse.Namespace):
 def cmd_tune(args: argparse.Namespace) -> int:
     if args.cache:
         os.environ["KDSCALE_CACHE"] = args.cache
-    from kdscale.tuning import check_tune, format_table, run_tuning
+    from kdscale.tuned import check_tune, format_table
 
     spec = tune_spec_from_flags(args)
     check_tune(spec)  # every check before any compute (and before an MLflow database appears)
+    from kdscale.engine import run_tuning
+
     result = run_tuning(spec, storage=args.storage, tracking_uri=args.tracking_uri, address=args.address,
                         max_concurrent=args.max_concurrent, cpus_per_sample=args.cpus_per_sample,
                         gpus_per_sample=args.gpus_per_sample, force=args.force, verbose=args.verbose)

@@ -9,7 +9,7 @@ samples, never on the test set, and both lt and kd then train with the tuned lt 
 of kd over an lt trained with one fixed recipe could be a gain over a badly tuned baseline.
 
 Steps: `kdscale tune` for the pair's student at every kappa (Optuna TPE through Ray Tune;
-kdscale/tuning.py documents the search space; a stored tuning is reused), then two studies on
+kdscale/tuned.py documents the search space; a stored tuning is reused), then two studies on
 one grid: `fair_default`, lt and kd (tau = 4, tau^2 factor on, alpha = 0) with the data set's
 default recipe, the same trials as model_size (adopted from a shared --storage, not retrained),
 and `fair_tuned`, lt and kd with the tuned lt recipe of each kappa (`--recipe tuned-lt`'s
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def build_specs(args: argparse.Namespace):
     """(default-recipe StudySpec, TuneSpec): every check that needs no compute runs here."""
-    from kdscale.tuning import QUICK_SPACE, SearchSpace, TuneSpec, base_recipe
+    from kdscale.tuned import QUICK_SPACE, SearchSpace, TuneSpec, base_recipe
 
     teacher_recipe, student_recipe = study_recipes("mnist1d", bool(args.quick))
     suffix = "_quick" if args.quick else ""
@@ -92,7 +92,7 @@ def build_specs(args: argparse.Namespace):
 def tuned_study(default: StudySpec, storage: str, name: str) -> StudySpec:
     """The default study with the tuned lt recipe of each kappa, read back from the tuned file
     exactly as `model_size --recipe tuned-lt` reads it (so the trials are the same trials)."""
-    from kdscale.tuning import recipe_overrides
+    from kdscale.tuned import recipe_overrides
 
     overrides = recipe_overrides(storage, default.data, [s for _, s in default.pairs], default.kappas, default.recipe)
     return replace(default, name=name, recipe_overrides=overrides)
@@ -385,7 +385,8 @@ def write_section(default_result, tuned_result, tuning, tune_spec, out_dir: Path
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from kdscale.study import check_study
-    from kdscale.tuning import check_tune, format_table, pending_kappas, ray_session, run_tuning
+    from kdscale.engine import ray_session, run_tuning
+    from kdscale.tuned import check_tune, format_table, pending_kappas
 
     try:
         default_spec, tune_spec = build_specs(args)

@@ -88,7 +88,7 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
     pairs, kappas = tuple(parse_pair(p) for p in args.pairs or defaults), GRID.kappa_values(args)
     overrides = ()
     if tuned:  # one tuned recipe per (student, kappa); a missing one names the `kdscale tune` to run
-        from kdscale.tuning import base_recipe, recipe_overrides
+        from kdscale.tuned import base_recipe, recipe_overrides
 
         if student_recipe != base_recipe(args.dataset, bool(args.quick), args.precision):
             raise SpecError(f"--recipe tuned-lt: the {args.dataset} student recipe is not the base tunings start "

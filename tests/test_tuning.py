@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdscale import cli, tuning
+from kdscale import cli, engine, tuned as tuning
+from kdscale.data import subsets
 from kdscale.config import DataSpec, ModelSpec, RecipeSpec, to_dict
 from kdscale.data import DATASETS, student_indices
 from kdscale.data.mnist1d import MNIST1D
@@ -44,27 +45,27 @@ class PoisonedTest:
     ([1, 1, 1, 5], 2, [0, 0, 0, 2]),  # single-sample classes keep their sample for fitting
 ])
 def test_validation_counts_by_hand(counts, n_val, expected):
-    assert tuning.validation_counts(counts, n_val).tolist() == expected
+    assert subsets.validation_counts(counts, n_val).tolist() == expected
 
 
 def test_validation_counts_refuse_an_impossible_split():
     with pytest.raises(ValueError, match="keep one of each class"):
-        tuning.validation_counts([1, 1], 1)
+        subsets.validation_counts([1, 1], 1)
 
 
 def test_validation_split_is_stratified_disjoint_and_seeded():
     labels = np.array([0] * 40 + [1] * 30 + [2] * 20 + [3] * 10)
-    fit, val = tuning.validation_split(labels, 0.2, seed=3)
+    fit, val = subsets.validation_split(labels, 0.2, seed=3)
     assert len(val) == 20 and len(fit) == 80 and not set(fit) & set(val) and sorted([*fit, *val]) == list(range(100))
     assert np.bincount(labels[val]).tolist() == [8, 6, 4, 2]  # exactly 20% of each class
-    again, other = tuning.validation_split(labels, 0.2, seed=3)[1], tuning.validation_split(labels, 0.2, seed=4)[1]
+    again, other = subsets.validation_split(labels, 0.2, seed=3)[1], subsets.validation_split(labels, 0.2, seed=4)[1]
     assert again.tolist() == val.tolist() and other.tolist() != val.tolist()
 
 
 @pytest.mark.parametrize("n_train", [80, 400, 6000])  # kappa 0.02, 0.1 and 1.5 of N = 4000
 def test_split_is_carved_from_the_students_own_samples(n_train):
     labels = np.random.default_rng(1).integers(0, 10, size=8000)
-    fit, val = tuning.split_for(labels, 4000, n_train, seed=2, val_fraction=0.2)
+    fit, val = subsets.split_for(labels, 4000, n_train, seed=2, val_fraction=0.2)
     own = student_indices(labels, 4000, n_train, 2)
     assert set(fit) | set(val) == set(own) and not set(fit) & set(val)
     assert len(val) == round(0.2 * n_train) and set(labels[val]) == set(range(10))  # every class held out
@@ -109,12 +110,12 @@ def test_the_search_never_reads_the_test_set(tmp_path, monkeypatch):
     base = replace(tuning.base_recipe("mnist1d"), steps=60)  # the base (lr 0.02, wd 5e-4, 60 steps) is sample 1
     space = tuning.SearchSpace(steps=(30, 60))
     found = {}
-    with tuning.ray_session():
+    with engine.ray_session():
         for name in ("mnist1d", "mnist1d-poisoned-test"):
             spec = tuning.TuneSpec(DataSpec(name=name), ModelSpec.parse("cnn1d:width=4"), base, kappas=(0.05,),
                                    samples=3, seeds=2, space=space)
             lines = []
-            result = tuning.run_tuning(spec, storage=str(tmp_path / "results"),
+            result = engine.run_tuning(spec, storage=str(tmp_path / "results"),
                                        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", log=lines.append)
             assert result.searched == [0.05] and sum("] lr " in line for line in lines) == 3  # a line per sample
             found[name] = result.entries[0.05]
@@ -131,7 +132,7 @@ def test_the_search_never_reads_the_test_set(tmp_path, monkeypatch):
                            space=space)
     stored = json.loads(Path(tuning.tuned_path(str(tmp_path / "results"), spec.key)).read_text())
     assert stored["kappas"]["0.05"]["samples"] == clean["samples"]
-    again = tuning.run_tuning(spec, storage=str(tmp_path / "results"), log=lambda line: None)
+    again = engine.run_tuning(spec, storage=str(tmp_path / "results"), log=lambda line: None)
     assert again.searched == [] and again.reused == [0.05] and again.entries[0.05] == clean
     overrides = tuning.recipe_overrides(str(tmp_path / "results"), DataSpec(), [spec.student], [0.05], base)
     assert overrides[0][2] == tuning.tuned_recipe(base, clean["best"]) == RecipeSpec(**{
@@ -156,7 +157,7 @@ def test_the_search_never_reads_the_test_set(tmp_path, monkeypatch):
     (["--dataset", "digits", "--n-teacher", "500", "--kappas", "5"], "maximum kappa is 2.874"),
 ])
 def test_tune_bad_input_is_one_line_before_compute(argv, message, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(tuning, "_search", lambda *a, **k: pytest.fail("searched on bad input"))
+    monkeypatch.setattr(engine.search, "_search", lambda *a, **k: pytest.fail("searched on bad input"))
     defaults = {"--student": "cnn1d:width=16", "--kappas": "0.1"}
     argv = [*argv, *[w for flag, value in defaults.items() if flag not in argv for w in (flag, value)]]
     code = cli.main(["tune", *argv, "--storage", str(tmp_path / "results"),

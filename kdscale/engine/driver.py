@@ -1,43 +1,34 @@
-"""The study runner: the only module of kdscale that imports Ray.
+"""The study runner: run_study(spec) = validate -> skip finished trials -> teachers as parallel Ray
+tasks -> students as Ray Tune trials (kdscale.engine.workers) -> rows into the store, runs into MLflow.
 
-    run_study(spec) = validate -> skip finished trials -> teachers as parallel Ray tasks
-                      -> students as Ray Tune trials -> rows into the store, runs into MLflow
-
-The driver owns the results table and MLflow; workers train, checkpoint at every report, and write
-only their own trial's prediction and history files. A finished trial's row reaches the table the
-moment its last report reaches the driver, so Ctrl-C or a crashed driver loses only unfinished work,
-and the same command continues the study (finished trials are skipped by id, not by Tune's state).
+The driver owns the results table and MLflow; workers train, checkpoint, and write only their own
+trial's prediction and history files. A finished trial's row reaches the table the moment its last
+report reaches the driver, so Ctrl-C or a crashed driver loses only unfinished work, and the same
+command continues the study (finished trials are skipped by id, not by Tune's state).
 """
 from __future__ import annotations
 
 import json
-import logging
-import os
-import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own console tables; our progress replaces them
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no CSV/JSON/TensorBoard files per trial
-os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+import ray
+from ray import tune
 
-import ray  # noqa: E402
-from ray import tune  # noqa: E402
+from kdscale import data as datasets
+from kdscale.config import ObjectiveSpec, TrialSpec, from_dict, to_dict
+from kdscale.engine.session import init_ray
+from kdscale.engine.workers import REPORTS_KEY, ROWS_KEY, student_trainable, teacher_task
+from kdscale.fileio import cache_dir
+from kdscale.schema import FINISHED
+from kdscale.store import ResultsStore, shared_trials
+from kdscale.study import StudySpec, check_study
+from kdscale.tracking import StudyTracker
+from kdscale.trial import spec_row
 
-from kdscale import data as datasets  # noqa: E402
-from kdscale.config import ObjectiveSpec, TrialSpec, from_dict, to_dict  # noqa: E402
-from kdscale.fileio import cache_dir  # noqa: E402
-from kdscale.store import FINISHED, ResultsStore, shared_trials  # noqa: E402
-from kdscale.study import StudySpec, check_study  # noqa: E402
-from kdscale.tracking import StudyTracker  # noqa: E402
-from kdscale.trial import spec_row  # noqa: E402
-
-ROWS_KEY = "kdscale_rows"  # the final report of a Tune trial: its students' results rows, as JSON
-REPORTS_KEY = "kdscale_reports"  # a per-epoch report: [[trial id, report or null], ...], as JSON
 MAX_PACK = 8
 # Auto packing only for models of at most this many forward FLOPs per sample. Measured here on
 # 2 CPU cores (docs/benchmarks.md): a pack of 3-4 took 0.25-0.71 of the sequential time for
@@ -56,83 +47,6 @@ class StudyResult:
     complete: bool  # every trial of the grid has a finished row
     reused: int = 0  # trials copied from other studies' stores under the same storage
 
-
-# --- workers ----------------------------------------------------------------------------------
-
-
-def _teacher_task(spec_dict: dict, n_pool: int, cache: str, threads: int):
-    import torch
-
-    from kdscale.config import TeacherSpec
-    from kdscale.teacher import get_teacher
-
-    os.environ["KDSCALE_CACHE"] = cache
-    torch.set_num_threads(threads)
-    return get_teacher(from_dict(TeacherSpec, spec_dict), n_pool, root=Path(cache), device="auto"
-                       if torch.cuda.is_available() else "cpu", log=lambda message: None)
-
-
-def _student_trainable(config: dict, teachers: dict | None = None) -> None:
-    """One Tune trial, a pack of students that differ only by seed (often of one): resume from the
-    last checkpoint if any, train, report, write predictions."""
-    import torch
-
-    from kdscale.trial import run_pack
-
-    specs = [from_dict(TrialSpec, trial) for trial in config["pack"]]
-    os.environ["KDSCALE_CACHE"] = config["cache"]
-    torch.set_num_threads(max(1, int(config["cpus"])))
-    resume = None
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            resume = torch.load(Path(directory) / "state.pt", weights_only=True)
-    reports = {"count": 0, "saved": time.monotonic()}
-
-    def on_report(students: list, state) -> None:
-        # A checkpoint every `checkpoint_every_s` seconds, not every report: a short trial that
-        # loses its worker simply starts again, a long one loses at most that much work.
-        reports["count"] += 1
-        metrics = {REPORTS_KEY: json.dumps([[s.id, r] for s, r in zip(specs, students)])}
-        if time.monotonic() - reports["saved"] >= config["checkpoint_every_s"]:
-            with tempfile.TemporaryDirectory() as directory:
-                torch.save(state(), Path(directory) / "state.pt")
-                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
-            reports["saved"] = time.monotonic()
-        else:
-            tune.report(metrics)
-        _maybe_die(config, reports["count"])
-
-    try:
-        outcomes = run_pack(specs, teachers[specs[0].teacher.id], on_report=on_report, resume=resume)
-        store = ResultsStore(config["storage"], config["study"])
-        node = ray.get_runtime_context().get_node_id()
-        rows = []
-        for spec, outcome in zip(specs, outcomes):
-            if outcome.test_probs is not None:
-                store.write_predictions(spec.id, outcome.test_probs, outcome.test_labels)
-            store.write_history(spec.id, outcome.history)
-            if outcome.test_features is not None:
-                store.write_features(spec.id, outcome.test_features)
-            rows.append(outcome.row | {"node_id": node})
-    except Exception as error:  # a bug or an out-of-memory is a failed row, not max_failures retries
-        rows = [spec_row(spec) | {"status": "failed", "error": f"{type(error).__name__}: {error}"[:500]}
-                for spec in specs]
-    tune.report({ROWS_KEY: json.dumps(rows, default=_json_default)})
-
-
-def _maybe_die(config: dict, reports: int) -> None:
-    """Fault injection for the tests: SIGKILL this worker once, after `kill_after_reports` reports."""
-    marker = config.get("kill_marker")
-    if marker and reports == config.get("kill_after_reports") and not os.path.exists(marker):
-        Path(marker).write_text(str(os.getpid()))
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _json_default(value):
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
 
 
 # --- driver -----------------------------------------------------------------------------------
@@ -209,20 +123,6 @@ class _DriverCallback(tune.Callback):
         self.bar.close()
 
 
-def _init_ray(address: str | None, verbose: bool) -> bool:
-    """Start or join Ray; True if this call started it (and so must stop it)."""
-    if ray.is_initialized():
-        return False
-    quiet = logging.INFO if verbose else logging.ERROR
-    kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=verbose, logging_level=quiet,
-                                  configure_logging=True)
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        ray.init(num_cpus=os.cpu_count(), **kwargs)
-    return True
-
-
 def _stream_needs(trials: list[TrialSpec]) -> dict[str, int]:
     """Per teacher id: how much of the training stream its pending students need logits for."""
     needs: dict[str, int] = {}
@@ -257,7 +157,7 @@ def run_study(spec: StudySpec, storage: str = "kdscale_results", tracking_uri: s
     interrupted = False
     try:
         if pending:
-            started_ray = _init_ray(address, verbose)
+            started_ray = init_ray(address, verbose)
             teachers = _train_teachers(spec, pending, cache, log)
             interrupted = _train_students(spec, pending, teachers, store, tracker, cache, len(trials),
                                           len(trials) - len(pending), progress, log, fault)
@@ -325,7 +225,7 @@ def _train_teachers(spec: StudySpec, pending: list[TrialSpec], cache: str, log) 
     teachers = {t.teacher.id: t.teacher for t in pending}
     resources = spec.resources
     threads = max(1, int(resources.cpus_per_trial))
-    task = ray.remote(num_cpus=resources.cpus_per_trial, num_gpus=resources.gpus_per_trial)(_teacher_task)
+    task = ray.remote(num_cpus=resources.cpus_per_trial, num_gpus=resources.gpus_per_trial)(teacher_task)
     refs = {tid: task.remote(to_dict(t), needs[tid], cache, threads) for tid, t in teachers.items()}
     log(f"teachers: {len(refs)} to train or load")
     outputs = {}
@@ -374,7 +274,7 @@ def _train_students(spec: StudySpec, pending: list[TrialSpec], teachers: dict, s
         log(f"students: {len(pending)} in {len(packs)} Tune trials (seeds and objectives of one configuration "
             "packed)")
     callback = _DriverCallback(store, tracker, total, done, log, progress, resources.metrics_every_s)
-    trainable = tune.with_resources(tune.with_parameters(_student_trainable, teachers=teachers),
+    trainable = tune.with_resources(tune.with_parameters(student_trainable, teachers=teachers),
                                     {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial})
     shared = {"storage": store.storage, "study": spec.name, "cache": cache, "cpus": resources.cpus_per_trial,
               "checkpoint_every_s": resources.checkpoint_every_s}
