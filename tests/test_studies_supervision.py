@@ -1,7 +1,8 @@
 """The supervision-signal studies (label_smoothing, temperature, hard_vs_soft): the pure functions of
-analysis.supervision against hand-computed answers, their sections on hand-made tables, and the
-three --quick runs end to end in one shared storage (the second and third adopt the trials they
-share instead of training them)."""
+analysis.supervision against hand-computed answers, their sections (analysis.sections) on hand-made
+tables, and the three --quick runs end to end in one shared storage (the second and third adopt the
+trials they share instead of training them; marked slow). More unit tests of the three sections:
+tests/test_sections_supervision.py."""
 import math
 from types import SimpleNamespace
 
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 
 from analysis.paired import mean_ci
+from analysis.sections import render, temperature
 from analysis.supervision import contrast, increments, kappa_dependence, slope_ci, status_counts, summarize
 from tests.scripts import assert_refused, call_script, load_script, run_script
 
@@ -135,7 +137,6 @@ def test_label_smoothing_section_says_whether_ls_is_flat_and_kd_not(tmp_path):
 
 
 def test_temperature_section_counts_and_shows_diverged_trials(tmp_path):
-    study = load_script("temperature")
     rows = []
     for kappa in (0.05, 1.0):
         for seed in (0, 1):
@@ -147,7 +148,20 @@ def test_temperature_section_counts_and_shows_diverged_trials(tmp_path):
                 rows.append(row("kd", kappa, seed, lt + (0.1 / tau if tau > 1 else 0.03) - 0.02 * seed,
                                 status="diverged" if diverged else "ok", tau=tau, tau_squared=False, fidelity=0.4))
             rows.append(row("l2", kappa, seed, lt + 0.05, fidelity=0.7))
-    section, figures = study.write_section(SimpleNamespace(table=pd.DataFrame(rows)), tmp_path)
+    result = temperature.section(pd.DataFrame(rows), None, tmp_path)
+    section, figures = render(result), result.figures
+    assert result.name == "temperature"
+    status = result.tables["status"].set_index(["arm", "kappa"])
+    assert status["diverged"].sum() == 1 and status.loc[("kd tau=10 no-tau2", 0.05)].tolist() == [1, 1, 0]
+    pi = result.tables["pi"].set_index(["arm", "kappa"])
+    assert pi.loc[("kd tau=10", 0.05), "mean"] == pytest.approx(0.10)
+    assert pi.loc[("l2", 0.05), "mean"] == pytest.approx(0.05)
+    assert pi.loc[("kd tau=1 no-tau2", 0.05), "mean"] == pytest.approx(0.02)
+    assert pi.loc[("kd tau=1 no-tau2", 0.05), "sd"] == pytest.approx(0.02 * math.sqrt(2) / 2)
+    assert pi.loc[("kd tau=10 no-tau2", 0.05)][["n", "mean"]].tolist() == [1, pytest.approx(0.01)]
+    fidelity = result.tables["fidelity"].set_index(["arm", "kappa"])
+    assert fidelity.loc[("kd tau=10", 1.0), "mean"] == pytest.approx(0.8)
+    assert fidelity.loc[("kd tau=10 no-tau2", 1.0), "mean"] == pytest.approx(0.4)
     assert "Diverged trials: 1 of 24: kd tau=10 no-tau2 at kappa=0.05 (1 of 2)." in section
     assert "| 0.05 | +0.010 ± 0.000 | +0.100 ± 0.000 | +0.050 ± 0.000 |" in section  # PI with the factor
     assert "| 0.05 | +0.020 ± 0.014 | +0.010 ± - (1 div.) | +0.050 ± 0.000 |" in section  # without; one seed left
@@ -224,6 +238,7 @@ def test_hard_vs_soft_quick_adopts_lt_and_kd(quick_runs):
     assert (directory / "results" / "hard_vs_soft_quick" / "analysis" / "hard_vs_soft_accuracy.png").exists()
 
 
+@pytest.mark.slow
 def test_temperature_quick_adopts_lt_and_the_factor_is_void_at_tau_1(quick_runs):
     directory, done = quick_runs
     first = done["temperature"].stderr.splitlines()[0]
@@ -239,6 +254,8 @@ def test_temperature_quick_adopts_lt_and_the_factor_is_void_at_tau_1(quick_runs)
     analysis_dir = directory / "results" / "temperature_quick" / "analysis"
     assert (analysis_dir / "temperature_pi_vs_tau.png").exists()
     assert (analysis_dir / "temperature_fidelity_vs_tau.png").exists()
+    factor = pd.read_csv(analysis_dir / "temperature_factor.csv")
+    assert len(factor) == 4 and np.allclose(factor.loc[factor["tau"] == 1.0, "mean"], 0)
 
 
 @pytest.mark.parametrize("name, argv, message", [
