@@ -1,12 +1,13 @@
-"""analysis.sections.temperature on small hand-made tables whose
+"""analysis.sections.temperature and label_smoothing on small hand-made tables whose
 PIs, contrasts and verdicts are computed here by hand; each branch of the answers is reached (the
 stored --quick results reach only some). tests/test_studies_supervision.py has one more per study."""
 import math
+import re
 
 import pandas as pd
 import pytest
 
-from analysis.sections import render, temperature
+from analysis.sections import label_smoothing, render, temperature
 
 T_975_2 = 4.302652730  # Student-t 97.5% quantile, 2 degrees of freedom (3 seeds)
 
@@ -127,3 +128,63 @@ def test_temperature_not_larger_at_small_kappa_and_a_grid_without_tau_1(tmp_path
     assert render(section).endswith("**Answer.**\n\nThe grid needs tau = 1 and another tau to compare them.\n")
     assert section.tables["best_tau"].empty and list(section.tables["best_tau"]) == temperature.BEST_COLUMNS
     assert section.tables["factor"].set_index("tau")["mean"].tolist() == pytest.approx([0.0, 0.0])
+
+
+# --- label_smoothing ------------------------------------------------------------------------------
+
+def test_label_smoothing_numbers_verdicts_and_p_values(tmp_path):
+    # lt = 0.6 + seed / 100; PI of kd 0.30, 0.20, 0.10 (+-0.001 by seed) at kappa 0.01, 0.1, 1: a slope of
+    # -0.1 per decade, F = (0.06 / 2) / (6e-6 / 6) = 3e4 on (2, 6) df (p far below 1e-4); ls 0.02 at every kappa (+-0.001)
+    rows = []
+    for kappa, kd_pi in ((0.01, 0.30), (0.1, 0.20), (1.0, 0.10)):
+        for seed, noise in enumerate((-0.001, 0.0, 0.001)):
+            lt = 0.6 + seed / 100
+            rows += [row("lt", kappa, seed, lt), row("kd", kappa, seed, lt + kd_pi + noise, tau=4.0, tau_squared=True),
+                     row("ls", kappa, seed, lt + 0.02 + noise, epsilon=0.1)]
+    section = label_smoothing.section(pd.DataFrame(rows), None, tmp_path)
+    text = render(section)
+
+    pi = section.tables["pi"].set_index(["arm", "kappa"])
+    assert pi.loc[("kd tau=4", 0.1), ["n", "mean", "sd"]].tolist() == [3, pytest.approx(0.20), pytest.approx(0.001)]
+    assert pi.loc[("ls eps=0.1", 1.0), "mean"] == pytest.approx(0.02)
+    lt = section.tables["lt"].set_index("kappa")
+    assert lt["mean"].tolist() == pytest.approx([0.61] * 3) and lt["sd"].tolist() == pytest.approx([0.01] * 3)
+    tests = section.tables["kappa_dependence"].set_index("arm")
+    assert tests.loc["kd tau=4", "slope"] == pytest.approx(-0.1) and tests.loc["kd tau=4", "f"] == pytest.approx(3e4)
+    assert tests.loc["kd tau=4", "p"] < 1e-4 and tests.loc["kd tau=4", "verdict"] == "varies"
+    assert tests.loc["ls eps=0.1", "f"] == pytest.approx(0, abs=1e-9) and tests.loc["ls eps=0.1", "verdict"] == "flat"
+    assert tests["range"].tolist() == pytest.approx([0.0, 0.2])
+    conclusions = section.tables["conclusions"]
+    assert conclusions[["kd", "ls", "kd_verdict", "ls_verdict", "holds"]].values.tolist() == [
+        ["kd tau=4", "ls eps=0.1", "varies", "flat", True]]
+
+    assert "| kappa | acc(lt) | PI ls eps=0.1 | PI kd tau=4 | seeds |" in text
+    assert "| 0.01 | 0.610 ± 0.010 | +0.020 ± 0.001 | +0.300 ± 0.001 | 3 |" in text
+    p_text = f"{tests.loc['kd tau=4', 'p']:.1e}"
+    assert re.fullmatch(r"\d\.\de-\d+", p_text)
+    assert "| kd tau=4 | -0.1000 [" in text and f"F = 30000.00, p = {p_text} | 0.200 | varies |" in text
+    assert "- **ls eps=0.1** against **kd tau=4**: ls is flat (range 0.000, slope " in text  # slope +-0.0000
+    assert (f"/decade, p = 1), kd varies with kappa (range 0.200, p = {p_text}): the conclusion \"ls is flat in "
+            "kappa, kd is not\" **holds** here.") in text
+    assert text.endswith("In size: the per-kappa mean PI of ls eps=0.1 from +0.020 to +0.020 (range 0.000); "
+                         "kd tau=4 from +0.100 to +0.300 (range 0.200).\n\n")  # no ratio against a flat ls
+    assert section.figures == [tmp_path / "label_smoothing_pi_vs_kappa.png"] and section.figures[0].stat().st_size > 0
+
+
+def test_label_smoothing_one_seed_is_inconclusive_and_ratios_span_two_ls_arms(tmp_path):
+    # one seed: no ANOVA, no slope (two kappas), p shown as "-"; kd's range 0.2 over ls ranges 0.1 and 0.05
+    rows = []
+    for kappa, kd_pi, ls_a, ls_b in ((0.1, 0.3, 0.0, 0.0), (1.0, 0.1, 0.1, 0.05)):
+        rows += [row("lt", kappa, 0, 0.5), row("kd", kappa, 0, 0.5 + kd_pi, tau=4.0, tau_squared=True),
+                 row("ls", kappa, 0, 0.5 + ls_a, epsilon=0.1), row("ls", kappa, 0, 0.5 + ls_b, epsilon=0.05)]
+    section = label_smoothing.section(pd.DataFrame(rows), None, tmp_path)
+    text = render(section)
+    tests = section.tables["kappa_dependence"].set_index("arm")
+    assert tests["verdict"].tolist() == ["inconclusive"] * 3 and tests["p"].isna().all()
+    assert tests["range"].tolist() == pytest.approx([0.05, 0.1, 0.2])
+    assert section.tables["conclusions"]["range_ratio"].tolist() == pytest.approx([4.0, 2.0])
+    assert not section.tables["conclusions"]["holds"].any()
+    assert "| 0.1 | 0.500 ± - | +0.000 ± - | +0.000 ± - | +0.300 ± - | 1 |" in text
+    assert "F = nan, p = - | 0.200 | inconclusive |" in text
+    assert "kd is inconclusive (range 0.200, p = -)" in text
+    assert "kd's PI moves 2.0 to 4.0 times as much over kappa as ls's." in text

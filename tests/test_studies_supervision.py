@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from analysis.paired import mean_ci
-from analysis.sections import render, temperature
+from analysis.sections import label_smoothing, render, temperature
 from analysis.supervision import contrast, increments, kappa_dependence, slope_ci, status_counts, summarize
 from tests.scripts import assert_refused, call_script, load_script, run_script
 
@@ -117,7 +117,6 @@ def test_status_counts_keep_diverged_trials():
 # --- the sections on hand-made tables --------------------------------------------------------------
 
 def test_label_smoothing_section_says_whether_ls_is_flat_and_kd_not(tmp_path):
-    study = load_script("label_smoothing")
     rows = []
     for kappa, kd_pi in ((0.05, 0.30), (0.5, 0.20), (4.0, 0.10)):
         for seed, noise in enumerate((-0.002, 0.0, 0.002)):
@@ -125,7 +124,21 @@ def test_label_smoothing_section_says_whether_ls_is_flat_and_kd_not(tmp_path):
             rows += [row("lt", kappa, seed, lt), row("kd", kappa, seed, lt + kd_pi + noise, tau=4.0, tau_squared=True),
                      row("ls", kappa, seed, lt + 0.01 + noise, epsilon=0.1),  # flat
                      row("ls", kappa, seed, lt + kd_pi / 2 + noise, epsilon=0.0855)]  # varies like kd
-    section, figures = study.write_section(SimpleNamespace(table=pd.DataFrame(rows)), tmp_path)
+    result = label_smoothing.section(pd.DataFrame(rows), None, tmp_path)
+    section, figures = render(result), result.figures
+    assert result.name == "label_smoothing"
+    pi = result.tables["pi"].set_index(["arm", "kappa"])
+    assert pi.loc[("kd tau=4", 0.05), "n"] == 3 and pi.loc[("kd tau=4", 0.05), "mean"] == pytest.approx(0.30)
+    assert pi.loc[("kd tau=4", 0.05), "sd"] == pytest.approx(0.002)
+    assert pi.loc[("ls eps=0.0855", 4.0), "mean"] == pytest.approx(0.05)
+    assert result.tables["lt"].set_index("kappa").loc[0.05, "mean"] == pytest.approx(0.515)
+    tests = result.tables["kappa_dependence"].set_index("arm")
+    assert tests["verdict"].to_dict() == {"ls eps=0.0855": "varies", "ls eps=0.1": "flat", "kd tau=4": "varies"}
+    assert tests.loc["kd tau=4", "range"] == pytest.approx(0.2) and tests.loc["ls eps=0.1", "range"] == pytest.approx(0)
+    conclusions = result.tables["conclusions"].set_index("ls")
+    assert conclusions["holds"].to_dict() == {"ls eps=0.0855": False, "ls eps=0.1": True}
+    assert conclusions.loc["ls eps=0.0855", "range_ratio"] == pytest.approx(2.0)
+    assert math.isnan(conclusions.loc["ls eps=0.1", "range_ratio"])
     assert "| 0.05 | 0.515 ± 0.010 | +0.150 ± 0.002 | +0.010 ± 0.002 | +0.300 ± 0.002 | 3 |" in section
     assert "**ls eps=0.1** against **kd tau=4**: ls is flat" in section
     assert "kd varies with kappa" in section
@@ -205,6 +218,7 @@ def table_of(directory, study):
     return ResultsStore(str(directory / "results"), study).table()
 
 
+@pytest.mark.slow
 def test_label_smoothing_quick_trains_its_grid(quick_runs):
     directory, done = quick_runs
     first = done["label_smoothing"].stderr.splitlines()[0]
@@ -218,6 +232,8 @@ def test_label_smoothing_quick_trains_its_grid(quick_runs):
     assert sorted(table.loc[table["objective"] == "ls", "epsilon"].unique()) == [0.0855, 0.1]
     analysis_dir = directory / "results" / "label_smoothing_quick" / "analysis"
     assert (analysis_dir / "label_smoothing_pi_vs_kappa.png").exists()
+    tests = pd.read_csv(analysis_dir / "label_smoothing_kappa_dependence.csv")  # the section's numbers, as CSV
+    assert sorted(tests["arm"]) == ["kd tau=4", "ls eps=0.0855", "ls eps=0.1"] and (tests["kappas"] == 2).all()
     assert "## Label smoothing against distillation" in (analysis_dir / "report.md").read_text()
     # a rerun trains nothing
     again = run_script("label_smoothing", directory, "--quick", "--no-analysis", timeout=120)
