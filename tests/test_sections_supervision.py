@@ -1,4 +1,4 @@
-"""analysis.sections.temperature and label_smoothing on small hand-made tables whose
+"""analysis.sections.temperature, label_smoothing and hard_vs_soft on small hand-made tables whose
 PIs, contrasts and verdicts are computed here by hand; each branch of the answers is reached (the
 stored --quick results reach only some). tests/test_studies_supervision.py has one more per study."""
 import math
@@ -7,7 +7,7 @@ import re
 import pandas as pd
 import pytest
 
-from analysis.sections import label_smoothing, render, temperature
+from analysis.sections import hard_vs_soft, label_smoothing, render, temperature
 
 T_975_2 = 4.302652730  # Student-t 97.5% quantile, 2 degrees of freedom (3 seeds)
 
@@ -188,3 +188,46 @@ def test_label_smoothing_one_seed_is_inconclusive_and_ratios_span_two_ls_arms(tm
     assert "F = nan, p = - | 0.200 | inconclusive |" in text
     assert "kd is inconclusive (range 0.200, p = -)" in text
     assert "kd's PI moves 2.0 to 4.0 times as much over kappa as ls's." in text
+
+
+# --- hard_vs_soft ----------------------------------------------------------------------------------
+
+def test_hard_vs_soft_above_below_and_one_seed(tmp_path):
+    # kd - hard: +0.10 (sd 0.01) at kappa 0.1, -0.05 (sd 0.01) at kappa 1; kappa 4 has seed 0 only
+    rows = []
+    for kappa, gain, noises in ((0.1, 0.10, (-0.01, 0.0, 0.01)), (1.0, -0.05, (-0.01, 0.0, 0.01)), (4.0, 0.3, (0.0,))):
+        for seed, noise in enumerate(noises):
+            rows += [row("lt", kappa, seed, 0.5), row("hard", kappa, seed, 0.5 + kappa / 100, fidelity=0.8),
+                     row("kd", kappa, seed, 0.5 + kappa / 100 + gain + noise, tau=4.0, tau_squared=True)]
+    section = hard_vs_soft.section(pd.DataFrame(rows), None, tmp_path)
+    text = render(section)
+    half = T_975_2 * 0.01 / math.sqrt(3)
+
+    soft = section.tables["soft_minus_hard"].set_index("kappa")
+    assert soft["n"].tolist() == [3, 3, 1] and soft["mean"].tolist() == pytest.approx([0.10, -0.05, 0.30])
+    assert soft["high"].iloc[1] == pytest.approx(-0.05 + half) and soft["sign"].tolist() == ["above", "below", "unclear"]
+    assert set(soft["arm"]) == {"kd tau=4"}
+    pi = section.tables["pi"].set_index(["arm", "kappa"])
+    assert pi.xs("hard", level="arm")["mean"].tolist() == pytest.approx([0.001, 0.01, 0.04])
+    accuracy = section.tables["accuracy"].set_index(["arm", "kappa"])
+    assert accuracy.loc[("kd tau=4", 4.0), ["n", "mean"]].tolist() == [1, pytest.approx(0.84)]
+    assert "| 4 | 0.500 ± - | 0.540 ± - | 0.840 ± - | +0.040 ± - | +0.340 ± - | +0.300 | 1 | 0.800 ± - |" in text
+    assert text.endswith(
+        "**Answer.** The soft targets beat the teacher's hard labels at kappa = 0.1 (95% CI of kd tau=4 - hard "
+        f"above 0; largest at kappa = 0.1, +0.100 [{0.1 - half:+.3f}, {0.1 + half:+.3f}]); hard labels do better "
+        "at kappa = 1; no difference can be told at kappa = 4 (CI across 0, or one seed); relabelling alone "
+        "(hard - lt) ranges from +0.001 to +0.040 over kappa.\n\n")
+    assert section.figures == [tmp_path / "hard_vs_soft_accuracy.png"]
+
+
+@pytest.mark.filterwarnings("ignore:No artists with labels found")  # the right panel has nothing to draw
+def test_hard_vs_soft_without_hard_trials(tmp_path):
+    rows = [row("lt", 0.1, s, 0.5) for s in (0, 1)] + \
+           [row("kd", 0.1, s, 0.6 + s / 100, tau=4.0, tau_squared=True) for s in (0, 1)]
+    section = hard_vs_soft.section(pd.DataFrame(rows), None, tmp_path)
+    text = render(section)
+    assert section.tables["soft_minus_hard"].empty
+    assert section.tables["pi"].set_index("arm").loc["kd tau=4", "mean"] == pytest.approx(0.105)
+    assert "| 0.1 | 0.500 ± 0.000 | - | 0.605 ± 0.007 | - | +0.105 ± 0.007 | - | 0 | - |" in text
+    assert "**Answer.** No kappa has both a kd and a hard trial." in text
+    assert section.figures[0].stat().st_size > 0

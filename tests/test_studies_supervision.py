@@ -4,16 +4,15 @@ tables, and the three --quick runs end to end in one shared storage (the second 
 trials they share instead of training them; marked slow). More unit tests of the three sections:
 tests/test_sections_supervision.py."""
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from analysis.paired import mean_ci
-from analysis.sections import label_smoothing, render, temperature
+from analysis.sections import hard_vs_soft, label_smoothing, render, temperature
 from analysis.supervision import contrast, increments, kappa_dependence, slope_ci, status_counts, summarize
-from tests.scripts import assert_refused, call_script, load_script, run_script
+from tests.scripts import assert_refused, call_script, run_script
 
 T_975 = {1: 12.706204736, 2: 4.302652730, 7: 2.364624252}  # Student-t 97.5% quantiles by degrees of freedom
 
@@ -184,19 +183,30 @@ def test_temperature_section_counts_and_shows_diverged_trials(tmp_path):
 
 
 def test_hard_vs_soft_section_names_the_kappas_where_soft_targets_matter(tmp_path):
-    study = load_script("hard_vs_soft")
     rows = []
     for kappa, soft_gain in ((0.1, 0.20), (4.0, 0.0)):
         for seed, noise in enumerate((-0.01, 0.0, 0.01)):
             rows += [row("lt", kappa, seed, 0.5), row("hard", kappa, seed, 0.52, fidelity=0.9),
                      row("kd", kappa, seed, 0.52 + soft_gain + noise, tau=4.0, tau_squared=True)]
-    section, _ = study.write_section(SimpleNamespace(table=pd.DataFrame(rows)), tmp_path)
+    result = hard_vs_soft.section(pd.DataFrame(rows), None, tmp_path)
+    section = render(result)
     half = T_975[2] * 0.01 / math.sqrt(3)
+    assert result.name == "hard_vs_soft"
+    soft = result.tables["soft_minus_hard"].set_index("kappa")
+    assert soft.loc[0.1, "n"] == 3 and soft.loc[0.1, "mean"] == pytest.approx(0.2)
+    assert soft.loc[0.1, "low"] == pytest.approx(0.2 - half) and soft.loc[0.1, "high"] == pytest.approx(0.2 + half)
+    assert soft["sign"].to_dict() == {0.1: "above", 4.0: "unclear"}
+    pi = result.tables["pi"].set_index(["arm", "kappa"])
+    assert pi.loc[("hard", 0.1), "mean"] == pytest.approx(0.02)
+    assert pi.loc[("kd tau=4", 0.1), "mean"] == pytest.approx(0.22)
+    assert result.tables["fidelity"].set_index(["arm", "kappa"]).loc[("hard", 0.1), "mean"] == pytest.approx(0.9)
+    assert result.tables["accuracy"].set_index(["arm", "kappa"]).loc[("kd tau=4", 0.1), "sd"] == pytest.approx(0.01)
     assert f"| 0.1 | 0.500 ± 0.000 | 0.520 ± 0.000 | 0.720 ± 0.010 | +0.020 ± 0.000 | +0.220 ± 0.010 | " \
            f"+0.200 [{0.2 - half:+.3f}, {0.2 + half:+.3f}] | 3 | 0.900 ± 0.000 |" in section
     assert "soft targets beat the teacher's hard labels at kappa = 0.1 (" in section
     assert "no difference can be told at kappa = 4" in section
     assert (tmp_path / "hard_vs_soft_accuracy.png").exists()
+    assert result.figures == [tmp_path / "hard_vs_soft_accuracy.png"]
 
 
 # --- the three --quick runs, sharing one storage -----------------------------------------------------
@@ -240,6 +250,7 @@ def test_label_smoothing_quick_trains_its_grid(quick_runs):
     assert again.returncode == 0 and "16 trials, 16 already finished, 0 to train" in again.stderr
 
 
+@pytest.mark.slow
 def test_hard_vs_soft_quick_adopts_lt_and_kd(quick_runs):
     directory, done = quick_runs
     first = done["hard_vs_soft"].stderr.splitlines()[0]
@@ -252,6 +263,8 @@ def test_hard_vs_soft_quick_adopts_lt_and_kd(quick_runs):
     common = table[table["objective"].isin(["lt", "kd"])].set_index("trial_id")["test_acc"]
     assert len(common) == 8 and common.equals(shared.set_index("trial_id")["test_acc"].loc[common.index])
     assert (directory / "results" / "hard_vs_soft_quick" / "analysis" / "hard_vs_soft_accuracy.png").exists()
+    soft = pd.read_csv(directory / "results" / "hard_vs_soft_quick" / "analysis" / "hard_vs_soft_soft_minus_hard.csv")
+    assert soft["kappa"].tolist() == [0.05, 1.0] and (soft["n"] == 2).all()
 
 
 @pytest.mark.slow
