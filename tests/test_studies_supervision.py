@@ -1,17 +1,18 @@
 """The supervision-signal studies (label_smoothing, temperature, hard_vs_soft): the pure functions of
-analysis.supervision against hand-computed answers, their sections on hand-made tables, and the
-three --quick runs end to end in one shared storage (the second and third adopt the trials they
-share instead of training them)."""
+analysis.supervision against hand-computed answers, their sections (analysis.sections) on hand-made
+tables, and the three --quick runs end to end in one shared storage (the second and third adopt the
+trials they share instead of training them; marked slow). More unit tests of the three sections:
+tests/test_sections_supervision.py."""
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from analysis.paired import mean_ci
+from analysis.sections import hard_vs_soft, label_smoothing, render, temperature
 from analysis.supervision import contrast, increments, kappa_dependence, slope_ci, status_counts, summarize
-from tests.scripts import assert_refused, call_script, load_script, run_script
+from tests.scripts import assert_refused, call_script, run_script
 
 T_975 = {1: 12.706204736, 2: 4.302652730, 7: 2.364624252}  # Student-t 97.5% quantiles by degrees of freedom
 
@@ -115,7 +116,6 @@ def test_status_counts_keep_diverged_trials():
 # --- the sections on hand-made tables --------------------------------------------------------------
 
 def test_label_smoothing_section_says_whether_ls_is_flat_and_kd_not(tmp_path):
-    study = load_script("label_smoothing")
     rows = []
     for kappa, kd_pi in ((0.05, 0.30), (0.5, 0.20), (4.0, 0.10)):
         for seed, noise in enumerate((-0.002, 0.0, 0.002)):
@@ -123,7 +123,21 @@ def test_label_smoothing_section_says_whether_ls_is_flat_and_kd_not(tmp_path):
             rows += [row("lt", kappa, seed, lt), row("kd", kappa, seed, lt + kd_pi + noise, tau=4.0, tau_squared=True),
                      row("ls", kappa, seed, lt + 0.01 + noise, epsilon=0.1),  # flat
                      row("ls", kappa, seed, lt + kd_pi / 2 + noise, epsilon=0.0855)]  # varies like kd
-    section, figures = study.write_section(SimpleNamespace(table=pd.DataFrame(rows)), tmp_path)
+    result = label_smoothing.section(pd.DataFrame(rows), None, tmp_path)
+    section, figures = render(result), result.figures
+    assert result.name == "label_smoothing"
+    pi = result.tables["pi"].set_index(["arm", "kappa"])
+    assert pi.loc[("kd tau=4", 0.05), "n"] == 3 and pi.loc[("kd tau=4", 0.05), "mean"] == pytest.approx(0.30)
+    assert pi.loc[("kd tau=4", 0.05), "sd"] == pytest.approx(0.002)
+    assert pi.loc[("ls eps=0.0855", 4.0), "mean"] == pytest.approx(0.05)
+    assert result.tables["lt"].set_index("kappa").loc[0.05, "mean"] == pytest.approx(0.515)
+    tests = result.tables["kappa_dependence"].set_index("arm")
+    assert tests["verdict"].to_dict() == {"ls eps=0.0855": "varies", "ls eps=0.1": "flat", "kd tau=4": "varies"}
+    assert tests.loc["kd tau=4", "range"] == pytest.approx(0.2) and tests.loc["ls eps=0.1", "range"] == pytest.approx(0)
+    conclusions = result.tables["conclusions"].set_index("ls")
+    assert conclusions["holds"].to_dict() == {"ls eps=0.0855": False, "ls eps=0.1": True}
+    assert conclusions.loc["ls eps=0.0855", "range_ratio"] == pytest.approx(2.0)
+    assert math.isnan(conclusions.loc["ls eps=0.1", "range_ratio"])
     assert "| 0.05 | 0.515 ± 0.010 | +0.150 ± 0.002 | +0.010 ± 0.002 | +0.300 ± 0.002 | 3 |" in section
     assert "**ls eps=0.1** against **kd tau=4**: ls is flat" in section
     assert "kd varies with kappa" in section
@@ -135,7 +149,6 @@ def test_label_smoothing_section_says_whether_ls_is_flat_and_kd_not(tmp_path):
 
 
 def test_temperature_section_counts_and_shows_diverged_trials(tmp_path):
-    study = load_script("temperature")
     rows = []
     for kappa in (0.05, 1.0):
         for seed in (0, 1):
@@ -147,7 +160,20 @@ def test_temperature_section_counts_and_shows_diverged_trials(tmp_path):
                 rows.append(row("kd", kappa, seed, lt + (0.1 / tau if tau > 1 else 0.03) - 0.02 * seed,
                                 status="diverged" if diverged else "ok", tau=tau, tau_squared=False, fidelity=0.4))
             rows.append(row("l2", kappa, seed, lt + 0.05, fidelity=0.7))
-    section, figures = study.write_section(SimpleNamespace(table=pd.DataFrame(rows)), tmp_path)
+    result = temperature.section(pd.DataFrame(rows), None, tmp_path)
+    section, figures = render(result), result.figures
+    assert result.name == "temperature"
+    status = result.tables["status"].set_index(["arm", "kappa"])
+    assert status["diverged"].sum() == 1 and status.loc[("kd tau=10 no-tau2", 0.05)].tolist() == [1, 1, 0]
+    pi = result.tables["pi"].set_index(["arm", "kappa"])
+    assert pi.loc[("kd tau=10", 0.05), "mean"] == pytest.approx(0.10)
+    assert pi.loc[("l2", 0.05), "mean"] == pytest.approx(0.05)
+    assert pi.loc[("kd tau=1 no-tau2", 0.05), "mean"] == pytest.approx(0.02)
+    assert pi.loc[("kd tau=1 no-tau2", 0.05), "sd"] == pytest.approx(0.02 * math.sqrt(2) / 2)
+    assert pi.loc[("kd tau=10 no-tau2", 0.05)][["n", "mean"]].tolist() == [1, pytest.approx(0.01)]
+    fidelity = result.tables["fidelity"].set_index(["arm", "kappa"])
+    assert fidelity.loc[("kd tau=10", 1.0), "mean"] == pytest.approx(0.8)
+    assert fidelity.loc[("kd tau=10 no-tau2", 1.0), "mean"] == pytest.approx(0.4)
     assert "Diverged trials: 1 of 24: kd tau=10 no-tau2 at kappa=0.05 (1 of 2)." in section
     assert "| 0.05 | +0.010 ± 0.000 | +0.100 ± 0.000 | +0.050 ± 0.000 |" in section  # PI with the factor
     assert "| 0.05 | +0.020 ± 0.014 | +0.010 ± - (1 div.) | +0.050 ± 0.000 |" in section  # without; one seed left
@@ -157,19 +183,30 @@ def test_temperature_section_counts_and_shows_diverged_trials(tmp_path):
 
 
 def test_hard_vs_soft_section_names_the_kappas_where_soft_targets_matter(tmp_path):
-    study = load_script("hard_vs_soft")
     rows = []
     for kappa, soft_gain in ((0.1, 0.20), (4.0, 0.0)):
         for seed, noise in enumerate((-0.01, 0.0, 0.01)):
             rows += [row("lt", kappa, seed, 0.5), row("hard", kappa, seed, 0.52, fidelity=0.9),
                      row("kd", kappa, seed, 0.52 + soft_gain + noise, tau=4.0, tau_squared=True)]
-    section, _ = study.write_section(SimpleNamespace(table=pd.DataFrame(rows)), tmp_path)
+    result = hard_vs_soft.section(pd.DataFrame(rows), None, tmp_path)
+    section = render(result)
     half = T_975[2] * 0.01 / math.sqrt(3)
+    assert result.name == "hard_vs_soft"
+    soft = result.tables["soft_minus_hard"].set_index("kappa")
+    assert soft.loc[0.1, "n"] == 3 and soft.loc[0.1, "mean"] == pytest.approx(0.2)
+    assert soft.loc[0.1, "low"] == pytest.approx(0.2 - half) and soft.loc[0.1, "high"] == pytest.approx(0.2 + half)
+    assert soft["sign"].to_dict() == {0.1: "above", 4.0: "unclear"}
+    pi = result.tables["pi"].set_index(["arm", "kappa"])
+    assert pi.loc[("hard", 0.1), "mean"] == pytest.approx(0.02)
+    assert pi.loc[("kd tau=4", 0.1), "mean"] == pytest.approx(0.22)
+    assert result.tables["fidelity"].set_index(["arm", "kappa"]).loc[("hard", 0.1), "mean"] == pytest.approx(0.9)
+    assert result.tables["accuracy"].set_index(["arm", "kappa"]).loc[("kd tau=4", 0.1), "sd"] == pytest.approx(0.01)
     assert f"| 0.1 | 0.500 ± 0.000 | 0.520 ± 0.000 | 0.720 ± 0.010 | +0.020 ± 0.000 | +0.220 ± 0.010 | " \
            f"+0.200 [{0.2 - half:+.3f}, {0.2 + half:+.3f}] | 3 | 0.900 ± 0.000 |" in section
     assert "soft targets beat the teacher's hard labels at kappa = 0.1 (" in section
     assert "no difference can be told at kappa = 4" in section
     assert (tmp_path / "hard_vs_soft_accuracy.png").exists()
+    assert result.figures == [tmp_path / "hard_vs_soft_accuracy.png"]
 
 
 # --- the three --quick runs, sharing one storage -----------------------------------------------------
@@ -191,6 +228,7 @@ def table_of(directory, study):
     return ResultsStore(str(directory / "results"), study).table()
 
 
+@pytest.mark.slow
 def test_label_smoothing_quick_trains_its_grid(quick_runs):
     directory, done = quick_runs
     first = done["label_smoothing"].stderr.splitlines()[0]
@@ -204,12 +242,15 @@ def test_label_smoothing_quick_trains_its_grid(quick_runs):
     assert sorted(table.loc[table["objective"] == "ls", "epsilon"].unique()) == [0.0855, 0.1]
     analysis_dir = directory / "results" / "label_smoothing_quick" / "analysis"
     assert (analysis_dir / "label_smoothing_pi_vs_kappa.png").exists()
+    tests = pd.read_csv(analysis_dir / "label_smoothing_kappa_dependence.csv")  # the section's numbers, as CSV
+    assert sorted(tests["arm"]) == ["kd tau=4", "ls eps=0.0855", "ls eps=0.1"] and (tests["kappas"] == 2).all()
     assert "## Label smoothing against distillation" in (analysis_dir / "report.md").read_text()
     # a rerun trains nothing
     again = run_script("label_smoothing", directory, "--quick", "--no-analysis", timeout=120)
     assert again.returncode == 0 and "16 trials, 16 already finished, 0 to train" in again.stderr
 
 
+@pytest.mark.slow
 def test_hard_vs_soft_quick_adopts_lt_and_kd(quick_runs):
     directory, done = quick_runs
     first = done["hard_vs_soft"].stderr.splitlines()[0]
@@ -222,8 +263,11 @@ def test_hard_vs_soft_quick_adopts_lt_and_kd(quick_runs):
     common = table[table["objective"].isin(["lt", "kd"])].set_index("trial_id")["test_acc"]
     assert len(common) == 8 and common.equals(shared.set_index("trial_id")["test_acc"].loc[common.index])
     assert (directory / "results" / "hard_vs_soft_quick" / "analysis" / "hard_vs_soft_accuracy.png").exists()
+    soft = pd.read_csv(directory / "results" / "hard_vs_soft_quick" / "analysis" / "hard_vs_soft_soft_minus_hard.csv")
+    assert soft["kappa"].tolist() == [0.05, 1.0] and (soft["n"] == 2).all()
 
 
+@pytest.mark.slow
 def test_temperature_quick_adopts_lt_and_the_factor_is_void_at_tau_1(quick_runs):
     directory, done = quick_runs
     first = done["temperature"].stderr.splitlines()[0]
@@ -239,6 +283,8 @@ def test_temperature_quick_adopts_lt_and_the_factor_is_void_at_tau_1(quick_runs)
     analysis_dir = directory / "results" / "temperature_quick" / "analysis"
     assert (analysis_dir / "temperature_pi_vs_tau.png").exists()
     assert (analysis_dir / "temperature_fidelity_vs_tau.png").exists()
+    factor = pd.read_csv(analysis_dir / "temperature_factor.csv")
+    assert len(factor) == 4 and np.allclose(factor.loc[factor["tau"] == 1.0, "mean"], 0)
 
 
 @pytest.mark.parametrize("name, argv, message", [
