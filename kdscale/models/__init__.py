@@ -11,6 +11,7 @@ Families (`python -m kdscale.models` prints their parameter counts at a few widt
 - `cnn1d`: the MNIST-1D reference CNN, `width` channels.
 - `cnn2d`: the paper's vanilla CNN, channels width * (1, 2, 3, 8); option `batch_norm`.
 - `resnet18`: CIFAR-style ResNet-18 from torchvision's BasicBlock, stages width * (1, 2, 4, 8).
+- `resnet50`: CIFAR-style ResNet-50 from torchvision's Bottleneck, inner channels width * (1, 2, 4, 8).
 
 A new family is one file with a builder `(width, input_shape, num_classes, **options)` decorated
 with `@MODELS.register("name")`, and one import line below. The builder's keyword arguments are
