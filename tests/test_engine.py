@@ -47,6 +47,7 @@ def check_exactly_once(tmp_path, spec):
     return table, runs
 
 
+@pytest.mark.slow
 def test_study_lands_in_store_and_mlflow_and_reruns_train_nothing(tmp_path):
     spec = small_study()
     first = run(spec, tmp_path)
@@ -68,6 +69,7 @@ def test_study_lands_in_store_and_mlflow_and_reruns_train_nothing(tmp_path):
     check_exactly_once(tmp_path, small_study(kappas=(0.25, 0.5, 1.0)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seeds", [(0,), (0, 1)], ids=["alone", "pack-of-2"])
 def test_a_killed_worker_resumes_its_trial_from_the_checkpoint(tmp_path, seeds):
     spec = small_study(name="worker_kill", kappas=(0.5,), seeds=seeds, objectives=("kd",),
@@ -117,6 +119,7 @@ DRIVER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_killed_driver_continues_with_the_same_command(tmp_path):
     script = tmp_path / "driver.py"
     script.write_text(DRIVER.format(tests=str(REPO / "tests"), tmp=str(tmp_path)))
@@ -151,6 +154,7 @@ def test_a_killed_driver_continues_with_the_same_command(tmp_path):
     check_exactly_once(tmp_path, spec)  # ... and now none is RUNNING or duplicated
 
 
+@pytest.mark.slow
 def test_trials_land_on_several_nodes_of_a_real_cluster(tmp_path):
     import ray
     from ray.cluster_utils import Cluster
@@ -198,6 +202,7 @@ def test_lt_cells_are_shared_across_taus():
     assert len({t.id for t in spec.trials()}) == 12
 
 
+@pytest.mark.slow
 def test_studies_under_one_storage_share_trials_and_train_nothing_twice(tmp_path):
     """The shared trial cache: a second study adopts the cells the first one finished (row, files,
     an MLflow run tagged with their source) and trains only its own; a trial that needs extras the
