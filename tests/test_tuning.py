@@ -1,7 +1,7 @@
 """`kdscale tune`, `--recipe tuned-lt` and studies/fair_recipe.py: the validation split, the search
-(never the test set), the tuned file's round trip into a study, bad input, the --quick study."""
+(never the test set), the tuned file's round trip into a study, bad input, the --quick study. The
+section's numbers: tests/test_sections_fair_recipe.py."""
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,10 +18,6 @@ from kdscale.errors import SpecError
 from kdscale.study import StudySpec
 from kdscale.tracking import tuning_runs
 from tests.scripts import assert_refused, call_script, run_script
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "studies"))
-import fair_recipe  # noqa: E402
 
 
 class PoisonedTest:
@@ -105,6 +101,7 @@ def test_a_hand_written_tuned_file_round_trips_into_recipe_overrides(tmp_path):
 # --- the search: deterministic, and blind to the test set ---------------------------------------
 
 
+@pytest.mark.slow
 def test_the_search_never_reads_the_test_set(tmp_path, monkeypatch):
     monkeypatch.setitem(DATASETS._entries, "mnist1d-poisoned-test", PoisonedTest)  # this test only
     base = replace(tuning.base_recipe("mnist1d"), steps=60)  # the base (lr 0.02, wd 5e-4, 60 steps) is sample 1
@@ -196,6 +193,7 @@ def quick_run(shared, ray_address):
     return run_script("fair_recipe", shared, "--quick", address=ray_address)
 
 
+@pytest.mark.slow
 def test_fair_recipe_quick_end_to_end(shared, quick_run):
     done = quick_run
     assert done.returncode == 0, done.stderr[-3000:]
@@ -215,9 +213,12 @@ def test_fair_recipe_quick_end_to_end(shared, quick_run):
         assert set(rows["lr"]) == {entry["best"]["lr"]} and set(rows["budget"]) == {f"steps={entry['best']['steps']}"}
     analysis = shared / "results" / "fair_tuned_quick" / "analysis"
     assert (analysis / "fair_recipe_pi.png").exists() and (analysis / "fair_recipe_tuned.png").exists()
+    summary = pd.read_csv(analysis / "fair_recipe_summary.csv")  # the section's numbers beside its text
+    assert sorted(set(summary["comparison"])) == ["default", "fair", "shared"] and set(summary["kappa"]) == {0.05, 1.0}
     assert "## Fair recipe" in (analysis / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_model_size_tuned_lt_reads_the_same_tuning_into_the_same_trials(shared, quick_run, ray_address):
     assert quick_run.returncode == 0
     done = run_script("model_size", shared, "--quick", "--recipe", "tuned-lt", "--pairs", "cnn1d:width=16>cnn1d:width=16",
@@ -227,6 +228,7 @@ def test_model_size_tuned_lt_reads_the_same_tuning_into_the_same_trials(shared, 
         in done.stderr
 
 
+@pytest.mark.slow
 def test_fair_recipe_rerun_tunes_and_trains_nothing(shared, quick_run, ray_address):
     assert quick_run.returncode == 0
     done = run_script("fair_recipe", shared, "--quick", "--no-analysis", address=ray_address)
@@ -234,51 +236,3 @@ def test_fair_recipe_rerun_tunes_and_trains_nothing(shared, quick_run, ray_addre
     assert done.stderr.count("reusing the stored search") == 2
     assert "study fair_default_quick: 8 trials, 8 already finished, 0 to train" in done.stderr
     assert "study fair_tuned_quick: 8 trials, 8 already finished, 0 to train" in done.stderr
-
-
-# --- the study's numbers, by hand -----------------------------------------------------------------
-
-
-def _rows(kappa, objective, accs, statuses=None):
-    statuses = statuses or ["ok"] * len(accs)
-    return [{"kappa": kappa, "objective": objective, "seed": seed, "test_acc": acc, "status": status}
-            for seed, (acc, status) in enumerate(zip(accs, statuses))]
-
-
-HAND = pd.DataFrame(
-    _rows(0.1, "lt", [0.4, 0.5, 0.6]) + _rows(0.1, "kd", [0.7, 0.8, 0.9])
-    + _rows(1.0, "lt", [0.8, 0.8, 0.8]) + _rows(1.0, "kd", [0.85, 0.8, 0.75])
-    + _rows(2.0, "lt", [0.9, 0.9, 0.9]) + _rows(2.0, "kd", [0.95, 0.05, None], ["ok", "ok", "diverged"]))
-
-
-def test_summarize_by_hand():
-    s = fair_recipe.summarize(HAND, chance=0.1)
-    assert s.loc[0.1, "n"] == 3 and s.loc[0.1, "pi_mean"] == pytest.approx(0.3)
-    assert s.loc[0.1, "pi_sd"] == pytest.approx(0.0, abs=1e-12) and s.loc[0.1, "pi_low"] == pytest.approx(0.3)
-    assert s.loc[0.1, "pg_mean"] == pytest.approx((0.7 / 0.4 + 0.8 / 0.5 + 0.9 / 0.6) / 3)
-    # kappa 1: PI = 0.05, 0, -0.05: sd 0.05, 95% t CI 0 +- 4.3027 * 0.05 / sqrt(3)
-    assert s.loc[1.0, "pi_mean"] == pytest.approx(0.0, abs=1e-12) and s.loc[1.0, "pi_sd"] == pytest.approx(0.05)
-    assert s.loc[1.0, "pi_high"] == pytest.approx(4.302653 * 0.05 / 3 ** 0.5, rel=1e-5)
-    # kappa 2: seed 2's kd diverged (no pair), seed 1's kd ended at 0.05 < 1.5 x chance: both failed
-    assert s.loc[2.0, "n"] == 2 and s.loc[2.0, "kd_diverged"] == 1 and s.loc[2.0, "kd_failed"] == 2
-    assert s.loc[2.0, "lt_diverged"] == 0 and s.loc[0.1, "kd_failed"] == 0
-
-
-def test_verdict_by_hand():
-    v = fair_recipe.verdict(fair_recipe.summarize(HAND, chance=0.1))
-    # kappa 2 is set apart (kd failed); over 0.1 and 1: PI 0.3 (CI above 0) falls to 0.0,
-    # by 0.3 against 2 se = 2 * sqrt(0^2 + (0.05 / sqrt 3)^2) = 0.0577
-    assert v["failed"] == [2.0] and v["kappas"] == 2 and v["positive"] == [0.1]
-    assert (v["peak_kappa"], v["last_kappa"]) == (0.1, 1.0) and v["drop"] == pytest.approx(0.3)
-    assert v["drop_se"] == pytest.approx(0.05 / 3 ** 0.5) and v["falls"] and v["survives"]
-    flat = HAND[HAND["kappa"] == 0.1].copy()
-    assert not fair_recipe.verdict(fair_recipe.summarize(flat))["falls"]  # one kappa: no fall to see
-
-
-def test_lt_gain_by_hand():
-    tuned = HAND.copy()
-    tuned.loc[tuned["objective"] == "lt", "test_acc"] += [0.1, 0.2, 0.3, 0.0, 0.0, 0.0, 0.05, 0.05, 0.05]
-    gain = fair_recipe.lt_gain(HAND, tuned)
-    assert gain.loc[0.1, "mean"] == pytest.approx(0.2) and gain.loc[0.1, "sd"] == pytest.approx(0.1)
-    assert gain.loc[1.0, "mean"] == pytest.approx(0.0) and gain.loc[2.0, "mean"] == pytest.approx(0.05)
-    assert gain["n"].tolist() == [3, 3, 3]
