@@ -7,7 +7,8 @@
     ...
     GRID.study_name(args), GRID.kappa_values(args), GRID.seed_values(args)
     result = run(build_spec, args, "my_study")   # None after a one-line bad-input error
-    finish(result, args, "my_study", write_section)   # analysis report + the study's own section
+    finish(result, args, lambda out_dir: my_section(result.table, result.store.uri, out_dir))
+                                                  # analysis report + the study's own section
 
 Studies that share trials must build them from the same specs: `recipes.study_recipes("mnist1d",
 quick)` is the recipe pair of `model_size.py` (default or --quick), and MAIN_PAIRS and MAIN_KAPPAS
@@ -152,40 +153,7 @@ def analyse(result, print_headline: bool = True):
     return report
 
 
-def finish(result, args: argparse.Namespace, name: str, write_section) -> int:
-    """The end of a study script: the standard analysis report, then the study's own section.
-
-    `write_section(result, out_dir)` returns (markdown, figure paths in out_dir). The section is
-    printed, then written with a link to each figure to `<out_dir>/<name>.md`, appended to the
-    report, and attached with its figures to the study's MLflow parent run. Returns the exit status.
-    """
-    from pathlib import Path
-
-    from analysis import markdown as md
-    from kdscale.tracking import log_artifacts
-
-    if result is None:
-        return 2
-    if not result.complete:
-        return 1
-    report = None if args.no_analysis else analyse(result, print_headline=False)
-    out_dir = Path(report.markdown_path).parent if report else Path(result.store.root) / "analysis"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    section, figures = write_section(result, out_dir)
-    print(section.rstrip())
-    if figures:
-        section = section.rstrip("\n") + "\n\n" + "".join(md.figure(Path(p).stem, p, out_dir) for p in figures)
-    path = out_dir / f"{name}.md"
-    path.write_text(section)
-    if report:  # the section joins the study's report, beside the standard analysis
-        Path(report.markdown_path).write_text(Path(report.markdown_path).read_text() + "\n" + section)
-    log_artifacts(result.tracking_uri, result.parent_run_id, [path, *figures] +
-                  ([report.markdown_path] if report else []), artifact_path="analysis")
-    print(f"report: {path}")
-    return 0
-
-
-def finish_section(result, args: argparse.Namespace, make_section) -> int:
+def finish(result, args: argparse.Namespace, make_section) -> int:
     """The end of a study script: the standard analysis report, then the study's own section.
 
     `make_section(out_dir)` returns the study's analysis.sections.Section (figures drawn into

@@ -27,7 +27,7 @@ from kdscale.config import DataSpec, parse_pair
 from kdscale.errors import SpecError
 from kdscale.recipes import study_recipes
 from kdscale.study import StudySpec
-from kdscale.studyargs import MAIN_KAPPAS, Grid, StudyParser, add_run_flags, finish_section, resources, run
+from kdscale.studyargs import MAIN_KAPPAS, Grid, StudyParser, add_run_flags, finish, resources, run
 
 PAIR = "cnn1d:width=16>cnn1d:width=16"
 GRID = Grid("bias_variance", kappas=MAIN_KAPPAS, quick=dict(kappas=(0.05, 1.0), seeds=2), seeds=5,
@@ -59,7 +59,7 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     result = run(build_spec, args, "bias_variance")
-    return finish_section(result, args, lambda out_dir: bias_variance.section(result.table, result.store.uri, out_dir,
+    return finish(result, args, lambda out_dir: bias_variance.section(result.table, result.store.uri, out_dir,
                                                                               args.n_boot))
 
 

@@ -36,7 +36,7 @@ from kdscale.config import DataSpec, parse_pair
 from kdscale.errors import SpecError
 from kdscale.recipes import study_recipes
 from kdscale.study import StudySpec
-from kdscale.studyargs import (MAIN_KAPPAS, MAIN_PAIRS, Grid, StudyParser, add_run_flags, analyse, finish_section,
+from kdscale.studyargs import (MAIN_KAPPAS, MAIN_PAIRS, Grid, StudyParser, add_run_flags, analyse, finish,
                                resources, run)
 
 GRID = Grid("budget", kappas=MAIN_KAPPAS, quick=dict(pairs=("cnn1d:width=16>cnn1d:width=16",), kappas=(0.05, 1.0),
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         made.append((out_dir, budget.section(steps_result.table, epochs_result.table,
                                              (steps_result.store.study, epochs_result.store.study), out_dir)))
         return made[-1][1]
-    status = finish_section(epochs_result, args, section)
+    status = finish(epochs_result, args, section)
     if status == 0:  # the comparison belongs to both studies: attach it to the steps study's run too
         from kdscale.tracking import log_artifacts
 

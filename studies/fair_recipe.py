@@ -40,7 +40,7 @@ from kdscale.config import DataSpec, parse_pair, to_dict
 from kdscale.errors import SpecError
 from kdscale.recipes import study_recipes
 from kdscale.study import StudySpec
-from kdscale.studyargs import MAIN_KAPPAS, Grid, StudyParser, add_run_flags, analyse, finish_section, resources, run
+from kdscale.studyargs import MAIN_KAPPAS, Grid, StudyParser, add_run_flags, analyse, finish, resources, run
 
 PAIR = "cnn1d:width=16>cnn1d:width=16"
 GRID = Grid("fair", kappas=MAIN_KAPPAS, quick=dict(kappas=(0.05, 1.0), seeds=2, samples=3, tune_seeds=1), pair=PAIR,
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     if tuned_result is not None and tuned_result.complete and not args.no_analysis:
         analyse(default_result, print_headline=False)  # the default study's own standard report
     chance = 1.0 / data.info(tune_spec.data).num_classes
-    return finish_section(tuned_result, args, lambda out_dir: fair_recipe.section(
+    return finish(tuned_result, args, lambda out_dir: fair_recipe.section(
         default_result.table, tuned_result.table, tuning.entries, to_dict(tune_spec.base), out_dir, chance))
 
 

@@ -23,7 +23,7 @@ from analysis.sections import feature_alignment
 from kdscale.config import DataSpec, ModelSpec
 from kdscale.recipes import default_recipes
 from kdscale.study import StudySpec
-from kdscale.studyargs import Grid, StudyParser, add_run_flags, finish_section, resources, run
+from kdscale.studyargs import Grid, StudyParser, add_run_flags, finish, resources, run
 
 PAIR = ("cnn1d:width=32", "cnn1d:width=32")
 KAPPAS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
@@ -57,7 +57,7 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     result = run(build_spec, args, "feature_alignment")
-    return finish_section(result, args, lambda out_dir: feature_alignment.section(result.table, result.store.uri,
+    return finish(result, args, lambda out_dir: feature_alignment.section(result.table, result.store.uri,
                                                                                   out_dir))
 
 

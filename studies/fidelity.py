@@ -28,7 +28,7 @@ from analysis.sections import fidelity
 from kdscale.config import DataSpec, parse_pair
 from kdscale.recipes import study_recipes
 from kdscale.study import StudySpec
-from kdscale.studyargs import MAIN_KAPPAS, Grid, StudyParser, add_run_flags, finish_section, resources, run
+from kdscale.studyargs import MAIN_KAPPAS, Grid, StudyParser, add_run_flags, finish, resources, run
 
 PAIRS = ("cnn1d:width=16>cnn1d:width=16", "cnn1d:width=64>cnn1d:width=4", "cnn1d:width=64>cnn1d:width=16")
 KAPPAS = (*MAIN_KAPPAS, 10.0)
@@ -55,7 +55,7 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     result = run(build_spec, args, "fidelity")
-    return finish_section(result, args, lambda out_dir: fidelity.section(result.table, result.store.uri, out_dir))
+    return finish(result, args, lambda out_dir: fidelity.section(result.table, result.store.uri, out_dir))
 
 
 if __name__ == "__main__":

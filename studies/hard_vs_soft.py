@@ -28,7 +28,7 @@ from analysis.sections import hard_vs_soft
 from kdscale.config import DataSpec, parse_pair
 from kdscale.recipes import study_recipes
 from kdscale.study import StudySpec
-from kdscale.studyargs import MAIN_KAPPAS, Grid, StudyParser, add_run_flags, finish_section, resources, run
+from kdscale.studyargs import MAIN_KAPPAS, Grid, StudyParser, add_run_flags, finish, resources, run
 
 PAIR = "cnn1d:width=16>cnn1d:width=16"
 GRID = Grid("hard_vs_soft", kappas=MAIN_KAPPAS, quick=dict(kappas=(0.05, 1.0), seeds=2), pair=PAIR)
@@ -53,7 +53,7 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     result = run(build_spec, args, "hard_vs_soft")
-    return finish_section(result, args, lambda out_dir: hard_vs_soft.section(result.table, result.store.uri, out_dir))
+    return finish(result, args, lambda out_dir: hard_vs_soft.section(result.table, result.store.uri, out_dir))
 
 
 if __name__ == "__main__":

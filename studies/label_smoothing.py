@@ -31,7 +31,7 @@ from analysis.sections import label_smoothing
 from kdscale.config import DataSpec, ObjectiveSpec, parse_pair
 from kdscale.recipes import study_recipes
 from kdscale.study import StudySpec
-from kdscale.studyargs import MAIN_KAPPAS, Grid, StudyParser, add_run_flags, finish_section, resources, run
+from kdscale.studyargs import MAIN_KAPPAS, Grid, StudyParser, add_run_flags, finish, resources, run
 
 PAIR = "cnn1d:width=16>cnn1d:width=16"
 GRID = Grid("label_smoothing", kappas=MAIN_KAPPAS, quick=dict(kappas=(0.05, 1.0), seeds=2), pair=PAIR)
@@ -68,7 +68,7 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     result = run(build_spec, args, "label_smoothing")
-    return finish_section(result, args,
+    return finish(result, args,
                           lambda out_dir: label_smoothing.section(result.table, result.store.uri, out_dir))
 
 

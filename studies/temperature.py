@@ -36,7 +36,7 @@ from analysis.sections import temperature
 from kdscale.config import DataSpec, ObjectiveSpec, parse_pair
 from kdscale.recipes import study_recipes
 from kdscale.study import StudySpec
-from kdscale.studyargs import Grid, StudyParser, add_run_flags, finish_section, resources, run
+from kdscale.studyargs import Grid, StudyParser, add_run_flags, finish, resources, run
 
 PAIR = "cnn1d:width=16>cnn1d:width=16"
 TAUS = (0.1, 1.0, 3.0, 5.0, 10.0, 20.0, 100.0)
@@ -67,7 +67,7 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     result = run(build_spec, args, "temperature")
-    return finish_section(result, args, lambda out_dir: temperature.section(result.table, result.store.uri, out_dir))
+    return finish(result, args, lambda out_dir: temperature.section(result.table, result.store.uri, out_dir))
 
 
 if __name__ == "__main__":
