@@ -198,6 +198,9 @@ def prepare(table: pd.DataFrame, metric: str | Metric = "test_acc",
     if seeds_per_config.max() < 2:
         warnings.append("one seed per configuration: no standard deviations, standard errors or "
                         "bootstrap confidence intervals can be computed; run more seeds")
+    # One order whatever order the trials finished in: float sums (and an ill-conditioned fit) must
+    # not change with the order of the rows.
+    frame = frame.sort_values(["pair", "arm", "kappa", "seed"], kind="stable")
     return Trials(frame=frame.reset_index(drop=True), metric=metric, total=total, excluded=excluded,
                   errors=errors, warnings=warnings,
                   results_dir=str(results_dir) if results_dir is not None else None)
