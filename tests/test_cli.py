@@ -31,6 +31,7 @@ def test_bad_input_is_one_line_and_exit_2_before_training(argv, message, capsys,
     assert err.startswith("kdscale: error: ") and message in err and "\n" not in err
 
 
+@pytest.mark.slow  # trains a teacher on MNIST-1D
 def test_trial_prints_json_row_and_a_readable_line(tmp_path):
     done = subprocess.run([sys.executable, "-m", "kdscale.cli", "trial", *FAST, "--kappa", "0.5",
                            "--objective", "kd", "--tau", "4", "--cache", str(tmp_path)],
@@ -47,6 +48,7 @@ def test_augmenting_data_that_are_not_images_is_refused(capsys):
     assert "recipe.augment='crop-flip' is invalid for mnist1d" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # trains a teacher on MNIST-1D
 def test_augmented_trial_on_images_runs(tmp_path):
     done = subprocess.run([sys.executable, "-m", "kdscale.cli", "trial", *FAST, "--teacher", "cnn2d:width=4",
                            "--student", "cnn2d:width=4", "--augment", "crop-flip-rotate", "--kappa", "0.5",

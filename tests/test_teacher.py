@@ -49,6 +49,7 @@ def test_logits_extend_only_over_new_samples(tmp_path):
     assert again.forward_samples == 0
 
 
+@pytest.mark.slow  # trains a teacher on MNIST-1D
 @pytest.mark.parametrize("damage", ["weights.safetensors", "logits_train.npy", "meta.json"])
 def test_a_corrupt_cached_teacher_is_reported_and_retrained(tmp_path, damage):
     spec = digits_teacher(seed=1)
@@ -62,6 +63,7 @@ def test_a_corrupt_cached_teacher_is_reported_and_retrained(tmp_path, damage):
     np.testing.assert_array_equal(again.logits_test, first.logits_test)
 
 
+@pytest.mark.slow  # trains a teacher on MNIST-1D
 def test_trial_row_has_the_results_contract(tmp_path):
     from kdscale.schema import COLUMNS
 
