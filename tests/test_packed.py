@@ -127,3 +127,27 @@ def test_a_pack_of_several_objectives_matches_them_alone():
     for objective, seed, data, result in zip(objectives, seeds, datas, packed):
         alone = train(spec, objective, recipe, seed, data, 5)
         assert torch.allclose(result.test_probs, alone.test_probs, atol=1e-4), objective
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_a_pack_of_learning_rates_and_weight_decays_matches_each_alone(nesterov):
+    """The candidates of a recipe search: one pack, each student with its own lr and weight decay."""
+    spec, seeds = ModelSpec.parse("mlp:width=16"), [0, 0, 1]
+    recipes = [RecipeSpec(lr=lr, weight_decay=wd, steps=40, batch_size=32, nesterov=nesterov)
+               for lr, wd in ((0.01, 5e-4), (0.1, 0.0), (0.05, 1e-2))]
+    datas = [student_data(s) for s in seeds]
+    packed = train_students(spec, ObjectiveSpec("kd", tau=2.0), recipes, seeds, datas, 5)
+    for recipe, seed, data, result in zip(recipes, seeds, datas, packed):
+        alone = train(spec, ObjectiveSpec("kd", tau=2.0), recipe, seed, data, 5)
+        assert torch.allclose(result.test_probs, alone.test_probs, atol=1e-4), recipe
+        assert [r["lr"] for r in result.history] == pytest.approx([r["lr"] for r in alone.history])
+
+
+def test_a_pack_refuses_recipes_that_differ_beyond_lr_and_weight_decay():
+    datas = [student_data(0), student_data(1)]
+    with pytest.raises(ValueError, match="differ in lr and weight decay only"):
+        train_students(ModelSpec.parse("mlp:width=8"), ObjectiveSpec("lt"),
+                       [RecipeSpec(steps=10), RecipeSpec(steps=20)], [0, 1], datas, 5)
+    with pytest.raises(ValueError, match="only with sgd"):
+        train_students(ModelSpec.parse("mlp:width=8"), ObjectiveSpec("lt"),
+                       [RecipeSpec(optimizer="adam", lr=0.01), RecipeSpec(optimizer="adam", lr=0.02)], [0, 1], datas, 5)

@@ -32,7 +32,8 @@ import torch.nn.functional as F
 from kdscale import models, objectives
 from kdscale.augment import augment
 from kdscale.config import ModelSpec, ObjectiveSpec, RecipeSpec
-from kdscale.train.schedule import derive_seed, lr_factor, make_optimizer, plan_steps, precision_context
+from kdscale.train.schedule import (StackedSGD, derive_seed, lr_factor, make_optimizer, plan_steps, precision_context,
+                                    shared_recipe)
 from kdscale.train.students import Pack, Single, predict
 
 
@@ -93,13 +94,16 @@ def train(model_spec: ModelSpec, objective: ObjectiveSpec, recipe: RecipeSpec, s
                           max_reports, teacher_forward_flops)[0]
 
 
-def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[ObjectiveSpec], recipe: RecipeSpec,
-                   seeds: list[int], datas: list[TrainData], num_classes: int,
+def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[ObjectiveSpec],
+                   recipe: RecipeSpec | list[RecipeSpec], seeds: list[int], datas: list[TrainData], num_classes: int,
                    on_report: Callable[[list[dict | None], Callable[[], dict]], None] | None = None,
                    resume: dict | None = None, max_reports: int = 20,
                    teacher_forward_flops: float = 0.0) -> list[TrainResult]:
     """Train one student per seed on its own `datas[i]` (all with the same number of samples), each
     with `objective`, or with its own objective when given a list, and return their results.
+
+    `recipe` is one for all, or one per student: students may then differ in learning rate and
+    weight decay (SGD only: the candidates of a recipe search), and nothing else.
 
     `on_report(reports, state)` is called at each report with one report per student (None for a
     diverged one); `state()` builds a checkpoint (weights, optimizer, step, generators) that
@@ -111,9 +115,12 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
     started = time.perf_counter()
     size = len(seeds)
     objective_of = list(objective) if isinstance(objective, (list, tuple)) else [objective] * size
+    recipes = list(recipe) if isinstance(recipe, (list, tuple)) else [recipe] * size
+    recipe = shared_recipe(recipes)
     n_train = len(datas[0].x_train)
-    if len(datas) != size or len(objective_of) != size or any(len(d.x_train) != n_train for d in datas):
-        raise ValueError("training needs one data set (and objective) per seed, all of the same size")
+    if len(datas) != size or len(objective_of) != size or len(recipes) != size or \
+            any(len(d.x_train) != n_train for d in datas):
+        raise ValueError("training needs one data set (and objective, recipe) per seed, all of the same size")
     uses_teacher = any(o.uses_teacher for o in objective_of)
     augmenting = recipe.augment != "none"
     for o, d in zip(objective_of, datas):
@@ -131,7 +138,13 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
             built.append(models.build(model_spec, input_shape, num_classes).to(device))
     students = Single(_channels_last(datas, built[0])) if size == 1 else Pack(built)
     autocast = precision_context(recipe, device)
-    optimizer = make_optimizer(recipe, list(students.parameters()))
+    if all(r == recipe for r in recipes):
+        optimizer = make_optimizer(recipe, list(students.parameters()))
+        base_lrs = None
+    else:  # the students' own learning rates and weight decays, on their stacked parameters
+        optimizer = StackedSGD(list(students.parameters()), [r.lr for r in recipes], [r.weight_decay for r in recipes],
+                               recipe.momentum, recipe.nesterov)
+        base_lrs = True
     order_rngs = [torch.Generator(device="cpu").manual_seed(derive_seed(seed, 2)) for seed in seeds]
     unique_seeds = sorted(set(seeds))  # students of one seed share its augmented batch
     augment_rngs = {u: torch.Generator(device=device).manual_seed(derive_seed(u, 3)) for u in unique_seeds}
@@ -177,8 +190,11 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
             if step >= total:
                 break
             idx = perms[:, start:start + batch]  # [S, B]: each student's own batch
-            for group in optimizer.param_groups:
-                group["lr"] = recipe.lr * lr_factor(recipe, step, per_epoch, total)
+            if base_lrs:
+                optimizer.set_lr(lr_factor(recipe, step, per_epoch, total))
+            else:
+                for group in optimizer.param_groups:
+                    group["lr"] = recipe.lr * lr_factor(recipe, step, per_epoch, total)
             inputs, labels, teacher = batch_of(idx)  # [S, B, ...], [S, B], [S, B, C]
             if augmenting:
                 inputs, teacher = _augment(inputs, teacher, seeds, augment_rngs, recipe.augment, teacher_model)
@@ -212,7 +228,7 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
                     report = {"epoch": epoch, "step": step, "train_loss": train_losses[s],
                               "test_acc": (test_logits[s].argmax(1) == y_test).float().mean().item(),
                               "test_loss": F.cross_entropy(test_logits[s], y_test).item(),
-                              "lr": optimizer.param_groups[0]["lr"]}
+                              "lr": recipes[s].lr * lr_factor(recipe, max(0, step - 1), per_epoch, total)}
                     histories[s].append(report)
                 reports.append(report)
             if on_report is not None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import replace
 
 import torch
 import torch.nn as nn
@@ -44,6 +45,18 @@ def lr_factor(recipe: RecipeSpec, step: int, per_epoch: int, total: int) -> floa
     return 1.0
 
 
+def shared_recipe(recipes: list[RecipeSpec]) -> RecipeSpec:
+    """The recipe of a pack whose students may differ in learning rate and weight decay only (and then
+    only with SGD): the first, checked against the others."""
+    first = recipes[0]
+    for other in recipes[1:]:
+        if replace(other, lr=first.lr, weight_decay=first.weight_decay) != first:
+            raise ValueError(f"a pack's students may differ in lr and weight decay only: {first} vs {other}")
+        if other != first and first.optimizer != "sgd":
+            raise ValueError(f"students with their own learning rates pack only with sgd, not {first.optimizer}")
+    return first
+
+
 def make_optimizer(recipe: RecipeSpec, model: nn.Module | list[torch.Tensor]) -> torch.optim.Optimizer:
     """The recipe's optimizer over a model's parameters (or a list of tensors, e.g. a pack's)."""
     parameters = model.parameters() if isinstance(model, nn.Module) else model
@@ -52,3 +65,49 @@ def make_optimizer(recipe: RecipeSpec, model: nn.Module | list[torch.Tensor]) ->
                                weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
     cls = torch.optim.Adam if recipe.optimizer == "adam" else torch.optim.AdamW
     return cls(parameters, lr=recipe.lr, weight_decay=recipe.weight_decay)
+
+
+class StackedSGD:
+    """SGD (momentum, weight decay, Nesterov as torch.optim.SGD computes them) over a pack's stacked
+    parameters [S, ...], with a learning rate and a weight decay per student: the candidates of a
+    recipe search train in one pack. `set_lr(factor)` sets every student's rate to its base rate
+    times the schedule's factor."""
+
+    def __init__(self, params: list[torch.Tensor], lrs, weight_decays, momentum: float, nesterov: bool):
+        self.params = params
+        self.base_lr = torch.tensor(lrs, dtype=params[0].dtype, device=params[0].device)
+        self.lr = self.base_lr.clone()
+        self.weight_decay = torch.tensor(weight_decays, dtype=params[0].dtype, device=params[0].device)
+        self.momentum, self.nesterov = momentum, nesterov
+        self.buffers: list[torch.Tensor | None] = [None] * len(params)
+        self.param_groups = [{"lr": float(self.lr[0])}]  # what the loop reports as the lr
+
+    def set_lr(self, factor: float) -> None:
+        self.lr = self.base_lr * factor
+        self.param_groups[0]["lr"] = float(self.lr[0])
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            shape = (-1,) + (1,) * (p.dim() - 1)  # one value per student, broadcast over its tensor
+            grad = torch.addcmul(p.grad, p, self.weight_decay.view(shape))
+            if self.momentum:
+                if self.buffers[i] is None:
+                    self.buffers[i] = grad.clone()
+                else:
+                    self.buffers[i].mul_(self.momentum).add_(grad)
+                grad = grad.add(self.buffers[i], alpha=self.momentum) if self.nesterov else self.buffers[i]
+            p.addcmul_(grad, self.lr.view(shape), value=-1.0)
+
+    def state_dict(self) -> dict:
+        return {"buffers": [None if b is None else b.clone() for b in self.buffers], "lr": self.lr.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.buffers = [None if b is None else b.clone() for b in state["buffers"]]
+        self.lr = state["lr"].clone()
