@@ -1,5 +1,5 @@
-"""The `kdscale` command: `trial` trains one student, `tune` tunes the lt recipe per kappa,
-`analyze` fits a results table.
+"""The `kdscale` command: `trial` trains one student, `tune` chooses a student's recipe per kappa and
+objective (kdscale.search), `analyze` fits a results table.
 
 Bad input exits with status 2 and one line naming the field, before any training.
 """
@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 from kdscale.errors import SpecError
 
@@ -104,35 +105,91 @@ def cmd_trial(args: argparse.Namespace) -> int:
     return 1
 
 
-def tune_spec_from_flags(args: argparse.Namespace):
-    from kdscale.config import DataSpec, ModelSpec
-    from kdscale.tuned import QUICK_SPACE, SearchSpace, TuneSpec, base_recipe
+def search_specs_from_flags(args: argparse.Namespace):
+    """The searches `kdscale tune` asks for: one per (kappa, objective), each checked before compute."""
+    from kdscale import data
+    from kdscale.config import DataSpec, ModelSpec, ObjectiveSpec, TeacherSpec, check_float
+    from kdscale.recipes import study_recipes
+    from kdscale.schema import n_train
+    from kdscale.search import QUICK_SPACE, SearchSpace, SearchSpec
+    from kdscale.study import check_models
 
-    default_space = QUICK_SPACE if args.quick else SearchSpace()
-    space = SearchSpace(lr=tuple(args.lr_range or default_space.lr),
-                        weight_decay=tuple(args.wd_range or default_space.weight_decay),
-                        steps=tuple(args.steps_choices or default_space.steps))
+    default = QUICK_SPACE if args.quick else SearchSpace()
+    space = SearchSpace(lrs=tuple(args.lrs or default.lrs), budgets=tuple(args.budgets or default.budgets),
+                        eta=args.eta, seeds=args.search_seeds, val_fraction=args.val_fraction)
     data_spec = DataSpec(name=args.dataset, n_teacher=args.n_teacher, seed=args.data_seed, root=args.data_root)
-    return TuneSpec(data=data_spec, student=ModelSpec.parse(args.student),
-                    base=base_recipe(args.dataset, quick=args.quick, precision=args.precision),
-                    kappas=tuple(args.kappas), samples=args.samples, seeds=args.seeds,
-                    val_fraction=args.val_fraction, sampler_seed=args.sampler_seed, space=space)
+    info = data.check(data_spec, args.kappas)
+    teacher_recipe, student_recipe = study_recipes(args.dataset, args.quick, args.precision)
+    student = ModelSpec.parse(args.student)
+    teacher = TeacherSpec(data_spec, ModelSpec.parse(args.teacher), teacher_recipe) if args.teacher else None
+    check_models(data_spec, [(teacher.model if teacher else student, student)], (student_recipe,),
+                 roles=("teacher" if teacher else "student", "student"))
+    specs = []
+    for kappa in args.kappas:
+        check_float("tune", "kappa", kappa, 0.0, low_open=True)
+        m = n_train(kappa, data_spec.n_teacher)
+        if m < 2 * info.num_classes:
+            raise SpecError(f"tune.kappa={kappa:g} is invalid: M = {m} samples; a validation split needs at least "
+                            f"2 x {info.num_classes} classes = {2 * info.num_classes}")
+        for name in args.objectives:
+            objective = ObjectiveSpec(name, tau=args.tau, alpha=args.alpha, epsilon=args.epsilon)
+            if objective.uses_teacher and teacher is None:
+                raise SpecError(f"--objectives {name} needs --teacher (its targets come from a teacher)")
+            specs.append(SearchSpec(data_spec, student, objective, kappa, student_recipe, space,
+                                    teacher if objective.uses_teacher else None))
+    return specs
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
     if args.cache:
         os.environ["KDSCALE_CACHE"] = args.cache
-    from kdscale.tuned import check_tune, format_table
+    specs = search_specs_from_flags(args)  # every check before any compute (and before an MLflow database)
+    from kdscale.engine.searches import stored_searches
+    from kdscale.search import search_path
+    from kdscale.study import Resources
 
-    spec = tune_spec_from_flags(args)
-    check_tune(spec)  # every check before any compute (and before an MLflow database appears)
-    from kdscale.engine import run_tuning
+    stored, pending = stored_searches(specs, args.storage)
+    if args.force:
+        stored, pending = {}, specs
+    for spec in specs:
+        if spec.id in stored:
+            print(f"{spec.label}: stored ({search_path(args.storage, spec.id)}; --force to search again)",
+                  file=sys.stderr)
+    if pending:
+        from kdscale import data
+        from kdscale.engine import ray_session, run_searches
+        from kdscale.fileio import cache_dir
+        from kdscale.teacher import get_teacher
+        from kdscale.tracking import log_search
 
-    result = run_tuning(spec, storage=args.storage, tracking_uri=args.tracking_uri, address=args.address,
-                        max_concurrent=args.max_concurrent, cpus_per_sample=args.cpus_per_sample,
-                        gpus_per_sample=args.gpus_per_sample, force=args.force, verbose=args.verbose)
-    print(format_table(spec, result))
+        teachers = {}
+        for spec in pending:
+            if spec.teacher is not None and spec.teacher.id not in teachers:
+                reach = max(data.stream_length_for(spec.data.n_teacher, s.n_train) for s in pending)
+                teachers[spec.teacher.id] = get_teacher(spec.teacher, reach)
+        with ray_session(args.address, args.verbose):
+            stored |= run_searches(pending, teachers, args.storage, str(Path(args.cache or cache_dir()).resolve()),
+                                   Resources(cpus_per_trial=args.cpus_per_search, gpus_per_trial=args.gpus_per_search),
+                                   lambda line: print(line, file=sys.stderr),
+                                   on_result=lambda result: log_search(args.tracking_uri, result))
+    print(format_searches(specs, stored, set(s.id for s in pending)))
     return 0
+
+
+def format_searches(specs, results: dict, ran: set) -> str:
+    """The chosen recipe per (kappa, objective), with its validation score and any warning."""
+    space = specs[0].space
+    lines = [f"recipe searches: {specs[0].student.label} on {specs[0].data.name} N={specs[0].data.n_teacher}; "
+             f"lr in {', '.join(f'{lr:g}' for lr in space.lrs)}; steps in {', '.join(map(str, space.budgets))} "
+             f"(successive halving, keep 1/{space.eta}); {space.seeds} seed(s), validation {space.val_fraction:.0%} of M",
+             "   kappa  objective            M   n_val        lr   steps  val_acc  search  warnings"]
+    for spec in specs:
+        result = results[spec.id]
+        best = result["best"]
+        lines.append(f"  {spec.kappa:6g}  {spec.objective.label:<16} {spec.n_train:5d}  {result['n_val']:6d}  "
+                     f"{best['lr']:8g}  {best['steps']:6d}   {best['val_acc']:.4f}  {'ran' if spec.id in ran else 'stored':>6}"
+                     f"  {'; '.join(result['warnings'])}")
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,39 +219,37 @@ def build_parser() -> argparse.ArgumentParser:
     trial.add_argument("--cache", help="cache directory for data and teachers (default $KDSCALE_CACHE or ~/.cache/kdscale)")
     trial.set_defaults(run=cmd_trial)
 
-    tune = commands.add_parser("tune", help="tune the lt recipe (lr, weight decay, steps) per kappa on a "
-                               "validation split of the student's own samples (Optuna TPE through Ray Tune)")
+    tune = commands.add_parser("tune", help="choose a student's recipe (learning rate and step budget) per kappa "
+                               "and objective on a validation split of its own samples (successive halving)")
     tune.add_argument("--student", required=True, help="student model, family:width=W,...")
-    tune.add_argument("--kappas", nargs="+", type=float, required=True, help="kappa = M / N values to tune at")
-    tune.add_argument("--dataset", default="mnist1d", help="data set name")
+    tune.add_argument("--kappas", nargs="+", type=float, required=True, help="kappa = M / N values to search at")
+    tune.add_argument("--objectives", nargs="+", default=["lt"], help="lt, kd, ls, hard or l2 (default lt)")
+    tune.add_argument("--teacher", help="teacher model, for objectives that read one (kd, hard, l2)")
+    tune.add_argument("--tau", type=float, default=4.0, help="kd temperature (default 4)")
+    tune.add_argument("--alpha", type=float, default=0.0, help="weight of the label loss in kd, hard, l2 (default 0)")
+    tune.add_argument("--epsilon", type=float, default=0.1, help="ls smoothing (default 0.1)")
+    tune.add_argument("--dataset", default="mnist1d", help="data set name (default mnist1d)")
     tune.add_argument("--data-root", help="directory of a real data set's files")
     tune.add_argument("--n-teacher", type=int, default=4000, help="N (default 4000)")
-    tune.add_argument("--data-seed", type=int, default=0, help="seed of the pool's generation and order")
-    tune.add_argument("--quick", action="store_true", help="the --quick studies' base recipe (500 steps) and "
-                      "step choices 100, 250, 500")
-    tune.add_argument("--precision", help="base recipe's forward precision: fp32 or bf16 (autocast)")
-    tune.add_argument("--samples", type=int, default=16, help="configurations tried per kappa (default 16)")
-    tune.add_argument("--seeds", type=int, default=1, help="tuning seeds: seed s holds out part of the samples "
-                      "the study's seed s trains on; the score is the mean over seeds (default 1)")
-    tune.add_argument("--val-fraction", type=float, default=0.2, help="share of M held out for validation")
-    tune.add_argument("--sampler-seed", type=int, default=0, help="seed of Optuna's TPE sampler")
-    tune.add_argument("--lr-range", nargs=2, type=float, metavar=("LOW", "HIGH"),
-                      help="log-uniform learning-rate range (default 3e-3 0.3)")
-    tune.add_argument("--wd-range", nargs=2, type=float, metavar=("LOW", "HIGH"),
-                      help="log-uniform weight-decay range (default 1e-5 1e-2)")
-    tune.add_argument("--steps-choices", nargs="+", type=int,
-                      help="step budgets to choose from (default 500 1000 1500 3000; --quick 100 250 500)")
-    tune.add_argument("--max-concurrent", type=int, default=1, help="samples at a time (default 1: the search "
-                      "is then deterministic)")
-    tune.add_argument("--cpus-per-sample", type=float, default=1.0)
-    tune.add_argument("--gpus-per-sample", type=float, default=0.0)
+    tune.add_argument("--data-seed", type=int, default=0, help="seed of the pool's generation and order (default 0)")
+    tune.add_argument("--quick", action="store_true", help="the --quick studies' search: lr 0.01, 0.04, 0.16; "
+                      "250 and 500 steps")
+    tune.add_argument("--precision", help="forward precision: fp32 or bf16 (autocast)")
+    tune.add_argument("--lrs", nargs="+", type=float, help="learning rates to try (default 0.01 to 0.64, x2 apart)")
+    tune.add_argument("--budgets", nargs="+", type=int, help="step budgets, the rungs (default 500 1000 2000 4000)")
+    tune.add_argument("--eta", type=int, default=3, help="a rung keeps the best 1/eta of its candidates (default 3)")
+    tune.add_argument("--search-seeds", type=int, default=1, help="seeds a candidate is scored on: seed s holds out "
+                      "part of the samples the study's seed s trains on (default 1)")
+    tune.add_argument("--val-fraction", type=float, default=0.2, help="share of M held out for validation (default 0.2)")
+    tune.add_argument("--cpus-per-search", type=float, default=1.0, help="CPUs per search job (default 1)")
+    tune.add_argument("--gpus-per-search", type=float, default=0.0, help="GPUs per search job (default 0)")
     tune.add_argument("--force", action="store_true", help="search again even where a stored search matches")
-    tune.add_argument("--storage", default="kdscale_results", help="results directory or URI; the tuned "
-                      "recipes go to <storage>/_tuned/")
+    tune.add_argument("--storage", default="kdscale_results", help="results directory or URI; searches are stored "
+                      "in <storage>/_searches/ and shared with every study under it (default kdscale_results)")
     tune.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
     tune.add_argument("--address", help="Ray cluster address")
-    tune.add_argument("--cache", help="data cache (default $KDSCALE_CACHE or ~/.cache/kdscale)")
-    tune.add_argument("-v", "--verbose", action="store_true", help="Ray's, Optuna's and MLflow's own output")
+    tune.add_argument("--cache", help="data and teacher cache (default $KDSCALE_CACHE or ~/.cache/kdscale)")
+    tune.add_argument("-v", "--verbose", action="store_true", help="Ray's and MLflow's own output")
     tune.set_defaults(run=cmd_tune)
 
     # `kdscale analyze ...` is handed to analysis' own parser in main(); listed here for --help

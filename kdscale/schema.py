@@ -119,7 +119,7 @@ def trial_file(study_root: str, kind: str, trial_id: str) -> str:
     return f"{study_root.rstrip('/')}/{kind}/{trial_id}.{suffix}"
 
 
-def _read_bytes(fs, path: str) -> bytes | None:
+def read_bytes(fs, path: str) -> bytes | None:
     import pyarrow.fs as pafs
 
     if fs.get_file_info(path).type != pafs.FileType.File:
@@ -132,7 +132,7 @@ def read_predictions(fs, study_root: str, trial_id: str):
     """(probs float32 [n_test, C], labels int64 [n_test]) of one trial, or None if it has no file."""
     import numpy as np
 
-    payload = _read_bytes(fs, trial_file(study_root, PREDICTIONS_DIR, trial_id))
+    payload = read_bytes(fs, trial_file(study_root, PREDICTIONS_DIR, trial_id))
     if payload is None:
         return None
     with np.load(io.BytesIO(payload)) as saved:
@@ -143,13 +143,13 @@ def read_features(fs, study_root: str, trial_id: str):
     """A trial's test-set features float32 [n_test, D], or None if it has no file."""
     import numpy as np
 
-    payload = _read_bytes(fs, trial_file(study_root, FEATURES_DIR, trial_id))
+    payload = read_bytes(fs, trial_file(study_root, FEATURES_DIR, trial_id))
     return None if payload is None else np.load(io.BytesIO(payload))
 
 
 def read_history(fs, study_root: str, trial_id: str) -> list[dict[str, Any]]:
     """A trial's per-epoch reports ([] if it has none)."""
-    payload = _read_bytes(fs, trial_file(study_root, HISTORY_DIR, trial_id))
+    payload = read_bytes(fs, trial_file(study_root, HISTORY_DIR, trial_id))
     return [] if payload is None else json.loads(payload)
 
 
@@ -157,5 +157,5 @@ def read_table(fs, study_root: str):
     """The study's results table as a DataFrame, or None if there is none yet."""
     import pyarrow.parquet as pq
 
-    payload = _read_bytes(fs, f"{study_root.rstrip('/')}/{RESULTS_FILE}")
+    payload = read_bytes(fs, f"{study_root.rstrip('/')}/{RESULTS_FILE}")
     return None if payload is None else pq.read_table(io.BytesIO(payload)).to_pandas()

@@ -3,6 +3,12 @@
 Expansion is deterministic and de-duplicated by trial id: `lt` does not read tau, so the lt
 trials of a grid with three taus are one set, and two studies that share cells share their ids
 (and so their results, in a store both write to).
+
+Each cell's recipe follows the study's `recipe_policy` (kdscale.search): `fair` (the default)
+gives every arm of a (pair, kappa) its own learning rate and budget, chosen on a validation split
+of the student's own samples; `lt` gives every arm the recipe chosen for lt (the paper's protocol:
+tune lt, reuse its recipe for kd); `fixed` trains every cell with `recipe` as it is. With a
+search policy the trials are known once the searches are (`trials(chosen)`).
 """
 from __future__ import annotations
 
@@ -12,6 +18,8 @@ from dataclasses import dataclass, field
 from kdscale.config import (DataSpec, ModelSpec, ObjectiveSpec, RecipeSpec, TeacherSpec, TrialSpec,
                             OBJECTIVES)
 from kdscale.errors import SpecError
+from kdscale.schema import n_train
+from kdscale.search import POLICIES, SearchSpace, SearchSpec
 
 
 @dataclass(frozen=True)
@@ -50,7 +58,7 @@ class StudySpec:
     taus: tuple[float, ...]
     objectives: tuple[str, ...] = ("lt", "kd")
     seeds: tuple[int, ...] = (0, 1, 2)
-    recipe: RecipeSpec = field(default_factory=RecipeSpec)  # the students'
+    recipe: RecipeSpec = field(default_factory=RecipeSpec)  # the students' (with a search: all but lr and budget)
     teacher_recipe: RecipeSpec = field(default_factory=lambda: RecipeSpec(epochs=60, steps=None, lr=0.05))
     teacher_seed: int = 0
     alpha: float = 0.0
@@ -60,8 +68,8 @@ class StudySpec:
     extras: tuple[str, ...] = ()  # opt-in end-of-trial measurements: cka, fa, probe, features
     # Objective settings beyond objectives x taus (e.g. ls at two epsilons, kd without tau^2).
     variants: tuple[ObjectiveSpec, ...] = ()
-    # Per (student label, kappa): the students' recipe there instead of `recipe` (kdscale tune).
-    recipe_overrides: tuple[tuple[str, float, RecipeSpec], ...] = ()
+    recipe_policy: str = "fair"  # fair, lt or fixed: see the module doc
+    search: SearchSpace = field(default_factory=SearchSpace)
 
     def __post_init__(self):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name or ""):
@@ -82,7 +90,10 @@ class StudySpec:
         for pair in self.pairs:
             if len(pair) != 2:
                 raise SpecError(f"study.pairs: {pair!r} is invalid; each pair is (teacher, student)")
-        self.trials()  # every cell validates now, before any compute
+        if self.recipe_policy not in POLICIES:
+            raise SpecError(f"study.recipe_policy={self.recipe_policy!r} is invalid: must be one of {', '.join(POLICIES)}")
+        self.searches()  # every cell validates now, before any compute
+        self.trials({s.id: self.recipe for s in self.searches()})
 
     def teacher(self, model: ModelSpec) -> TeacherSpec:
         return TeacherSpec(self.data, model, self.teacher_recipe, seed=self.teacher_seed)
@@ -101,25 +112,50 @@ class StudySpec:
                 specs.append(spec)
         return specs
 
-    def recipe_for(self, student: ModelSpec, kappa: float) -> RecipeSpec:
-        for label, at, recipe in self.recipe_overrides:
-            if label == student.label and abs(at - kappa) <= 1e-9 * max(1.0, kappa):
-                return recipe
-        return self.recipe
-
-    def trials(self) -> list[TrialSpec]:
-        """Every cell of the grid once, in a stable order: pair, kappa, objective, seed."""
-        seen, out = set(), []
+    def cells(self):
+        """(teacher model, student model, kappa, objective) of every cell, in the grid's order."""
         for teacher_model, student_model in self.pairs:
-            teacher = self.teacher(teacher_model)
             for kappa in self.kappas:
                 for objective in self.objective_specs():
-                    for seed in self.seeds:
-                        trial = TrialSpec(teacher, student_model, kappa, objective,
-                                          self.recipe_for(student_model, kappa), seed, extras=self.extras)
-                        if trial.id not in seen:
-                            seen.add(trial.id)
-                            out.append(trial)
+                    yield teacher_model, student_model, kappa, objective
+
+    def search_for(self, teacher_model: ModelSpec, student: ModelSpec, kappa: float,
+                   objective: ObjectiveSpec) -> SearchSpec | None:
+        """The search that chooses a cell's recipe (None with the fixed policy)."""
+        if self.recipe_policy == "fixed":
+            return None
+        searched = objective if self.recipe_policy == "fair" else ObjectiveSpec("lt")
+        teacher = self.teacher(teacher_model) if searched.uses_teacher else None
+        return SearchSpec(self.data, student, searched, kappa, self.recipe, self.search, teacher)
+
+    def searches(self) -> list[SearchSpec]:
+        """Every search the grid needs, once (lt's is shared by every pair with the same student)."""
+        unique: dict[str, SearchSpec] = {}
+        for cell in self.cells():
+            search = self.search_for(*cell)
+            if search is not None:
+                unique.setdefault(search.id, search)
+        return list(unique.values())
+
+    def trials(self, chosen: dict[str, RecipeSpec] | None = None) -> list[TrialSpec]:
+        """Every cell of the grid once per seed, in a stable order: pair, kappa, objective, seed.
+
+        With a search policy, `chosen` maps each search id to the recipe it chose."""
+        seen, out = set(), []
+        for teacher_model, student_model, kappa, objective in self.cells():
+            search = self.search_for(teacher_model, student_model, kappa, objective)
+            if search is None:
+                recipe = self.recipe
+            elif chosen is None or search.id not in chosen:
+                raise SpecError(f"study {self.name}: no recipe yet for {search.label}: run its search first")
+            else:
+                recipe = chosen[search.id]
+            for seed in self.seeds:
+                trial = TrialSpec(self.teacher(teacher_model), student_model, kappa, objective, recipe, seed,
+                                  extras=self.extras)
+                if trial.id not in seen:
+                    seen.add(trial.id)
+                    out.append(trial)
         return out
 
     def teachers(self) -> list[TeacherSpec]:
@@ -130,7 +166,7 @@ class StudySpec:
         return list(unique.values())
 
 
-def check_models(data_spec: DataSpec, pairs, recipes=()) -> None:
+def check_models(data_spec: DataSpec, pairs, recipes=(), roles=("teacher", "student")) -> None:
     """Build each (teacher, student) once on the CPU: a bad family, option, input shape or class
     count fails here, with the role named, before any training; so does augmentation of data
     that are not images."""
@@ -142,7 +178,7 @@ def check_models(data_spec: DataSpec, pairs, recipes=()) -> None:
             raise SpecError(f"recipe.augment={recipe.augment!r} is invalid for {data_spec.name}: its samples are "
                             f"{info.input_shape}, augmentation needs images (channels, height, width)")
     for teacher_model, student_model in pairs:
-        for role, model in (("teacher", teacher_model), ("student", student_model)):
+        for role, model in zip(roles, (teacher_model, student_model)):
             try:
                 models.build(model, info.input_shape, info.num_classes)
             except SpecError as error:
@@ -150,8 +186,17 @@ def check_models(data_spec: DataSpec, pairs, recipes=()) -> None:
 
 
 def check_study(spec: StudySpec) -> None:
-    """Everything that can be checked without training: data capacity, model families and shapes."""
+    """Everything that can be checked without training: data capacity, model families and shapes,
+    and room for a validation split at every kappa where recipes are searched."""
     from kdscale import data
 
-    data.check(spec.data, spec.kappas)
-    check_models(spec.data, spec.pairs, (spec.recipe, spec.teacher_recipe, *(r for _, _, r in spec.recipe_overrides)))
+    info = data.check(spec.data, spec.kappas)
+    check_models(spec.data, spec.pairs, (spec.recipe, spec.teacher_recipe))
+    if spec.recipe_policy != "fixed":
+        for kappa in spec.kappas:
+            m = n_train(kappa, spec.data.n_teacher)
+            if m < 2 * info.num_classes:
+                raise SpecError(f"kappa={kappa:g} is invalid with --recipe {spec.recipe_policy}: M = {m} samples; a "
+                                f"validation split needs at least 2 x {info.num_classes} classes = "
+                                f"{2 * info.num_classes}, kappa >= {2 * info.num_classes / spec.data.n_teacher:.3g} "
+                                "(or --recipe fixed)")

@@ -174,6 +174,10 @@ class StudyTracker:
         for path in paths:
             self.client.log_artifact(self.parent_id, str(path), artifact_path)
 
+    def log_search(self, result: dict[str, Any]) -> None:
+        """A recipe search the study ran (see `log_search`)."""
+        log_search(self.uri, result, study=self.study)
+
     def close(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.parent_id, status=status)
 
@@ -200,47 +204,55 @@ def study_runs(tracking_uri: str | None, study: str) -> list[dict[str, Any]]:
     return [{"trial_id": r.data.tags.get(TRIAL_ID), "run_id": r.info.run_id, "status": r.info.status,
              "name": r.info.run_name, "parent": r.data.tags.get("mlflow.parentRunId")} for r in runs]
 
-TUNING_EXPERIMENT, TUNING_KEY = "kdscale-tune", "kdscale.tuning_key"
+SEARCH_EXPERIMENT, SEARCH_ID = "kdscale-search", "kdscale.search_id"
 
 
-def log_tuning(tracking_uri: str | None, key: str, title: str, kappa: float, entry: dict[str, Any],
-               files: Iterable[str | Path] = (), verbose: bool = False) -> str:
-    """One `kdscale tune` search as a run of the experiment `kdscale-tune`, nested under one parent
-    run per tuning key: the settings and the best config as params, every sample's config and
-    validation accuracy as metrics at step = sample index, the tuned file as an artifact."""
-    client, experiment_id = open_experiment(tracking_uri, TUNING_EXPERIMENT, verbose)
-    parents = client.search_runs([experiment_id], f"tags.`{ROLE}` = 'tuning' and tags.`{TUNING_KEY}` = '{key}'",
-                                 max_results=1)
-    parent_id = parents[0].info.run_id if parents else client.create_run(
-        experiment_id, run_name=title, tags={ROLE: "tuning", TUNING_KEY: key}).info.run_id
-    run = client.create_run(experiment_id, run_name=f"{title} kappa={kappa:g}", tags={
-        ROLE: "tuning-search", TUNING_KEY: key, "kappa": f"{kappa:g}", "mlflow.parentRunId": parent_id})
-    best = entry["best"]
-    params = flatten({"kappa": kappa, "n_train": entry["n_train"], "n_val": entry["n_val"],
-                      "settings": entry["settings"], "best": {k: best[k] for k in ("lr", "weight_decay", "steps")}})
+def log_search(tracking_uri: str | None, result: dict[str, Any], study: str | None = None,
+               verbose: bool = False) -> str:
+    """One recipe search (kdscale.search) as a run of the experiment `kdscale-search`, once: the cell
+    and the chosen recipe as params, its validation score as metrics, and every candidate's
+    learning rate, budget and validation accuracy and loss as metrics at step = candidate index."""
+    client, experiment_id = open_experiment(tracking_uri, SEARCH_EXPERIMENT, verbose)
+    found = client.search_runs([experiment_id], f"tags.`{SEARCH_ID}` = '{result['id']}'", max_results=1)
+    if found:
+        return found[0].info.run_id
+    spec = result["spec"]
+    run = client.create_run(experiment_id, run_name=result["label"], tags={
+        ROLE: "search", SEARCH_ID: result["id"], **({STUDY: study} if study else {})})
+    objective = spec["objective"]
+    params = {"student": _model_label(spec["student"]), "objective": objective["name"], "kappa": spec["kappa"],
+              "teacher": _model_label(spec["teacher"]["model"]) if spec.get("teacher") else "none",
+              "n_fit": result["n_fit"], "n_val": result["n_val"], "chosen.lr": result["best"]["lr"],
+              "chosen.steps": result["best"]["steps"], "space.lrs": spec["space"]["lrs"],
+              "space.budgets": spec["space"]["budgets"], "space.seeds": spec["space"]["seeds"]}
+    if objective["name"] == "kd":
+        params["objective.tau"] = objective["tau"]
     now = int(time.time() * 1000)
-    metrics = _metrics({"best_val_acc": best["val_acc"], "best_val_loss": best["val_loss"],
-                        "search_wall_s": entry["wall_s"]}, 0, now)
-    for sample in entry["samples"]:
-        metrics += _metrics({k: sample.get(k) for k in ("val_acc", "val_loss", "lr", "weight_decay", "steps")},
-                            int(sample["index"]), now)
-    log_batched(client, run.info.run_id, params, metrics)
-    for path in files:
-        client.log_artifact(run.info.run_id, str(path))
+    metrics = _metrics({"best_val_acc": result["best"]["val_acc"], "search_wall_s": result["wall_s"]}, 0, now)
+    for index, candidate in enumerate(result["candidates"]):
+        metrics += _metrics({"candidate_" + k: candidate[k] for k in ("lr", "steps", "val_acc", "val_loss")},
+                            index, now)
+    log_batched(client, run.info.run_id, {k: str(v) for k, v in params.items()}, metrics,
+                tags={"warnings": "; ".join(result["warnings"])})
     client.set_terminated(run.info.run_id, status="FINISHED")
     return run.info.run_id
 
 
-def tuning_runs(tracking_uri: str | None, key: str | None = None) -> list[dict[str, Any]]:
-    """The `kdscale tune` search runs (of one tuning key, or all): run id, kappa, best val_acc, parent."""
+def _model_label(model: dict[str, Any]) -> str:
+    from kdscale.config import ModelSpec, from_dict
+
+    return from_dict(ModelSpec, model).label
+
+
+def search_runs(tracking_uri: str | None) -> list[dict[str, Any]]:
+    """Every logged recipe search: run id, search id, status, chosen lr and steps (for checks and tests)."""
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=resolve_uri(tracking_uri))
-    experiment = client.get_experiment_by_name(TUNING_EXPERIMENT)
+    experiment = client.get_experiment_by_name(SEARCH_EXPERIMENT)
     if experiment is None:
         return []
-    query = f"tags.`{ROLE}` = 'tuning-search'" + (f" and tags.`{TUNING_KEY}` = '{key}'" if key else "")
-    runs = client.search_runs([experiment.experiment_id], query, max_results=50000)
-    return [{"run_id": r.info.run_id, "kappa": float(r.data.tags["kappa"]), "key": r.data.tags.get(TUNING_KEY),
-             "best_val_acc": r.data.metrics.get("best_val_acc"), "parent": r.data.tags.get("mlflow.parentRunId"),
-             "status": r.info.status} for r in runs]
+    runs = client.search_runs([experiment.experiment_id], f"tags.`{ROLE}` = 'search'", max_results=50000)
+    return [{"run_id": r.info.run_id, "search_id": r.data.tags.get(SEARCH_ID), "status": r.info.status,
+             "lr": float(r.data.params["chosen.lr"]), "steps": int(r.data.params["chosen.steps"]),
+             "best_val_acc": r.data.metrics.get("best_val_acc")} for r in runs]

@@ -91,8 +91,8 @@ def run_trial(spec: TrialSpec, teacher: TeacherOutputs | None = None, device: st
 def run_pack(specs: list[TrialSpec], teacher: TeacherOutputs | None = None, device: str | torch.device | None = None,
              cache_root: Path | None = None, on_report: Callable | None = None, resume: dict | None = None,
              log=None) -> list[TrialOutcome]:
-    """Train students that differ only by seed and objective together (kdscale.train: one spec trains
-    as a plain module, several as a vmapped pack).
+    """Train students that differ only by seed, objective and learning rate together (kdscale.train:
+    one spec trains as a plain module, several as a vmapped pack).
 
     `on_report(reports, state)` gets a list with one report per student (None once diverged).
     """
@@ -111,8 +111,8 @@ def run_pack(specs: list[TrialSpec], teacher: TeacherOutputs | None = None, devi
         model = load_model(teacher, device)
         for t in tensors:
             t.teacher_model = model
-    results = train_students(spec.student, [s.objective for s in specs], spec.recipe, [s.seed for s in specs],
-                             tensors, loaded.info.num_classes, on_report=on_report, resume=resume,
+    results = train_students(spec.student, [s.objective for s in specs], [s.recipe for s in specs],
+                             [s.seed for s in specs], tensors, loaded.info.num_classes, on_report=on_report, resume=resume,
                              teacher_forward_flops=teacher.forward_flops)
     return [_outcome(s, r, teacher, loaded, t) for s, r, t in zip(specs, results, tensors)]
 

@@ -98,22 +98,40 @@ def test_bad_values_name_the_field(build, field):
         build()
 
 
-def test_study_variants_and_per_kappa_recipes():
+def test_study_variants_and_recipe_policies():
+    from kdscale.search import SearchSpace
     from kdscale.study import StudySpec
 
-    base = dict(name="s", data=DataSpec(name="digits", n_teacher=400),
-                pairs=((ModelSpec.parse("mlp:width=32"), ModelSpec.parse("mlp:width=16")),),
-                kappas=(0.25, 0.5), taus=(4.0,), seeds=(0,))
-    tuned = RecipeSpec(lr=0.3, steps=50)
-    spec = StudySpec(**base, objectives=("lt", "kd"),
+    teacher_a, teacher_b = ModelSpec.parse("mlp:width=32"), ModelSpec.parse("mlp:width=64")
+    student = ModelSpec.parse("mlp:width=16")
+    base = dict(name="s", data=DataSpec(name="digits", n_teacher=400), pairs=((teacher_a, student), (teacher_b, student)),
+                kappas=(0.25, 0.5), taus=(4.0,), seeds=(0,), search=SearchSpace(lrs=(0.01, 0.1), budgets=(10,)))
+    spec = StudySpec(**base, objectives=("lt", "kd"), recipe_policy="fixed",
                      variants=(ObjectiveSpec("kd", tau=4.0, tau_squared=False), ObjectiveSpec("ls", epsilon=0.05),
-                               ObjectiveSpec("kd", tau=4.0)),  # the last is already in the grid
-                     recipe_overrides=(("mlp-16", 0.5, tuned),))
+                               ObjectiveSpec("kd", tau=4.0)))  # the last is already in the grid
     labels = [o.label for o in spec.objective_specs()]
     assert labels == ["lt", "kd tau=4", "kd tau=4 no-tau2", "ls eps=0.05"]
-    trials = spec.trials()
-    assert len(trials) == 8
-    assert {t.recipe for t in trials if t.kappa == 0.5} == {tuned}
-    assert {t.recipe for t in trials if t.kappa == 0.25} == {RecipeSpec()}
+    assert spec.searches() == [] and {t.recipe for t in spec.trials()} == {RecipeSpec()}
+    assert len(spec.trials()) == 2 * 2 * 4  # pairs x kappas x arms (each pair its own lt: fidelity to its teacher)
+
+    fair = StudySpec(**base, objectives=("lt", "kd"))  # the default policy: each arm its own search
+    searches = fair.searches()
+    # lt: one per kappa, shared by both pairs (no teacher); kd: one per (teacher, kappa)
+    assert sorted((s.objective.name, s.teacher.model.width if s.teacher else None, s.kappa) for s in searches) == [
+        ("kd", 32, 0.25), ("kd", 32, 0.5), ("kd", 64, 0.25), ("kd", 64, 0.5), ("lt", None, 0.25), ("lt", None, 0.5)]
+    chosen = {s.id: RecipeSpec(lr=0.1 if s.objective.name == "lt" else 0.01, steps=10 * (1 + (s.kappa > 0.3)))
+              for s in searches}
+    trials = fair.trials(chosen)
+    assert {(t.objective.name, t.recipe.lr) for t in trials} == {("lt", 0.1), ("kd", 0.01)}
+    assert {(t.kappa, t.recipe.steps) for t in trials} == {(0.25, 10), (0.5, 20)}
+    with pytest.raises(SpecError, match="no recipe yet for"):
+        fair.trials({})
+
+    paper = StudySpec(**base, objectives=("lt", "kd"), recipe_policy="lt")  # kd reuses lt's recipe
+    assert {s.objective.name for s in paper.searches()} == {"lt"} and len(paper.searches()) == 2
+    lt_chosen = {s.id: RecipeSpec(lr=0.2 + s.kappa, steps=10) for s in paper.searches()}
+    assert {(t.kappa, t.recipe.lr) for t in paper.trials(lt_chosen)} == {(0.25, 0.45), (0.5, 0.7)}
+    with pytest.raises(SpecError, match="recipe_policy='best' is invalid"):
+        StudySpec(**base, recipe_policy="best")
     with pytest.raises(SpecError, match="study.objectives is empty"):
         StudySpec(**base, objectives=())

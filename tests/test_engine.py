@@ -24,7 +24,7 @@ def small_study(name="small", kappas=(0.25, 0.5), seeds=(0, 1), **changes):
     fields = dict(name=name, data=DataSpec(name="digits", n_teacher=400),
                   pairs=((ModelSpec.parse("mlp:width=32"), ModelSpec.parse("mlp:width=16")),),
                   kappas=kappas, taus=(4.0,), seeds=seeds, recipe=STUDENT, teacher_recipe=TEACHER,
-                  resources=Resources(cpus_per_trial=1))
+                  resources=Resources(cpus_per_trial=1), recipe_policy="fixed")
     fields.update(changes)
     return StudySpec(**fields)
 

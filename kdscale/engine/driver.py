@@ -20,10 +20,12 @@ from ray import tune
 
 from kdscale import data as datasets
 from kdscale.config import ObjectiveSpec, TrialSpec, from_dict, to_dict
+from kdscale.engine.searches import run_searches, stored_searches
 from kdscale.engine.session import init_ray
 from kdscale.engine.workers import REPORTS_KEY, ROWS_KEY, student_trainable, teacher_task
 from kdscale.fileio import cache_dir
-from kdscale.schema import FINISHED
+from kdscale.schema import FINISHED, n_train
+from kdscale.search import chosen_recipe
 from kdscale.store import ResultsStore, shared_trials
 from kdscale.study import StudySpec, check_study
 from kdscale.tracking import StudyTracker
@@ -46,6 +48,9 @@ class StudyResult:
     skipped: int  # trials already finished in the store
     complete: bool  # every trial of the grid has a finished row
     reused: int = 0  # trials copied from other studies' stores under the same storage
+    searched: int = 0  # recipe searches run by this call
+    search_s: float = 0.0  # wall time of those searches
+    train_s: float = 0.0  # wall time of training the students
 
 
 
@@ -123,44 +128,49 @@ class _DriverCallback(tune.Callback):
         self.bar.close()
 
 
-def _stream_needs(trials: list[TrialSpec]) -> dict[str, int]:
-    """Per teacher id: how much of the training stream its pending students need logits for."""
-    needs: dict[str, int] = {}
-    for trial in trials:
-        n = datasets.stream_length_for(trial.data.n_teacher, trial.n_train)
-        needs[trial.teacher.id] = max(needs.get(trial.teacher.id, 0), n)
-    return needs
-
-
 def run_study(spec: StudySpec, storage: str = "kdscale_results", tracking_uri: str | None = None,
               address: str | None = None, cache: str | None = None, verbose: bool = False,
               progress: bool = True, log=None, fault: dict | None = None) -> StudyResult:
-    """Run every unfinished trial of `spec`; see the module doc. Returns the study's whole table."""
+    """Run every unfinished search and trial of `spec`; see the module doc. Returns the study's table."""
     log = log or (lambda message: print(message, file=sys.stderr))
     check_study(spec)  # bad input fails here, before Ray starts
-    trials = spec.trials()
     store = ResultsStore(storage, spec.name)
-    finished = store.finished_ids()
-    pending = [t for t in trials if t.id not in finished]
     tracker = StudyTracker(tracking_uri, spec.name, params=_study_params(spec), verbose=verbose)
     if tracker.killed:
         log(f"marked {tracker.killed} MLflow run(s) left RUNNING by an earlier driver as KILLED")
-    _sync_tracker(store, tracker, {t.id: t for t in trials})
-    skipped = len(trials) - len(pending)
-    reused = _reuse_shared(pending, store, tracker)
-    pending = [t for t in pending if t.id not in reused]
-    shared = f"{len(reused)} from other studies' results, " if reused else ""
-    log(f"study {spec.name}: {len(trials)} trials, {skipped} already finished, {shared}"
-        f"{len(pending)} to train; results in {store.uri}, MLflow at {tracker.uri}")
+    searches = spec.searches()
+    stored, pending_searches = stored_searches(searches, store.storage)
+    if searches:
+        log(f"study {spec.name}: recipes by search ({spec.recipe_policy}): {len(searches)} searches, "
+            f"{len(stored)} stored, {len(pending_searches)} to run")
     cache = str(Path(cache or cache_dir()).resolve()) if "://" not in str(cache or "") else cache
-    started_ray = False
-    interrupted = False
+    started_ray, interrupted, teachers = False, False, None
+    trials, pending, skipped, reused, search_s, train_s = None, [], 0, {}, 0.0, 0.0
     try:
-        if pending:
+        if pending_searches:
             started_ray = init_ray(address, verbose)
-            teachers = _train_teachers(spec, pending, cache, log)
+            teachers = _train_teachers(spec, cache, log)
+            began = time.perf_counter()
+            stored |= run_searches(pending_searches, teachers, store.storage, cache, spec.resources, log,
+                                   on_result=tracker.log_search)
+            search_s = time.perf_counter() - began
+        trials = spec.trials({sid: chosen_recipe(result) for sid, result in stored.items()})
+        finished = store.finished_ids()
+        pending = [t for t in trials if t.id not in finished]
+        _sync_tracker(store, tracker, {t.id: t for t in trials})
+        skipped = len(trials) - len(pending)
+        reused = _reuse_shared(pending, store, tracker)
+        pending = [t for t in pending if t.id not in reused]
+        shared = f"{len(reused)} from other studies' results, " if reused else ""
+        log(f"study {spec.name}: {len(trials)} trials, {skipped} already finished, {shared}"
+            f"{len(pending)} to train; results in {store.uri}, MLflow at {tracker.uri}")
+        if pending:
+            started_ray = init_ray(address, verbose) or started_ray
+            teachers = teachers or _train_teachers(spec, cache, log)
+            began = time.perf_counter()
             interrupted = _train_students(spec, pending, teachers, store, tracker, cache, len(trials),
                                           len(trials) - len(pending), progress, log, fault)
+            train_s = time.perf_counter() - began
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -168,17 +178,18 @@ def run_study(spec: StudySpec, storage: str = "kdscale_results", tracking_uri: s
             ray.shutdown()
     table = store.table()
     done = set(table.loc[table["status"].isin(FINISHED), "trial_id"])
-    complete = all(t.id in done for t in trials)
+    complete = trials is not None and all(t.id in done for t in trials)
     if store.exists() and "://" not in store.uri:
         tracker.log_artifacts([Path(store.root) / "results.parquet"])
     tracker.close("FINISHED" if complete else "KILLED")
     if not complete:
-        missing = sum(t.id not in done for t in trials)
-        log(f"study {spec.name}: {missing} trial(s) not finished"
-            f"{' (interrupted)' if interrupted else ''}; run the same command again to continue")
-    study_ids = {t.id for t in trials}
+        missing = "the searches" if trials is None else f"{sum(t.id not in done for t in trials)} trial(s)"
+        log(f"study {spec.name}: {missing} not finished{' (interrupted)' if interrupted else ''}; run the same "
+            "command again to continue")
+    study_ids = {t.id for t in trials or ()}
     return StudyResult(table[table["trial_id"].isin(study_ids)].reset_index(drop=True), store, tracker.uri,
-                       tracker.parent_id, len(pending), skipped, complete, len(reused))
+                       tracker.parent_id, len(pending), skipped, complete, len(reused), len(pending_searches),
+                       search_s, train_s)
 
 
 def _reuse_shared(pending: list[TrialSpec], store: ResultsStore, tracker: StudyTracker) -> dict[str, str]:
@@ -203,8 +214,8 @@ def _study_params(spec: StudySpec) -> dict:
             "recipe": to_dict(spec.recipe), "teacher_recipe": to_dict(spec.teacher_recipe),
             "alpha": spec.alpha, "tau_squared": spec.tau_squared,
             "objective_settings": [o.label for o in spec.objective_specs()],
-            "budget": spec.recipe.budget,
-            "recipe_overrides": len(spec.recipe_overrides)}
+            "budget": spec.recipe.budget, "recipe_policy": spec.recipe_policy,
+            "search": to_dict(spec.search) if spec.recipe_policy != "fixed" else None}
 
 
 def _sync_tracker(store: ResultsStore, tracker: StudyTracker, trials: dict[str, TrialSpec]) -> None:
@@ -220,9 +231,16 @@ def _sync_tracker(store: ResultsStore, tracker: StudyTracker, trials: dict[str, 
         tracker.finish_trial(row, to_dict(trials[trial_id]), history)
 
 
-def _train_teachers(spec: StudySpec, pending: list[TrialSpec], cache: str, log) -> dict:
-    needs = _stream_needs(pending)
-    teachers = {t.teacher.id: t.teacher for t in pending}
+def _train_teachers(spec: StudySpec, cache: str, log) -> dict:
+    """Every teacher of the study, trained or loaded, with logits as far into the stream as its
+    largest kappa needs."""
+    needs: dict[str, int] = {}
+    teachers = {t.id: t for t in spec.teachers()}
+    for teacher_model, _ in spec.pairs:
+        tid = spec.teacher(teacher_model).id
+        reach = max(datasets.stream_length_for(spec.data.n_teacher, n_train(k, spec.data.n_teacher))
+                    for k in spec.kappas)
+        needs[tid] = max(needs.get(tid, 0), reach)
     resources = spec.resources
     threads = max(1, int(resources.cpus_per_trial))
     task = ray.remote(num_cpus=resources.cpus_per_trial, num_gpus=resources.gpus_per_trial)(teacher_task)
@@ -238,8 +256,8 @@ def _train_teachers(spec: StudySpec, pending: list[TrialSpec], cache: str, log) 
 
 
 def make_packs(trials: list[TrialSpec], pack_size: int | None) -> list[list[TrialSpec]]:
-    """Group trials that differ only by seed and objective into packs (kdscale.train) of at most
-    `pack_size`: same model, recipe and data size, so the same step count.
+    """Group trials that differ only by seed, objective and learning rate into packs (kdscale.train)
+    of at most `pack_size`: same model, budget and data size, so the same step count.
 
     None packs the seeds (up to MAX_PACK a pack) of every packable configuration whose model is
     small (PACK_MAX_FLOPS), where packing was measured faster; an explicit size packs every packable
@@ -260,9 +278,18 @@ def make_packs(trials: list[TrialSpec], pack_size: int | None) -> list[list[Tria
             model = models.build(trial.student, info.input_shape, info.num_classes)
             small = forward_flops(model, torch.zeros(1, *info.input_shape)) <= PACK_MAX_FLOPS
             can_pack[key] = packable(model) and (small or pack_size is not None)
-        group = replace(trial, seed=0, objective=ObjectiveSpec("lt")).id if can_pack[key] and size > 1 else trial.id
+        group = _pack_key(trial) if can_pack[key] and size > 1 else trial.id
         groups.setdefault(group, []).append(trial)
     return [members[i:i + size] for members in groups.values() for i in range(0, len(members), size)]
+
+
+def _pack_key(trial: TrialSpec) -> str:
+    """Trials with one pack key train in one pack: same teacher, student, data size and recipe, but
+    for the seed, the objective and (with sgd) the learning rate and weight decay."""
+    recipe = trial.recipe
+    if recipe.optimizer == "sgd":
+        recipe = replace(recipe, lr=1.0, weight_decay=0.0)
+    return replace(trial, seed=0, objective=ObjectiveSpec("lt"), recipe=recipe).id
 
 
 def _train_students(spec: StudySpec, pending: list[TrialSpec], teachers: dict, store: ResultsStore,

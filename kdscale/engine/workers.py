@@ -1,4 +1,5 @@
-"""What runs on Ray's workers: a teacher task, and a Tune trial that trains a pack of students.
+"""What runs on Ray's workers: a teacher task, a recipe-search task, and a Tune trial that trains a
+pack of students.
 
 Workers never talk to MLflow and never write the results table: a trial reports its students'
 per-epoch metrics and, at the end, their rows (as JSON) to the driver, and writes only its own
@@ -35,6 +36,20 @@ def teacher_task(spec_dict: dict, n_pool: int, cache: str, threads: int):
     torch.set_num_threads(threads)
     return get_teacher(from_dict(TeacherSpec, spec_dict), n_pool, root=Path(cache), device="auto"
                        if torch.cuda.is_available() else "cpu", log=lambda message: None)
+
+
+def search_task(specs: list, cache: str, threads: int, teacher_logits: dict) -> list[dict]:
+    """One recipe-search job (kdscale.search.run_job): the searches of one (student, kappa) as one pack."""
+    import torch
+
+    from kdscale import data as datasets
+    from kdscale.search import run_job
+
+    os.environ["KDSCALE_CACHE"] = cache
+    torch.set_num_threads(threads)
+    first = specs[0]
+    loaded = datasets.load(first.data, datasets.stream_length_for(first.data.n_teacher, first.n_train))
+    return run_job(specs, loaded, teacher_logits, device="cuda" if torch.cuda.is_available() else "cpu")
 
 
 def student_trainable(config: dict, teachers: dict | None = None) -> None:

@@ -157,7 +157,11 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
     else:
         rows = torch.arange(size, device=device)[:, None]
         x_all, y_all = torch.stack([d.x_train for d in datas]), torch.stack([d.y_train for d in datas])
-        teacher_all = torch.stack([d.teacher_train for d in datas]) if uses_teacher else None
+        teacher_all = None
+        if uses_teacher:  # students that read no teacher (lt in a pack with kd) may come without logits
+            shape = next(d.teacher_train for d in datas if d.teacher_train is not None)
+            teacher_all = torch.stack([d.teacher_train if d.teacher_train is not None else torch.zeros_like(shape)
+                                       for d in datas])
 
         def batch_of(idx):
             return x_all[rows, idx], y_all[rows, idx], None if teacher_all is None else teacher_all[rows, idx]

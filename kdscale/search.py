@@ -1,0 +1,285 @@
+"""Fair recipes: every arm trains with its own best learning rate and budget, chosen on validation data.
+
+A comparison of kd with lt is only as good as its weaker arm's training: with one fixed recipe,
+label training plateaus while distillation keeps improving (DESIGN, "Fair comparisons"). So each
+cell of a grid, a (data set, student, objective, kappa) and for kd also its teacher, gets its
+own recipe search (`SearchSpec`): the base recipe's optimizer, momentum, weight decay, batch and
+schedule, with the learning rate and the step budget searched.
+
+The search holds out a class-stratified share of the student's own M samples
+(`data.subsets.split_for`: the samples the study's trial of that seed trains on; the test set
+never enters), trains on the rest and scores each candidate by its validation accuracy (mean over
+the tuning seeds; a diverged run scores 0; ties go to the lower validation loss, then the smaller
+budget). It is successive halving over the budgets: every learning rate trains at the smallest
+budget, the best 1/eta of them at the next, and so on (`SearchSpace`). The candidates of one
+rung share the model and the data, so they train as one pack with a learning rate each
+(kdscale.train.StackedSGD); so do the searches of one (student, kappa), lt and kd alike
+(`run_job`). The winner is the best (learning rate, budget) seen at any rung.
+
+A finished search is stored by content hash, `<storage>/_searches/<id>.json`, and every study
+under the same storage reuses it, as it reuses trials. This module is pure PyTorch: the engine
+runs jobs on Ray workers (kdscale.engine.driver), `kdscale tune` runs them for one student.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from kdscale import schema
+from kdscale.config import (DataSpec, ModelSpec, ObjectiveSpec, RecipeSpec, TeacherSpec, check_float, check_int,
+                            spec_id, to_dict)
+from kdscale.errors import SpecError
+
+SEARCH_DIR = "_searches"  # under the storage; '_' keeps it out of the shared trial cache's scan
+POLICIES = ("fair", "lt", "fixed")  # each arm its own search / every arm lt's (the paper's protocol) / none
+LRS = tuple(0.01 * 2 ** k for k in range(7))  # 0.01 to 0.64, a factor of 2 apart
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Where a search looks: learning rates, step budgets (the successive-halving rungs, smallest
+    first), how many candidates a rung keeps (1/eta), and on how many seeds and what share of M
+    candidates are scored."""
+    lrs: tuple[float, ...] = LRS
+    budgets: tuple[int, ...] = (500, 1000, 2000, 4000)
+    eta: int = 3
+    seeds: int = 1
+    val_fraction: float = 0.2
+    # Budgets beyond this many epochs of the fit split are not tried (the smallest always is): on
+    # MNIST-1D neither lt nor kd gained past about 500 epochs at small kappa (docs/studies.md).
+    max_epochs: int | None = 500
+
+    def __post_init__(self):
+        if not self.lrs:
+            raise SpecError("search.lrs is empty: give at least one learning rate")
+        for lr in self.lrs:
+            check_float("search", "lrs", lr, 0.0, low_open=True)
+        if not self.budgets:
+            raise SpecError("search.budgets is empty: give at least one step budget")
+        for budget in self.budgets:
+            check_int("search", "budgets", budget, 1)
+        object.__setattr__(self, "lrs", tuple(sorted(set(float(lr) for lr in self.lrs))))
+        object.__setattr__(self, "budgets", tuple(sorted(set(self.budgets))))
+        check_int("search", "eta", self.eta, 2)
+        check_int("search", "seeds", self.seeds, 1)
+        check_float("search", "val_fraction", self.val_fraction, 0.0, 1.0, low_open=True, high_open=True)
+        if self.max_epochs is not None:
+            check_int("search", "max_epochs", self.max_epochs, 1)
+
+    def rung_sizes(self) -> list[int]:
+        """Candidates per rung (per search): all learning rates, then 1/eta of the previous rung."""
+        sizes = [len(self.lrs)]
+        for _ in self.budgets[1:]:
+            sizes.append(max(1, math.ceil(sizes[-1] / self.eta)))
+        return sizes
+
+    def rungs(self, n_fit: int, batch_size: int) -> list[tuple[int, int]]:
+        """(budget, candidates kept) of every rung a fit split of n_fit samples gets: the budgets up
+        to max_epochs epochs (the smallest always)."""
+        per_epoch = math.ceil(n_fit / min(batch_size, n_fit))
+        cap = math.inf if self.max_epochs is None else self.max_epochs * per_epoch
+        return [(b, keep) for i, (b, keep) in enumerate(zip(self.budgets, self.rung_sizes())) if i == 0 or b <= cap]
+
+
+QUICK_SPACE = SearchSpace(lrs=(0.01, 0.04, 0.16), budgets=(250, 500))  # --quick: a smoke run (3 + 1 runs)
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """One cell's search: which student learns what from which data at which kappa."""
+    data: DataSpec
+    student: ModelSpec
+    objective: ObjectiveSpec
+    kappa: float
+    base: RecipeSpec  # everything but the learning rate and the budget
+    space: SearchSpace = field(default_factory=SearchSpace)
+    teacher: TeacherSpec | None = None  # for objectives that read a teacher; None for lt and ls
+
+    def __post_init__(self):
+        check_float("search", "kappa", self.kappa, 0.0, low_open=True)
+        object.__setattr__(self, "kappa", float(self.kappa))
+        if self.objective.uses_teacher != (self.teacher is not None):
+            raise SpecError(f"search: objective {self.objective.name!r} "
+                            f"{'needs' if self.objective.uses_teacher else 'takes no'} teacher")
+        if self.teacher is not None and self.teacher.data != self.data:
+            raise SpecError("search: the teacher's data must be the search's data")
+        if self.base.augment != "none":
+            raise SpecError("search: augmented recipes are not searched yet; use --recipe fixed")
+        if len(self.space.lrs) > 1 and self.base.optimizer != "sgd":
+            raise SpecError(f"search: learning rates are searched for sgd only, not {self.base.optimizer}")
+        m = self.n_train
+        if m < 4:
+            raise SpecError(f"search.kappa={self.kappa:g} is invalid: M = {m} samples leave no validation split")
+
+    @property
+    def n_train(self) -> int:
+        return schema.n_train(self.kappa, self.data.n_teacher)
+
+    @property
+    def id(self) -> str:
+        return spec_id(self)
+
+    @property
+    def job_key(self) -> tuple:
+        """Searches with one job key share their data split and model: they train in one pack."""
+        return (spec_id(self.data), str(self.student), self.kappa, spec_id(replace(self.base, lr=1.0)),
+                spec_id(self.space))
+
+    @property
+    def label(self) -> str:
+        teacher = f"{self.teacher.model.label}>" if self.teacher is not None else ""
+        return f"{teacher}{self.student.label} {self.objective.label} kappa={self.kappa:g}"
+
+    def recipe(self, lr: float, steps: int) -> RecipeSpec:
+        return replace(self.base.with_budget(steps=steps), lr=float(lr))
+
+
+def chosen_recipe(result: dict) -> RecipeSpec:
+    """The recipe a stored search chose."""
+    from kdscale.config import from_dict
+
+    return from_dict(RecipeSpec, result["recipe"])
+
+
+# --- the stored searches ------------------------------------------------------------------------
+
+
+def search_path(storage: str, search_id: str) -> str:
+    root = schema.filesystem(storage)[1] if not schema.is_uri(storage) else str(storage)
+    return f"{root.rstrip('/')}/{SEARCH_DIR}/{search_id}.json"
+
+
+def read_search(storage: str, search_id: str) -> dict | None:
+    """A finished search of this id under `storage`, or None."""
+    fs, _ = schema.filesystem(storage)
+    payload = schema.read_bytes(fs, search_path(storage, search_id))
+    return None if payload is None else json.loads(payload)
+
+
+def write_search(storage: str, result: dict) -> str:
+    """Written whole and moved into place, as the results store writes."""
+    from kdscale.store import atomic_write
+
+    fs, _ = schema.filesystem(storage)
+    path = search_path(storage, result["id"])
+    atomic_write(fs, path, json.dumps(result, indent=1, sort_keys=True).encode())
+    return path
+
+
+# --- running a job: the searches of one (student, kappa), successive halving over one pack --------
+
+
+def _split_data(spec: SearchSpec, seed: int, loaded, teacher_logits, device):
+    """The fit and validation samples of the student of `seed` (validation in the test slot)."""
+    import torch
+
+    from kdscale.data.subsets import split_for
+    from kdscale.train import TrainData
+
+    fit, val = split_for(loaded.y_pool, spec.data.n_teacher, spec.n_train, seed, spec.space.val_fraction)
+
+    def tensor(array):
+        return torch.as_tensor(np.ascontiguousarray(array)).to(device)
+    teacher_fit = tensor(teacher_logits[fit]) if teacher_logits is not None else None
+    teacher_val = tensor(teacher_logits[val]) if teacher_logits is not None else None
+    return TrainData(tensor(loaded.x_pool[fit]), tensor(loaded.y_pool[fit]), tensor(loaded.x_pool[val]),
+                     tensor(loaded.y_pool[val]), teacher_fit, teacher_val), len(fit), len(val)
+
+
+def run_job(specs: list[SearchSpec], loaded, teacher_logits: dict[str, Any], device="cpu", log=None) -> list[dict]:
+    """Run the searches `specs` (one job key) with successive halving; return one result per spec.
+
+    `loaded` holds the data stream (at least as far as the students' samples reach) and
+    `teacher_logits` maps a teacher id to its logits on that stream.
+    """
+    from kdscale.train import train_students
+
+    started = time.perf_counter()
+    first = specs[0]
+    if any(s.job_key != first.job_key for s in specs):
+        raise ValueError("a search job's searches must share data, student, kappa, base recipe and space")
+    space, seeds = first.space, list(range(first.space.seeds))
+    num_classes = loaded.info.num_classes
+    datas, sizes = {}, {}
+    for spec in specs:
+        logits = teacher_logits[spec.teacher.id] if spec.teacher is not None else None
+        for seed in seeds:
+            datas[spec.id, seed], n_fit, n_val = _split_data(spec, seed, loaded, logits, device)
+            sizes[spec.id] = (n_fit, n_val)
+    alive = {spec.id: list(space.lrs) for spec in specs}
+    candidates: dict[str, list[dict]] = {spec.id: [] for spec in specs}
+    rungs = space.rungs(next(iter(sizes.values()))[0], first.base.batch_size)
+    for rung, (budget, keep) in enumerate(rungs):
+        members = [(spec, lr, seed) for spec in specs for lr in alive[spec.id][:keep] for seed in seeds]
+        if not members:
+            break
+        rung_started = time.perf_counter()
+        results = train_students(first.student, [spec.objective for spec, _, _ in members],
+                                 [spec.recipe(lr, budget) for spec, lr, _ in members], [seed for _, _, seed in members],
+                                 [datas[spec.id, seed] for spec, _, seed in members], num_classes, max_reports=1)
+        scores: dict[tuple[str, float], list] = {}
+        for (spec, lr, seed), result in zip(members, results):
+            ok = result.status == "ok"
+            scores.setdefault((spec.id, lr), []).append(
+                (result.metrics["test_acc"] if ok else 0.0, result.metrics["test_loss"] if ok else math.inf))
+        for spec in specs:
+            ranked = []
+            for lr in alive[spec.id][:keep]:
+                accs, losses = zip(*scores[spec.id, lr])
+                entry = {"lr": lr, "steps": budget, "rung": rung, "val_acc": float(np.mean(accs)),
+                         "val_loss": float(np.mean(losses)), "val_acc_by_seed": [float(a) for a in accs],
+                         "diverged": int(sum(not math.isfinite(v) for v in losses))}
+                candidates[spec.id].append(entry)
+                if not entry["diverged"]:
+                    ranked.append(entry)
+            ranked.sort(key=_rank)
+            alive[spec.id] = [entry["lr"] for entry in ranked]
+        if log:
+            log(f"search {first.student.label} kappa={first.kappa:g}: rung {rung + 1}/{len(rungs)}, "
+                f"{budget} steps, {len(members)} students in one pack ({time.perf_counter() - rung_started:.1f} s)")
+    wall = time.perf_counter() - started
+    return [_result(spec, candidates[spec.id], sizes[spec.id], wall / len(specs)) for spec in specs]
+
+
+def _rank(entry: dict) -> tuple:
+    """Best first: higher validation accuracy, then lower validation loss, then the smaller budget."""
+    loss = entry["val_loss"] if math.isfinite(entry["val_loss"]) else math.inf
+    return (-entry["val_acc"], loss, entry["steps"], entry["lr"])
+
+
+def _result(spec: SearchSpec, candidates: list[dict], sizes: tuple[int, int], wall: float) -> dict:
+    finite = [c for c in candidates if not c["diverged"]]
+    if not finite:  # every candidate diverged: the smallest learning rate at the smallest budget
+        best = {"lr": spec.space.lrs[0], "steps": spec.space.budgets[0], "val_acc": 0.0, "val_loss": None}
+    else:
+        best = min(finite, key=_rank)
+    space = spec.space
+    edges = []
+    if best["lr"] == space.lrs[-1] and len(space.lrs) > 1:
+        edges.append(f"best lr {best['lr']:g} is the largest searched")
+    if best["lr"] == space.lrs[0] and len(space.lrs) > 1:
+        edges.append(f"best lr {best['lr']:g} is the smallest searched")
+    tried = sorted({c["steps"] for c in candidates})
+    if best["steps"] == space.budgets[-1] and len(tried) > 1:
+        edges.append(f"best budget {best['steps']} steps is the largest searched")
+    if sizes[1] < 50:
+        edges.append(f"the validation split holds {sizes[1]} samples: the choice is noisy")
+    return {"id": spec.id, "label": spec.label, "spec": to_dict(spec), "n_fit": sizes[0], "n_val": sizes[1],
+            "candidates": candidates, "best": {k: best[k] for k in ("lr", "steps", "val_acc", "val_loss")},
+            "recipe": to_dict(spec.recipe(best["lr"], best["steps"])), "warnings": edges,
+            "all_diverged": not finite, "wall_s": wall, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def describe(result: dict) -> str:
+    """One line: the chosen recipe, its validation score, how many candidates, any warning."""
+    best = result["best"]
+    text = (f"{result['label']}: lr {best['lr']:g}, {best['steps']} steps, val_acc {best['val_acc']:.3f} "
+            f"({len(result['candidates'])} candidates on {result['n_fit']} fit / {result['n_val']} val samples)")
+    if result["all_diverged"]:
+        text += " [every candidate diverged]"
+    return text + "".join(f" [{w}]" for w in result["warnings"])

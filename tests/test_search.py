@@ -1,0 +1,193 @@
+"""Fair recipes (kdscale.search): the validation split, the successive-halving search on real training
+(never the test set), stored searches, `kdscale tune`, and a study whose recipes are searched."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from kdscale import cli
+from kdscale import data as datasets
+from kdscale.config import DataSpec, ModelSpec, ObjectiveSpec, RecipeSpec, TeacherSpec
+from kdscale.data import student_indices, subsets
+from kdscale.errors import SpecError
+from kdscale.search import (SearchSpace, SearchSpec, chosen_recipe, read_search, run_job, search_path,
+                            write_search)
+
+DIGITS = DataSpec(name="digits", n_teacher=400)
+STUDENT = ModelSpec.parse("mlp:width=16")
+BASE = RecipeSpec(lr=0.05, steps=40, batch_size=64)
+TEACHER = TeacherSpec(DIGITS, ModelSpec.parse("mlp:width=32"), RecipeSpec(lr=0.05, steps=150, batch_size=64))
+# 1e6 diverges at once: it is never promoted
+SPACE = SearchSpace(lrs=(0.003, 0.03, 0.3, 1e6), budgets=(20, 40), eta=3, seeds=2)
+
+
+# --- the validation split, by hand ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("counts, n_val, expected", [
+    ([6, 3, 1], 3, [2, 1, 0]),  # quotas 1.8, 0.9, 0.3: floors 1, 0, 0, then the remainders .9, .8; never a last sample
+    ([18, 2], 2, [1, 1]),  # quotas 1.8, 0.2 give 2, 0; the class of 2 gets one from the class of 18
+    ([8] * 10, 16, [2] * 6 + [1] * 4),  # 1.6 each: one each, six more to the lower classes (equal remainders)
+    ([1, 1, 1, 5], 2, [0, 0, 0, 2]),  # single-sample classes keep their sample for fitting
+])
+def test_validation_counts_by_hand(counts, n_val, expected):
+    assert subsets.validation_counts(counts, n_val).tolist() == expected
+
+
+def test_validation_counts_refuse_an_impossible_split():
+    with pytest.raises(ValueError, match="keep one of each class"):
+        subsets.validation_counts([1, 1], 1)
+
+
+def test_validation_split_is_stratified_disjoint_and_seeded():
+    labels = np.array([0] * 40 + [1] * 30 + [2] * 20 + [3] * 10)
+    fit, val = subsets.validation_split(labels, 0.2, seed=3)
+    assert len(val) == 20 and len(fit) == 80 and not set(fit) & set(val) and sorted([*fit, *val]) == list(range(100))
+    assert np.bincount(labels[val]).tolist() == [8, 6, 4, 2]  # exactly 20% of each class
+    again, other = subsets.validation_split(labels, 0.2, seed=3)[1], subsets.validation_split(labels, 0.2, seed=4)[1]
+    assert again.tolist() == val.tolist() and other.tolist() != val.tolist()
+
+
+@pytest.mark.parametrize("n_train", [80, 400, 6000])  # kappa 0.02, 0.1 and 1.5 of N = 4000
+def test_split_is_carved_from_the_students_own_samples(n_train):
+    labels = np.random.default_rng(1).integers(0, 10, size=8000)
+    fit, val = subsets.split_for(labels, 4000, n_train, seed=2, val_fraction=0.2)
+    own = student_indices(labels, 4000, n_train, 2)
+    assert set(fit) | set(val) == set(own) and not set(fit) & set(val)
+    assert len(val) == round(0.2 * n_train) and set(labels[val]) == set(range(10))  # every class held out
+
+
+# --- specs ----------------------------------------------------------------------------------------
+
+
+def test_rung_sizes_and_bad_spaces():
+    assert SearchSpace().rung_sizes() == [7, 3, 1, 1]  # 0.01 to 0.64 (x2), 500 to 4000 steps, keep 1/3
+    assert SearchSpace(lrs=(0.1, 0.2, 0.3, 0.4), budgets=(1, 2, 3), eta=2).rung_sizes() == [4, 2, 1]
+    # at most 500 epochs of the fit split: 64 samples in batches of 64 stop at the first rung; 160 samples
+    # (2 steps an epoch) go to 1000 steps; 12,800 samples (100 steps an epoch) take every rung
+    assert SearchSpace().rungs(64, 128) == [(500, 7)]
+    assert SearchSpace().rungs(160, 128) == [(500, 7), (1000, 3)]
+    assert SearchSpace().rungs(12_800, 128) == [(500, 7), (1000, 3), (2000, 1), (4000, 1)]
+    assert SearchSpace(max_epochs=None).rungs(64, 128) == [(500, 7), (1000, 3), (2000, 1), (4000, 1)]
+    for changes, message in ((dict(lrs=()), "search.lrs is empty"), (dict(budgets=(0,)), "search.budgets=0"),
+                             (dict(eta=1), "search.eta=1"), (dict(val_fraction=1.0), "search.val_fraction=1.0")):
+        with pytest.raises(SpecError, match=message):
+            SearchSpace(**changes)
+
+
+def test_search_specs_name_their_teacher_only_when_they_read_one():
+    lt = SearchSpec(DIGITS, STUDENT, ObjectiveSpec("lt"), 0.5, BASE, SPACE)
+    kd = SearchSpec(DIGITS, STUDENT, ObjectiveSpec("kd", tau=4.0), 0.5, BASE, SPACE, TEACHER)
+    assert lt.job_key == kd.job_key and lt.id != kd.id  # one pack, two searches
+    assert replace(lt, base=replace(BASE, lr=0.3, steps=7)).id != lt.id  # the base's other fields count...
+    assert replace(lt, base=replace(BASE, lr=0.3)).job_key == lt.job_key  # ...its lr does not pack apart
+    assert lt.recipe(0.3, 20) == replace(BASE, lr=0.3, steps=20)
+    with pytest.raises(SpecError, match="objective 'kd' needs teacher"):
+        SearchSpec(DIGITS, STUDENT, ObjectiveSpec("kd"), 0.5, BASE, SPACE)
+    with pytest.raises(SpecError, match="objective 'lt' takes no teacher"):
+        SearchSpec(DIGITS, STUDENT, ObjectiveSpec("lt"), 0.5, BASE, SPACE, TEACHER)
+    with pytest.raises(SpecError, match="sgd only"):
+        SearchSpec(DIGITS, STUDENT, ObjectiveSpec("lt"), 0.5, replace(BASE, optimizer="adam"), SPACE)
+
+
+# --- the search, on real training -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits_job():
+    """lt and kd of one student at kappa 0.5 (M = 200): the data, the teacher logits, the two searches."""
+    from kdscale.teacher import get_teacher
+
+    loaded = datasets.load(DIGITS, 400)
+    teacher = get_teacher(TEACHER, 400, log=lambda message: None)
+    specs = [SearchSpec(DIGITS, STUDENT, ObjectiveSpec("lt"), 0.5, BASE, SPACE),
+             SearchSpec(DIGITS, STUDENT, ObjectiveSpec("kd", tau=4.0), 0.5, BASE, SPACE, TEACHER)]
+    return loaded, {TEACHER.id: teacher.logits_train}, specs
+
+
+def test_successive_halving_keeps_the_best_third_and_the_winner_is_the_best_seen(digits_job):
+    loaded, logits, specs = digits_job
+    lines = []
+    results = run_job(specs, loaded, logits, log=lines.append)
+    assert len(lines) == 2 and "rung 1/2, 20 steps, 16 students in one pack" in lines[0]  # 2 specs x 4 lrs x 2 seeds
+    for spec, result in zip(specs, results):
+        assert result["id"] == spec.id and (result["n_fit"], result["n_val"]) == (160, 40)
+        first, second = ([c for c in result["candidates"] if c["rung"] == r] for r in (0, 1))
+        assert [c["lr"] for c in first] == [0.003, 0.03, 0.3, 1e6] and all(c["steps"] == 20 for c in first)
+        diverged = next(c for c in first if c["lr"] == 1e6)
+        assert diverged["diverged"] == 2 and diverged["val_acc"] == 0.0  # both seeds
+        ranked = sorted((c for c in first if not c["diverged"]), key=lambda c: (-c["val_acc"], c["val_loss"]))
+        assert [(c["lr"], c["steps"]) for c in second] == [(c["lr"], 40) for c in ranked[:2]]  # ceil(4 / 3) = 2
+        winner = max(result["candidates"], key=lambda c: (c["val_acc"], -c["val_loss"]))
+        assert (result["best"]["lr"], result["best"]["steps"]) == (winner["lr"], winner["steps"])
+        assert chosen_recipe(result) == replace(BASE, lr=winner["lr"], steps=winner["steps"])
+        assert all(len(c["val_acc_by_seed"]) == 2 and np.mean(c["val_acc_by_seed"]) == pytest.approx(c["val_acc"])
+                   for c in result["candidates"])
+        assert "the validation split holds 40 samples: the choice is noisy" in result["warnings"]
+    again = run_job(specs, loaded, logits)
+    assert [r["candidates"] for r in again] == [r["candidates"] for r in results]  # deterministic
+
+
+def test_the_search_never_reads_the_test_set(digits_job):
+    """NaN test inputs and shuffled test labels: a search that read the test set would choose otherwise."""
+    loaded, logits, specs = digits_job
+    poisoned = replace(loaded, x_test=np.full_like(loaded.x_test, np.nan),
+                       y_test=np.random.default_rng(0).permutation(loaded.y_test))
+    clean, dirty = run_job(specs, loaded, logits), run_job(specs, poisoned, logits)
+    assert [(r["candidates"], r["best"]) for r in clean] == [(r["candidates"], r["best"]) for r in dirty]
+
+
+def test_a_stored_search_round_trips(digits_job, tmp_path):
+    loaded, logits, specs = digits_job
+    result = run_job(specs[:1], loaded, logits)[0]
+    assert read_search(str(tmp_path), specs[0].id) is None
+    path = write_search(str(tmp_path), result)
+    assert path == search_path(str(tmp_path), specs[0].id) and path.endswith(f"_searches/{specs[0].id}.json")
+    stored = read_search(str(tmp_path), specs[0].id)
+    assert stored["best"] == result["best"] and chosen_recipe(stored) == chosen_recipe(result)
+
+
+# --- kdscale tune -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--student", "transformer:width=8"], "student: model.family: unknown 'transformer'"),
+    (["--kappas", "0"], "tune.kappa=0.0 is invalid"),
+    (["--kappas", "0.1", "-1"], "tune.kappa=-1.0 is invalid"),
+    (["--search-seeds", "0"], "search.seeds=0 is invalid"),
+    (["--val-fraction", "1"], "search.val_fraction=1.0 is invalid"),
+    (["--kappas", "0.002"], "tune.kappa=0.002 is invalid: M = 8 samples"),
+    (["--budgets", "0"], "search.budgets=0 is invalid"),
+    (["--objectives", "kd"], "--objectives kd needs --teacher"),
+    (["--dataset", "digits", "--n-teacher", "500", "--kappas", "5"], "maximum kappa is 2.874"),
+])
+def test_tune_bad_input_is_one_line_before_compute(argv, message, tmp_path, capsys, monkeypatch):
+    import kdscale.search
+
+    monkeypatch.setattr(kdscale.search, "run_job", lambda *a, **k: pytest.fail("searched on bad input"))
+    defaults = {"--student": "cnn1d:width=16", "--kappas": "0.1"}
+    argv = [*argv, *[w for flag, value in defaults.items() if flag not in argv for w in (flag, value)]]
+    code = cli.main(["tune", *argv, "--storage", str(tmp_path / "results"),
+                     "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("kdscale: error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "results" / "_searches").exists()
+
+
+@pytest.mark.slow
+def test_kdscale_tune_searches_stores_logs_and_reuses(tmp_path, capsys):
+    from kdscale.tracking import search_runs
+
+    argv = ["tune", "--dataset", "digits", "--n-teacher", "400", "--student", "mlp:width=16", "--teacher",
+            "mlp:width=32", "--objectives", "lt", "kd", "--kappas", "0.5", "--lrs", "0.01", "0.1", "--budgets",
+            "20", "40", "--storage", str(tmp_path / "results"), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "--cache", str(tmp_path / "cache")]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr()
+    rows = [line for line in out.out.splitlines() if line.strip().startswith("0.5 ")]
+    assert len(rows) == 2 and all(row.split()[-1] in ("ran",) or " ran " in row for row in rows)
+    runs = search_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert len(runs) == 2 and {r["status"] for r in runs} == {"FINISHED"}
+    assert cli.main(argv) == 0  # a rerun reads the stored searches and runs nothing
+    again = capsys.readouterr()
+    assert again.err.count("stored (") == 2 and len(search_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")) == 2
