@@ -25,9 +25,10 @@ from typing import Any
 from kdscale.study import Resources
 
 # The main job's grid on MNIST-1D (studies/model_size.py), which the other MNIST-1D studies share:
-# two teachers, three students, five pairs whose student/teacher parameter ratio spans 0.012 to 11.
-MAIN_PAIRS = ("cnn1d:width=16>cnn1d:width=16", "cnn1d:width=64>cnn1d:width=4", "cnn1d:width=64>cnn1d:width=16",
-              "cnn1d:width=16>cnn1d:width=64", "cnn1d:width=64>cnn1d:width=64")
+# teachers cnn1d-8, 16, 32 and 64 (858 to 28,298 parameters), students cnn1d-4 and cnn1d-16, five pairs
+# whose student/teacher parameter ratio spans 0.012 to 2.9 (2.4 decades, five distinct ratios).
+MAIN_PAIRS = ("cnn1d:width=64>cnn1d:width=4", "cnn1d:width=64>cnn1d:width=16", "cnn1d:width=32>cnn1d:width=16",
+              "cnn1d:width=16>cnn1d:width=16", "cnn1d:width=8>cnn1d:width=16")
 MAIN_KAPPAS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 4.0)
 
 
@@ -81,7 +82,10 @@ class Grid:
         return self.quick.get(key, default) if args.quick else default
 
     def study_name(self, args: argparse.Namespace) -> str:
-        return args.name or (f"{self.name}_quick" if args.quick else self.name)
+        """--name, or the grid's name (+ _quick, + _fixed or _lt when recipes are not fair): one study
+        directory per recipe policy, since a table mixes one recipe per cell."""
+        policy = getattr(args, "recipe", None) or "fair"
+        return args.name or (f"{self.name}_quick" if args.quick else self.name) + ("" if policy == "fair" else f"_{policy}")
 
     def kappa_values(self, args: argparse.Namespace) -> tuple[float, ...]:
         return tuple(args.kappas or self.get(args, "kappas", self.kappas))
@@ -96,7 +100,8 @@ class Grid:
         return tuple(args.pairs or self.get(args, "pairs", self.pairs or ()))
 
 
-def add_run_flags(parser: argparse.ArgumentParser) -> None:
+def add_run_flags(parser: argparse.ArgumentParser, recipes: bool = True) -> None:
+    """Where and how a study runs; with `recipes`, also how its student recipes are chosen."""
     parser.add_argument("--storage", default="kdscale_results",
                         help="results directory or URI (s3://... or a shared path on a cluster)")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
@@ -109,6 +114,37 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
                         "seeds of small models; 1 = off)")
     parser.add_argument("--no-analysis", action="store_true", help="skip the fits and figures")
     parser.add_argument("-v", "--verbose", action="store_true", help="show Ray's and MLflow's own console output")
+    if recipes:
+        add_recipe_flags(parser)
+
+
+def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
+    """How each cell's student recipe is chosen (kdscale.search); part of add_run_flags."""
+    from kdscale.search import LRS, QUICK_SPACE, SearchSpace
+
+    space = SearchSpace()
+    parser.add_argument("--recipe", choices=("fair", "lt", "fixed"), default="fair", help=(
+        "students' recipes: fair (default) gives every arm of a (pair, kappa) its own learning rate and step "
+        "budget, chosen on a validation split of the student's own samples; lt gives every arm the recipe chosen "
+        "for lt (the paper's protocol); fixed trains every cell with the data set's default recipe"))
+    parser.add_argument("--search-lrs", nargs="+", type=float, help="learning rates a search tries (default "
+                        f"{LRS[0]:g} to {LRS[-1]:g}, x2 apart; --quick {' '.join(f'{v:g}' for v in QUICK_SPACE.lrs)})")
+    parser.add_argument("--search-budgets", nargs="+", type=int, help="step budgets of a search, its successive-"
+                        f"halving rungs (default {' '.join(map(str, space.budgets))}; --quick "
+                        f"{' '.join(map(str, QUICK_SPACE.budgets))})")
+    parser.add_argument("--search-seeds", type=int, help=f"seeds a candidate is scored on (default {space.seeds})")
+
+
+def recipe_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """StudySpec's recipe_policy and search from the flags of add_recipe_flags."""
+    from dataclasses import replace
+
+    from kdscale.search import QUICK_SPACE, SearchSpace
+
+    space = QUICK_SPACE if args.quick else SearchSpace()
+    changes = {k: v for k, v in (("lrs", args.search_lrs), ("budgets", args.search_budgets),
+                                 ("seeds", args.search_seeds)) if v is not None}
+    return {"recipe_policy": args.recipe, "search": replace(space, **changes)}
 
 
 def resources(args: argparse.Namespace) -> Resources:

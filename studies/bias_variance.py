@@ -27,7 +27,7 @@ from kdscale.config import DataSpec, parse_pair
 from kdscale.errors import SpecError
 from kdscale.recipes import study_recipes
 from kdscale.study import StudySpec
-from kdscale.studyargs import MAIN_KAPPAS, Grid, StudyParser, add_run_flags, finish, resources, run
+from kdscale.studyargs import Grid, MAIN_KAPPAS, StudyParser, add_run_flags, finish, recipe_fields, resources, run
 
 PAIR = "cnn1d:width=16>cnn1d:width=16"
 GRID = Grid("bias_variance", kappas=MAIN_KAPPAS, quick=dict(kappas=(0.05, 1.0), seeds=2), seeds=5,
@@ -48,7 +48,7 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
     spec = StudySpec(
         name=GRID.study_name(args), data=DataSpec(), pairs=tuple(parse_pair(p) for p in GRID.pair_values(args)),
         kappas=GRID.kappa_values(args), taus=(args.tau,), seeds=GRID.seed_values(args), recipe=student_recipe,
-        teacher_recipe=teacher_recipe, resources=resources(args))
+        teacher_recipe=teacher_recipe, resources=resources(args), **recipe_fields(args))
     if len(spec.seeds) < 2:  # after StudySpec, which names an empty grid itself
         raise SpecError(f"--seeds {len(spec.seeds)} is invalid: a variance over seeds needs at least 2")
     if args.n_boot < 1:

@@ -19,7 +19,9 @@ The results table's `budget` column (`steps=1500` / `epochs=48`) and each MLflow
 `budget` param say which budget a result was trained with. Each study gets the standard analysis
 (the analysis refuses two budgets in one table); the comparison section (PI and PG per budget
 side by side, PI paired by seed across budgets, kappa* per budget from analysis.crossover) joins
-the epochs study's report and both studies' MLflow parent runs.
+the epochs study's report and both studies' MLflow parent runs. Both studies keep one recipe for
+every cell (`recipe_policy="fixed"`): the question is the fixed recipe's own; the default fair
+recipes of the other studies search the budget per cell instead.
 480 trials, 240 trained (the epoch budget), 7 min 49 s on this project's 2-core CPU machine. The
 answer (under the epoch budget kappa* falls inside the grid, 1.8-3.4, for the four pairs where it
 lies beyond kappa = 4 under the step budget) with its numbers: docs/studies.md (budget).
@@ -50,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tau", type=float, default=4.0, help="kd temperature (default 4)")
     parser.add_argument("--epochs", type=int, help="the epoch budget (default: the steps budget's samples at "
                         "kappa = 1, steps * batch / N: 48, or 16 with --quick)")
-    add_run_flags(parser)
+    add_run_flags(parser, recipes=False)  # both studies keep the fixed recipe: the budget is the question
     return parser
 
 
@@ -67,7 +69,7 @@ def build_specs(args: argparse.Namespace) -> tuple[StudySpec, StudySpec]:
     prefix = GRID.study_name(args)
     common = dict(data=DataSpec(n_teacher=n_teacher), pairs=tuple(parse_pair(p) for p in GRID.pair_values(args)),
                   kappas=GRID.kappa_values(args), taus=(args.tau,), seeds=GRID.seed_values(args),
-                  teacher_recipe=teacher_recipe, resources=resources(args))
+                  teacher_recipe=teacher_recipe, resources=resources(args), recipe_policy="fixed")
     return (StudySpec(name=f"{prefix}_steps", recipe=steps_recipe, **common),
             StudySpec(name=f"{prefix}_epochs", recipe=epochs_recipe, **common))
 

@@ -23,7 +23,7 @@ from analysis.sections import feature_alignment
 from kdscale.config import DataSpec, ModelSpec
 from kdscale.recipes import default_recipes
 from kdscale.study import StudySpec
-from kdscale.studyargs import Grid, StudyParser, add_run_flags, finish, resources, run
+from kdscale.studyargs import Grid, StudyParser, add_run_flags, finish, recipe_fields, resources, run
 
 PAIR = ("cnn1d:width=32", "cnn1d:width=32")
 KAPPAS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
@@ -50,7 +50,7 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
         name=GRID.study_name(args), data=DataSpec(),
         pairs=((ModelSpec.parse(args.teacher), ModelSpec.parse(args.student)),),
         kappas=GRID.kappa_values(args), taus=(args.tau,), seeds=GRID.seed_values(args),
-        recipe=student_recipe, teacher_recipe=teacher_recipe, resources=resources(args),
+        recipe=student_recipe, teacher_recipe=teacher_recipe, resources=resources(args), **recipe_fields(args),
         extras=("cka", "fa", "probe", "features"))
 
 

@@ -28,7 +28,7 @@ from analysis.sections import hard_vs_soft
 from kdscale.config import DataSpec, parse_pair
 from kdscale.recipes import study_recipes
 from kdscale.study import StudySpec
-from kdscale.studyargs import MAIN_KAPPAS, Grid, StudyParser, add_run_flags, finish, resources, run
+from kdscale.studyargs import Grid, MAIN_KAPPAS, StudyParser, add_run_flags, finish, recipe_fields, resources, run
 
 PAIR = "cnn1d:width=16>cnn1d:width=16"
 GRID = Grid("hard_vs_soft", kappas=MAIN_KAPPAS, quick=dict(kappas=(0.05, 1.0), seeds=2), pair=PAIR)
@@ -47,7 +47,7 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
     return StudySpec(
         name=GRID.study_name(args), data=DataSpec(), pairs=(parse_pair(args.pair),), kappas=GRID.kappa_values(args),
         objectives=("lt", "kd", "hard"), taus=(args.tau,), alpha=0.0, tau_squared=True,
-        seeds=GRID.seed_values(args), recipe=student_recipe, teacher_recipe=teacher_recipe, resources=resources(args))
+        seeds=GRID.seed_values(args), recipe=student_recipe, teacher_recipe=teacher_recipe, resources=resources(args), **recipe_fields(args))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,7 @@ from analysis.sections import label_smoothing
 from kdscale.config import DataSpec, ObjectiveSpec, parse_pair
 from kdscale.recipes import study_recipes
 from kdscale.study import StudySpec
-from kdscale.studyargs import MAIN_KAPPAS, Grid, StudyParser, add_run_flags, finish, resources, run
+from kdscale.studyargs import Grid, MAIN_KAPPAS, StudyParser, add_run_flags, finish, recipe_fields, resources, run
 
 PAIR = "cnn1d:width=16>cnn1d:width=16"
 GRID = Grid("label_smoothing", kappas=MAIN_KAPPAS, quick=dict(kappas=(0.05, 1.0), seeds=2), pair=PAIR)
@@ -62,7 +62,7 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
         name=GRID.study_name(args), data=DataSpec(), pairs=(parse_pair(args.pair),), kappas=GRID.kappa_values(args),
         objectives=("lt", "kd"), taus=(args.tau,), alpha=0.0, tau_squared=True,
         variants=tuple(ObjectiveSpec("ls", epsilon=e) for e in epsilons(args)),
-        seeds=GRID.seed_values(args), recipe=student_recipe, teacher_recipe=teacher_recipe, resources=resources(args))
+        seeds=GRID.seed_values(args), recipe=student_recipe, teacher_recipe=teacher_recipe, resources=resources(args), **recipe_fields(args))
 
 
 def main(argv: list[str] | None = None) -> int:

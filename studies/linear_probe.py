@@ -28,7 +28,7 @@ from analysis.sections import linear_probe
 from kdscale.config import DataSpec, parse_pair
 from kdscale.recipes import study_recipes
 from kdscale.study import StudySpec
-from kdscale.studyargs import Grid, StudyParser, add_run_flags, finish, resources, run
+from kdscale.studyargs import Grid, StudyParser, add_run_flags, finish, recipe_fields, resources, run
 
 PAIR = "cnn1d:width=16>cnn1d:width=16"
 KAPPAS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
@@ -49,7 +49,7 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
     return StudySpec(
         name=GRID.study_name(args), data=DataSpec(), pairs=tuple(parse_pair(p) for p in GRID.pair_values(args)),
         kappas=GRID.kappa_values(args), taus=tuple(args.taus), seeds=GRID.seed_values(args), recipe=student_recipe,
-        teacher_recipe=teacher_recipe, resources=resources(args), extras=("probe",))
+        teacher_recipe=teacher_recipe, resources=resources(args), **recipe_fields(args), extras=("probe",))
 
 
 def main(argv: list[str] | None = None) -> int:

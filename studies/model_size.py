@@ -25,10 +25,11 @@ from kdscale.config import DataSpec, parse_pair
 from kdscale.errors import SpecError
 from kdscale.recipes import study_recipes
 from kdscale.study import StudySpec
-from kdscale.studyargs import MAIN_KAPPAS, MAIN_PAIRS, Grid, StudyParser, add_run_flags, analyse, resources, run
+from kdscale.studyargs import (MAIN_KAPPAS, MAIN_PAIRS, Grid, StudyParser, add_run_flags, analyse, recipe_fields,
+                               resources, run)
 
 GRID = Grid("model_size", kappas=MAIN_KAPPAS, pairs=MAIN_PAIRS, quick=dict(
-    pairs=("cnn1d:width=16>cnn1d:width=16", "cnn1d:width=64>cnn1d:width=4", "cnn1d:width=16>cnn1d:width=64"),
+    pairs=("cnn1d:width=16>cnn1d:width=16", "cnn1d:width=64>cnn1d:width=4", "cnn1d:width=8>cnn1d:width=16"),
     kappas=(0.05, 0.2, 1.0, 2.0), seeds=2))
 DIGITS_PAIRS = ("cnn2d:width=4>cnn2d:width=4", "cnn2d:width=16>cnn2d:width=4", "cnn2d:width=4>cnn2d:width=16")
 # CIFAR-sized images: the paper's ResNet-18 and vanilla CNN (20/40/60/160 channels), both ways.
@@ -55,9 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
             ("--no-tau-squared", dict(action="store_true", help="kd without the tau^2 factor")),
             ("--student-steps", dict(type=int, help="student budget in optimizer steps")),
             ("--student-epochs", dict(type=int, help="student budget in epochs (the paper's protocol)")),
-            ("--recipe", dict(help="named recipe for teachers and students, e.g. paper-cifar10 (kdscale.recipes; "
-                              "default: the data set's), or tuned-lt: students take the lt recipe `kdscale tune` "
-                              "stored for each kappa")),
+            ("--base-recipe", dict(help="named recipe for teachers and students, e.g. paper-cifar10 "
+                                   "(kdscale.recipes; default: the data set's); a search keeps all but its lr and "
+                                   "budget")),
             ("--student-lr", dict(type=float)),
             ("--precision", dict(choices=("fp32", "bf16"), help="forward precision of teachers and students "
                                  "(bf16: autocast, for GPUs)")),
@@ -68,14 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_spec(args: argparse.Namespace) -> StudySpec:
-    tuned = args.recipe == "tuned-lt"  # students: the lt recipe `kdscale tune` stored per kappa
-    if tuned and (args.student_steps or args.student_epochs or args.student_lr):
-        raise SpecError("--recipe tuned-lt sets the students' lr, weight decay and steps per kappa: drop "
-                        "--student-steps, --student-epochs and --student-lr")
+    searched = args.recipe != "fixed"  # a search chooses the students' lr and budget per cell
+    if searched and (args.student_steps or args.student_epochs or args.student_lr):
+        raise SpecError(f"--recipe {args.recipe} chooses the students' lr and budget per cell: drop --student-steps, "
+                        "--student-epochs and --student-lr, or use --recipe fixed")
     if args.student_steps and args.student_epochs:
         raise SpecError("--student-steps and --student-epochs are exclusive: give one budget")
     teacher_recipe, student_recipe = study_recipes(args.dataset, bool(args.quick), args.precision,
-                                                   named=None if tuned else args.recipe)
+                                                   named=args.base_recipe)
     if args.student_steps or args.student_epochs:
         student_recipe = student_recipe.with_budget(args.student_steps, args.student_epochs)
     if args.student_lr:
@@ -85,21 +86,12 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
     data = DataSpec(name=args.dataset, n_teacher=args.n_teacher or N_TEACHER.get(args.dataset, 4000),
                     root=args.data_root)
     defaults = {"mnist1d": GRID.get(args, "pairs", GRID.pairs), "digits": DIGITS_PAIRS}.get(args.dataset, IMAGE_PAIRS)
-    pairs, kappas = tuple(parse_pair(p) for p in args.pairs or defaults), GRID.kappa_values(args)
-    overrides = ()
-    if tuned:  # one tuned recipe per (student, kappa); a missing one names the `kdscale tune` to run
-        from kdscale.tuned import base_recipe, recipe_overrides
-
-        if student_recipe != base_recipe(args.dataset, bool(args.quick), args.precision):
-            raise SpecError(f"--recipe tuned-lt: the {args.dataset} student recipe is not the base tunings start "
-                            "from; tune with `kdscale tune` and leave the student recipe flags out")
-        overrides = recipe_overrides(args.storage, data, [student for _, student in pairs], kappas, student_recipe,
-                                     quick=bool(args.quick), precision=args.precision)
     return StudySpec(
-        name=args.name or GRID.study_name(args) + ("_tuned-lt" if tuned else ""), data=data, pairs=pairs,
-        kappas=kappas, recipe_overrides=overrides, taus=tuple(args.taus), objectives=tuple(args.objectives),
+        name=GRID.study_name(args), data=data, pairs=tuple(parse_pair(p) for p in args.pairs or defaults),
+        kappas=GRID.kappa_values(args), taus=tuple(args.taus), objectives=tuple(args.objectives),
         seeds=GRID.seed_values(args), recipe=student_recipe, teacher_recipe=teacher_recipe, alpha=args.alpha,
-        tau_squared=not args.no_tau_squared, extras=tuple(args.extras), resources=resources(args))
+        tau_squared=not args.no_tau_squared, extras=tuple(args.extras), resources=resources(args),
+        **recipe_fields(args))
 
 
 def main(argv: list[str] | None = None) -> int:

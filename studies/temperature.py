@@ -36,7 +36,7 @@ from analysis.sections import temperature
 from kdscale.config import DataSpec, ObjectiveSpec, parse_pair
 from kdscale.recipes import study_recipes
 from kdscale.study import StudySpec
-from kdscale.studyargs import Grid, StudyParser, add_run_flags, finish, resources, run
+from kdscale.studyargs import Grid, StudyParser, add_run_flags, finish, recipe_fields, resources, run
 
 PAIR = "cnn1d:width=16>cnn1d:width=16"
 TAUS = (0.1, 1.0, 3.0, 5.0, 10.0, 20.0, 100.0)
@@ -61,7 +61,7 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
         name=GRID.study_name(args), data=DataSpec(), pairs=(parse_pair(args.pair),), kappas=GRID.kappa_values(args),
         objectives=("lt", "kd"), taus=taus, alpha=0.0, tau_squared=True,
         variants=variants + (() if args.no_l2 else (ObjectiveSpec("l2"),)),
-        seeds=GRID.seed_values(args), recipe=student_recipe, teacher_recipe=teacher_recipe, resources=resources(args))
+        seeds=GRID.seed_values(args), recipe=student_recipe, teacher_recipe=teacher_recipe, resources=resources(args), **recipe_fields(args))
 
 
 def main(argv: list[str] | None = None) -> int:
