@@ -36,9 +36,9 @@ def run(spec, tmp_path, **kwargs):
                      cache=str(tmp_path / "cache"), progress=False, log=lambda m: None, **kwargs)
 
 
-def check_exactly_once(tmp_path, spec):
+def check_exactly_once(tmp_path, spec, chosen=None):
     table = ResultsStore(str(tmp_path / "results"), spec.name).table()
-    ids = [t.id for t in spec.trials()]
+    ids = [t.id for t in spec.trials(chosen)]
     assert sorted(table["trial_id"]) == sorted(ids)  # every trial once in the table
     assert set(table["status"]) == {"ok"}
     runs = study_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", spec.name)
@@ -67,6 +67,35 @@ def test_study_lands_in_store_and_mlflow_and_reruns_train_nothing(tmp_path):
     grown = run(small_study(kappas=(0.25, 0.5, 1.0)), tmp_path)  # a new kappa: only its cells train
     assert grown.trained == 4 and grown.skipped == 8 and len(grown.table) == 12
     check_exactly_once(tmp_path, small_study(kappas=(0.25, 0.5, 1.0)))
+
+
+@pytest.mark.slow
+def test_fair_recipes_are_searched_once_stored_shared_and_trained_with(tmp_path):
+    """Each arm its own searched recipe; stored searches are reused by a rerun and by another study."""
+    from kdscale.search import SearchSpace, chosen_recipe, read_search
+    from kdscale.tracking import search_runs
+
+    space = SearchSpace(lrs=(0.005, 0.05, 0.5), budgets=(20, 40), seeds=1)
+    spec = small_study(name="fair", recipe_policy="fair", search=space)
+    first = run(spec, tmp_path)
+    assert first.complete and first.searched == 4 and first.trained == 8  # lt and kd at two kappas
+    assert first.search_s > 0 and first.train_s > 0
+    chosen = {s.id: chosen_recipe(read_search(str(tmp_path / "results"), s.id)) for s in spec.searches()}
+    table, _ = check_exactly_once(tmp_path, spec, chosen)
+    for search in spec.searches():
+        stored = read_search(str(tmp_path / "results"), search.id)
+        rows = table[(table["kappa"] == search.kappa) & (table["objective"] == search.objective.name)]
+        assert len(rows) == 2 and set(rows["lr"]) == {stored["best"]["lr"]}
+        assert set(rows["budget"]) == {f"steps={stored['best']['steps']}"}
+    assert len(search_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")) == 4  # one MLflow run per search
+    again = run(spec, tmp_path)
+    assert again.searched == 0 and again.trained == 0 and again.complete
+    paper = run(small_study(name="paper", recipe_policy="lt", search=space), tmp_path)  # reuses lt's searches
+    assert paper.searched == 0 and paper.trained == 4 and paper.reused == 4  # its lt trials are fair's
+    kd = paper.table[paper.table["objective"] == "kd"]
+    lt = paper.table[paper.table["objective"] == "lt"]
+    assert sorted(zip(kd["kappa"], kd["lr"])) == sorted(zip(lt["kappa"], lt["lr"]))  # kd takes lt's recipe
+    assert len(search_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")) == 4
 
 
 @pytest.mark.slow

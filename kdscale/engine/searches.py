@@ -24,6 +24,24 @@ def stored_searches(searches: list[SearchSpec], storage: str) -> tuple[dict[str,
     return stored, pending
 
 
+def _cost(job: list[SearchSpec]) -> float:
+    """A job's work, roughly: its searches x their student-steps x the student's forward FLOPs."""
+    import math
+
+    import torch
+
+    from kdscale import data as datasets, models
+    from kdscale.train import forward_flops
+
+    first = job[0]
+    info = datasets.info(first.data)
+    flops = forward_flops(models.build(first.student, info.input_shape, info.num_classes),
+                          torch.zeros(1, *info.input_shape))
+    n_fit = first.n_train - max(1, math.floor(first.space.val_fraction * first.n_train + 0.5))
+    steps = sum(budget * keep for budget, keep in first.space.rungs(n_fit, first.base.batch_size))
+    return len(job) * steps * (flops + 1e4)  # + a step's fixed cost, in FLOP-equivalents
+
+
 def run_searches(pending: list[SearchSpec], teachers: dict, storage: str, cache: str, resources, log,
                  on_result=None) -> dict[str, dict]:
     """Run the pending searches, one Ray task per job; store and log each result as it arrives."""
@@ -33,7 +51,8 @@ def run_searches(pending: list[SearchSpec], teachers: dict, storage: str, cache:
     logits = ray.put({tid: out.logits_train for tid, out in teachers.items()})
     task = ray.remote(num_cpus=resources.cpus_per_trial, num_gpus=resources.gpus_per_trial)(search_task)
     threads = max(1, int(resources.cpus_per_trial))
-    refs = {task.remote(job, cache, threads, logits): job for job in jobs.values()}
+    ordered = sorted(jobs.values(), key=_cost, reverse=True)  # the longest first: no long job left for last
+    refs = {task.remote(job, cache, threads, logits): job for job in ordered}
     log(f"recipe searches: {len(pending)} to run in {len(refs)} jobs (the searches of one student and kappa "
         "share a pack)")
     results, started = {}, time.perf_counter()
