@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from kdscale import data as datasets
-from kdscale.config import TrialSpec
+from kdscale.config import TrialSpec, spec_id
 from kdscale.teacher import TeacherOutputs, get_teacher
 from kdscale.train import TrainData, train_students
 
@@ -69,10 +69,18 @@ def _outcome(spec: TrialSpec, result, teacher: TeacherOutputs, loaded, tensors: 
                 "node_id": None,  # the engine fills in where the trial ran
                 "cka_teacher": None, "fa_teacher": None, "probe_acc": None})  # with spec.extras
     row.update(result.metrics)
+    if spec.objective.uses_teacher:  # the teacher's forward passes: once per sample, or per sample seen
+        row["flops"] += teacher.forward_flops * (result.metrics["samples_seen"] if spec.recipe.augment != "none"
+                                                 else spec.n_train)
     features = None
-    if spec.extras and result.status == "ok":
-        extra_metrics, features = measure_extras(spec, result.model, teacher, loaded, tensors)
-        row.update(extra_metrics)
+    if result.status == "ok":
+        from kdscale.train import agreement, predict  # fidelity to this spec's own teacher (a twin's differs)
+
+        row["fidelity_train"] = agreement(predict(result.model, tensors.x_train), tensors.teacher_train)
+        row["fidelity_test"] = agreement(result.test_probs.to(tensors.teacher_test.device), tensors.teacher_test)
+        if spec.extras:
+            extra_metrics, features = measure_extras(spec, result.model, teacher, loaded, tensors)
+            row.update(extra_metrics)
     probs = None if result.test_probs is None else result.test_probs.numpy().astype(np.float32)
     return TrialOutcome(row, probs, loaded.y_test, result.history, features)
 
@@ -85,36 +93,60 @@ def run_trial(spec: TrialSpec, teacher: TeacherOutputs | None = None, device: st
     `on_report(report, state)` is called at each of the trainer's reports.
     """
     single = None if on_report is None else (lambda reports, state: on_report(reports[0], state))
-    return run_pack([spec], teacher, device, cache_root, single, resume, log)[0]
+    teachers = None if teacher is None else {spec.teacher.id: teacher}
+    return run_pack([spec], teachers, device, cache_root, single, resume, log)[0]
 
 
-def run_pack(specs: list[TrialSpec], teacher: TeacherOutputs | None = None, device: str | torch.device | None = None,
-             cache_root: Path | None = None, on_report: Callable | None = None, resume: dict | None = None,
-             log=None) -> list[TrialOutcome]:
-    """Train students that differ only by seed, objective and learning rate together (kdscale.train:
-    one spec trains as a plain module, several as a vmapped pack).
+def training_key(spec: TrialSpec) -> str:
+    """Trials with one training key train the same student: an objective that reads no teacher (lt,
+    ls) trains alike whatever the pair's teacher is, so its trials of several pairs ("twins") train
+    once and differ only in the columns that compare with the teacher (fidelity, and cka or fa)."""
+    if spec.objective.uses_teacher or {"cka", "fa"} & set(spec.extras):
+        return spec.id
+    return spec_id((spec.data, spec.student, spec.kappa, spec.objective, spec.recipe, spec.seed, spec.extras))
 
-    `on_report(reports, state)` gets a list with one report per student (None once diverged).
+
+def run_pack(specs: list[TrialSpec], teachers: dict[str, TeacherOutputs] | None = None,
+             device: str | torch.device | None = None, cache_root: Path | None = None,
+             on_report: Callable | None = None, resume: dict | None = None, log=None) -> list[TrialOutcome]:
+    """Train students that differ only by seed, objective, learning rate and teacher together
+    (kdscale.train: one student trains as a plain module, several as a vmapped pack); twins
+    (`training_key`) train once. `teachers` maps teacher ids to their outputs (loaded if missing).
+
+    `on_report(reports, state)` gets a list with one report per spec (None once diverged).
     """
     spec = specs[0]
-    if any(other.teacher != spec.teacher or other.n_train != spec.n_train for other in specs):
-        raise ValueError("a pack's trials must share their teacher and their number of samples")
+    if any(other.data != spec.data or other.n_train != spec.n_train or other.student != spec.student
+           for other in specs):
+        raise ValueError("a pack's trials must share their data, number of samples and student")
     device = resolve_device(device)
     n_stream = datasets.stream_length_for(spec.data.n_teacher, spec.n_train)
-    if teacher is None:
-        teacher = get_teacher(spec.teacher, n_stream, root=cache_root, device=device, log=log)
+    teachers = dict(teachers or {})
+    for s in specs:
+        if s.teacher.id not in teachers:
+            teachers[s.teacher.id] = get_teacher(s.teacher, n_stream, root=cache_root, device=device, log=log)
     loaded = datasets.load(spec.data, n_stream)
-    tensors = [_tensors(s, teacher, loaded, device) for s in specs]
+    tensors = [_tensors(s, teachers[s.teacher.id], loaded, device) for s in specs]
+    trained: dict[str, int] = {}  # training key -> index of the spec whose student trains
+    for i, s in enumerate(specs):
+        trained.setdefault(training_key(s), i)
+    unique = list(trained.values())
     if spec.recipe.augment != "none" and any(s.objective.uses_teacher for s in specs):
         from kdscale.teacher import load_model  # augmented batches need the teacher itself, once
 
-        model = load_model(teacher, device)
+        if len({s.teacher.id for s in specs if s.objective.uses_teacher}) > 1:
+            raise ValueError("an augmented pack's students must share one teacher")
+        model = load_model(teachers[next(s for s in specs if s.objective.uses_teacher).teacher.id], device)
         for t in tensors:
             t.teacher_model = model
-    results = train_students(spec.student, [s.objective for s in specs], [s.recipe for s in specs],
-                             [s.seed for s in specs], tensors, loaded.info.num_classes, on_report=on_report, resume=resume,
-                             teacher_forward_flops=teacher.forward_flops)
-    return [_outcome(s, r, teacher, loaded, t) for s, r, t in zip(specs, results, tensors)]
+    def report(reports, state):  # each spec gets the report of the student that trains for it
+        by_key = {training_key(specs[i]): r for i, r in zip(unique, reports)}
+        on_report([by_key[training_key(s)] for s in specs], state)
+    results = train_students(spec.student, [specs[i].objective for i in unique], [specs[i].recipe for i in unique],
+                             [specs[i].seed for i in unique], [tensors[i] for i in unique], loaded.info.num_classes,
+                             on_report=None if on_report is None else report, resume=resume)
+    result_of = {training_key(specs[i]): r for i, r in zip(unique, results)}
+    return [_outcome(s, result_of[training_key(s)], teachers[s.teacher.id], loaded, t) for s, t in zip(specs, tensors)]
 
 
 def measure_extras(spec: TrialSpec, model, teacher: TeacherOutputs, loaded, tensors: TrainData):

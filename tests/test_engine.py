@@ -134,6 +134,15 @@ def test_seeds_and_objectives_of_one_configuration_are_packed_unless_told_not_to
     big = small_study(pairs=((ModelSpec.parse("cnn2d:width=4"), ModelSpec.parse("cnn2d:width=64")),))  # ~5.6 MFLOP
     assert all(len(p) == 1 for p in make_packs(big.trials(), None))  # compute-bound: not packed by default
     assert sorted(len(p) for p in make_packs(big.trials(), 3)) == [1, 1, 3, 3]  # unless asked
+    shared = ModelSpec.parse("mlp:width=16")  # two pairs, one student: their lt trials are twins
+    twins = small_study(pairs=((ModelSpec.parse("mlp:width=32"), shared), (ModelSpec.parse("mlp:width=64"), shared)),
+                        kappas=(0.5,), seeds=(0, 1, 2))
+    packs = make_packs(twins.trials(), None)  # 3 lt units (each two twins) + 6 kd = 9 students > MAX_PACK
+    assert sorted(len(p) for p in packs) == [1, 11]  # 8 units (3 lt twin pairs + 5 kd), then 1 kd
+    for pack in packs:  # twins never split across packs
+        lt = [t for t in pack if t.objective.name == "lt"]
+        assert sorted(t.seed for t in lt) == sorted(2 * list({t.seed for t in lt}))
+    assert sorted(len(p) for p in make_packs(twins.trials(), 1)) == [1] * 6 + [2] * 3  # unpacked: twins still once
 
 
 DRIVER = textwrap.dedent("""

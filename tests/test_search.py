@@ -61,14 +61,14 @@ def test_split_is_carved_from_the_students_own_samples(n_train):
 
 
 def test_rung_sizes_and_bad_spaces():
-    assert SearchSpace().rung_sizes() == [7, 3, 1, 1]  # 0.01 to 0.64 (x2), 500 to 4000 steps, keep 1/3
+    assert SearchSpace().rung_sizes() == [6, 2, 1, 1]  # 0.01 to 0.32 (x2), 500 to 4000 steps, keep 1/3
     assert SearchSpace(lrs=(0.1, 0.2, 0.3, 0.4), budgets=(1, 2, 3), eta=2).rung_sizes() == [4, 2, 1]
     # at most 500 epochs of the fit split: 64 samples in batches of 64 stop at the first rung; 160 samples
     # (2 steps an epoch) go to 1000 steps; 12,800 samples (100 steps an epoch) take every rung
-    assert SearchSpace().rungs(64, 128) == [(500, 7)]
-    assert SearchSpace().rungs(160, 128) == [(500, 7), (1000, 3)]
-    assert SearchSpace().rungs(12_800, 128) == [(500, 7), (1000, 3), (2000, 1), (4000, 1)]
-    assert SearchSpace(max_epochs=None).rungs(64, 128) == [(500, 7), (1000, 3), (2000, 1), (4000, 1)]
+    assert SearchSpace().rungs(64, 128) == [(500, 6)]
+    assert SearchSpace().rungs(160, 128) == [(500, 6), (1000, 2)]
+    assert SearchSpace().rungs(12_800, 128) == [(500, 6), (1000, 2), (2000, 1), (4000, 1)]
+    assert SearchSpace(max_epochs=None).rungs(64, 128) == [(500, 6), (1000, 2), (2000, 1), (4000, 1)]
     for changes, message in ((dict(lrs=()), "search.lrs is empty"), (dict(budgets=(0,)), "search.budgets=0"),
                              (dict(eta=1), "search.eta=1"), (dict(val_fraction=1.0), "search.val_fraction=1.0")):
         with pytest.raises(SpecError, match=message):

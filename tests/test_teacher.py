@@ -93,3 +93,24 @@ def test_opt_in_representation_metrics(tmp_path):
     assert narrower["cka_teacher"] is None  # not asked for
     other = TrialSpec(teacher, ModelSpec.parse("mlp:width=16"), 0.5, ObjectiveSpec("lt"), SMALL, 0, extras=("fa",))
     assert np.isnan(run_trial(other, cache_root=tmp_path, log=lambda m: None).row["fa_teacher"])  # widths differ
+
+
+def test_twins_lt_of_two_pairs_train_once_and_keep_their_own_fidelity(tmp_path):
+    """lt reads no teacher: the lt trials of two pairs with one student train once; each row keeps the
+    columns that compare with its own teacher. kd pays the teacher's FLOPs, lt does not."""
+    from kdscale.trial import run_pack, training_key
+
+    other = TeacherSpec(DataSpec(name="digits", n_teacher=400), ModelSpec.parse("mlp:width=8"), TEACHER_RECIPE)
+    specs = [student(digits_teacher(), objective="lt"), student(other, objective="lt"), student(other)]
+    assert training_key(specs[0]) == training_key(specs[1]) != training_key(specs[2])
+    lt_a, lt_b, kd = run_pack(specs, cache_root=tmp_path, log=lambda m: None)
+    assert lt_a.row["pack_size"] == lt_b.row["pack_size"] == 2  # two students trained, not three
+    assert np.array_equal(lt_a.test_probs, lt_b.test_probs) and lt_a.history == lt_b.history
+    assert lt_a.row["test_acc"] == lt_b.row["test_acc"] and lt_a.row["teacher_id"] != lt_b.row["teacher_id"]
+    for outcome, teacher in ((lt_a, digits_teacher()), (lt_b, other)):
+        logits = get_teacher(teacher, root=tmp_path).logits_test
+        assert outcome.row["fidelity_test"] == pytest.approx(float(np.mean(
+            outcome.test_probs.argmax(1) == logits.argmax(1))))
+    assert lt_a.row["fidelity_test"] != lt_b.row["fidelity_test"]  # a weak and a stronger teacher
+    teacher_flops = get_teacher(other, root=tmp_path).forward_flops * specs[2].n_train
+    assert kd.row["flops"] == pytest.approx(lt_b.row["flops"] + teacher_flops)  # same student steps

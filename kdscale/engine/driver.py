@@ -19,7 +19,7 @@ import ray
 from ray import tune
 
 from kdscale import data as datasets
-from kdscale.config import ObjectiveSpec, TrialSpec, from_dict, to_dict
+from kdscale.config import TrialSpec, from_dict, spec_id, to_dict
 from kdscale.engine.searches import run_searches, stored_searches
 from kdscale.engine.session import init_ray
 from kdscale.engine.workers import REPORTS_KEY, ROWS_KEY, student_trainable, teacher_task
@@ -29,7 +29,7 @@ from kdscale.search import chosen_recipe
 from kdscale.store import ResultsStore, shared_trials
 from kdscale.study import StudySpec, check_study
 from kdscale.tracking import StudyTracker
-from kdscale.trial import spec_row
+from kdscale.trial import spec_row, training_key
 
 MAX_PACK = 8
 # Auto packing only for models of at most this many forward FLOPs per sample. Measured here on
@@ -256,12 +256,14 @@ def _train_teachers(spec: StudySpec, cache: str, log) -> dict:
 
 
 def make_packs(trials: list[TrialSpec], pack_size: int | None) -> list[list[TrialSpec]]:
-    """Group trials that differ only by seed, objective and learning rate into packs (kdscale.train)
-    of at most `pack_size`: same model, budget and data size, so the same step count.
+    """Group trials that differ only by seed, objective, learning rate and teacher into packs
+    (kdscale.train) of at most `pack_size` students: same model, budget and data size, so the same
+    step count. Twins (kdscale.trial.training_key: lt of several pairs with one student) go to one
+    pack and count as one student: they train once.
 
-    None packs the seeds (up to MAX_PACK a pack) of every packable configuration whose model is
-    small (PACK_MAX_FLOPS), where packing was measured faster; an explicit size packs every packable
-    one; 1 turns packing off.
+    None packs up to MAX_PACK students of every packable configuration whose model is small
+    (PACK_MAX_FLOPS), where packing was measured faster; an explicit size packs every packable one;
+    1 turns packing off (twins still train once).
     """
     import torch
 
@@ -278,18 +280,27 @@ def make_packs(trials: list[TrialSpec], pack_size: int | None) -> list[list[Tria
             model = models.build(trial.student, info.input_shape, info.num_classes)
             small = forward_flops(model, torch.zeros(1, *info.input_shape)) <= PACK_MAX_FLOPS
             can_pack[key] = packable(model) and (small or pack_size is not None)
-        group = _pack_key(trial) if can_pack[key] and size > 1 else trial.id
+        group = _pack_key(trial) if can_pack[key] and size > 1 else training_key(trial)
         groups.setdefault(group, []).append(trial)
-    return [members[i:i + size] for members in groups.values() for i in range(0, len(members), size)]
+    packs = []
+    for members in groups.values():
+        units: dict[str, list[TrialSpec]] = {}
+        for trial in members:
+            units.setdefault(training_key(trial), []).append(trial)
+        chunks = list(units.values())
+        packs += [[t for unit in chunks[i:i + size] for t in unit] for i in range(0, len(chunks), size)]
+    return packs
 
 
 def _pack_key(trial: TrialSpec) -> str:
-    """Trials with one pack key train in one pack: same teacher, student, data size and recipe, but
-    for the seed, the objective and (with sgd) the learning rate and weight decay."""
+    """Trials with one pack key train in one pack: same student, data size and recipe, but for the
+    seed, the objective, the teacher (one only with augmentation: it runs on the shared augmented
+    batch) and, with sgd, the learning rate and weight decay."""
     recipe = trial.recipe
     if recipe.optimizer == "sgd":
         recipe = replace(recipe, lr=1.0, weight_decay=0.0)
-    return replace(trial, seed=0, objective=ObjectiveSpec("lt"), recipe=recipe).id
+    teacher = trial.teacher.id if recipe.augment != "none" else None
+    return spec_id((trial.data, trial.student, trial.kappa, recipe, trial.extras, teacher or ""))
 
 
 def _train_students(spec: StudySpec, pending: list[TrialSpec], teachers: dict, store: ResultsStore,

@@ -84,7 +84,7 @@ def student_trainable(config: dict, teachers: dict | None = None) -> None:
         _maybe_die(config, reports["count"])
 
     try:
-        outcomes = run_pack(specs, teachers[specs[0].teacher.id], on_report=on_report, resume=resume)
+        outcomes = run_pack(specs, teachers, on_report=on_report, resume=resume)
         store = ResultsStore(config["storage"], config["study"])
         node = ray.get_runtime_context().get_node_id()
         rows = []

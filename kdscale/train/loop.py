@@ -87,18 +87,17 @@ def _channels_last(datas: list[TrainData], model: nn.Module) -> nn.Module:
 
 def train(model_spec: ModelSpec, objective: ObjectiveSpec, recipe: RecipeSpec, seed: int, data: TrainData,
           num_classes: int, on_report: Callable[[dict, Callable[[], dict]], None] | None = None,
-          resume: dict | None = None, max_reports: int = 20, teacher_forward_flops: float = 0.0) -> TrainResult:
+          resume: dict | None = None, max_reports: int = 20) -> TrainResult:
     """Train one student: `train_students` with S = 1; `on_report(report, state)` gets its report."""
     report = None if on_report is None else (lambda reports, state: on_report(reports[0], state))
     return train_students(model_spec, [objective], recipe, [seed], [data], num_classes, report, resume,
-                          max_reports, teacher_forward_flops)[0]
+                          max_reports)[0]
 
 
 def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[ObjectiveSpec],
                    recipe: RecipeSpec | list[RecipeSpec], seeds: list[int], datas: list[TrainData], num_classes: int,
                    on_report: Callable[[list[dict | None], Callable[[], dict]], None] | None = None,
-                   resume: dict | None = None, max_reports: int = 20,
-                   teacher_forward_flops: float = 0.0) -> list[TrainResult]:
+                   resume: dict | None = None, max_reports: int = 20) -> list[TrainResult]:
     """Train one student per seed on its own `datas[i]` (all with the same number of samples), each
     with `objective`, or with its own objective when given a list, and return their results.
 
@@ -107,10 +106,8 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
 
     `on_report(reports, state)` is called at each report with one report per student (None for a
     diverged one); `state()` builds a checkpoint (weights, optimizer, step, generators) that
-    `resume` takes back to continue where it was. `teacher_forward_flops` is the FLOPs of one
-    teacher forward pass on one sample, counted once per training sample (teacher logits are
-    computed once and cached), or per sample seen when augmentation makes the teacher run on
-    every batch.
+    `resume` takes back to continue where it was. A result's `flops` counts the student's own
+    forward and backward passes; what a teacher adds is its caller's to count (kdscale.trial).
     """
     started = time.perf_counter()
     size = len(seeds)
@@ -239,9 +236,8 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
                 on_report(reports, state)
 
     counts = {"steps": step, "epochs": epoch, "resumed_from_step": resume["step"] if resume is not None else 0,
-              "pack_size": size}
-    teacher_samples = seen if augmenting and uses_teacher else n_train
-    return _results(students, datas, alive, histories, counts, teacher_forward_flops * teacher_samples, seen, started)
+              "pack_size": size, "samples_seen": seen}
+    return _results(students, datas, alive, histories, counts, seen, started)
 
 
 def _augment(inputs, teacher, seeds, augment_rngs, name, teacher_model):
@@ -258,7 +254,7 @@ def _augment(inputs, teacher, seeds, augment_rngs, name, teacher_model):
     return inputs, teacher
 
 
-def _results(students, datas, alive, histories, counts, teacher_flops, seen, started) -> list[TrainResult]:
+def _results(students, datas, alive, histories, counts, seen, started) -> list[TrainResult]:
     """Per student: its trained model and final metrics (test and train accuracy, fidelity, cost)."""
     trained = students.models()
     flops_fwd = forward_flops(trained[0], datas[0].x_train)
@@ -268,7 +264,7 @@ def _results(students, datas, alive, histories, counts, teacher_flops, seen, sta
     for s, (model, data) in enumerate(zip(trained, datas)):
         # forward + backward is about 3 forward passes per sample
         metrics: dict[str, Any] = {"student_params": models.count_params(model), **counts,
-                                   "flops": 3.0 * flops_fwd * seen + teacher_flops,
+                                   "flops": 3.0 * flops_fwd * seen,
                                    "wall_s": wall / len(trained)}  # a pack's time, shared evenly
         status, probs = "diverged", None
         if alive[s]:
