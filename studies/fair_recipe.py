@@ -1,123 +1,120 @@
-"""Does distillation's gain survive a fair lt baseline, with lt's recipe tuned per kappa?
+"""How much of kd's measured gain, and of kappa*, depends on how the students' recipes are chosen?
 
-    python studies/fair_recipe.py          # MNIST-1D, cnn1d-16 > cnn1d-16, 8 kappas, 3 seeds, 16 samples a kappa
-    python studies/fair_recipe.py --quick  # smoke size: 2 kappas, 2 seeds, 3 samples, short budgets
+    python studies/fair_recipe.py          # MNIST-1D, cnn1d-16 > cnn1d-16, 8 kappas, 3 seeds, 3 protocols
+    python studies/fair_recipe.py --quick  # smoke size: kappa 0.05 and 1, 2 seeds, the quick search and recipes
 
-The paper's protocol for its Table 1 (arXiv 2510.15516): the lt recipe (learning rate, weight
-decay, budget in steps) is tuned at each data size on a validation split of the student's own M
-samples, never on the test set, and both lt and kd then train with the tuned lt recipe. A gain
-of kd over an lt trained with one fixed recipe could be a gain over a badly tuned baseline.
+lt and kd (tau = 4, tau^2 factor, alpha = 0) under three recipe protocols, one study each:
+`fixed` (fair_recipe_fixed): both arms the data set's default recipe (lr 0.02, 1500 steps); `lt`
+(fair_recipe_lt): both arms the recipe searched for lt (the paper's protocol); `fair`
+(fair_recipe_fair): each arm its own searched recipe (kdscale's default). A search (kdscale.search)
+picks a cell's lr and step budget by successive halving on a validation split of the student's own
+samples. The studies run in one Ray session under one storage: lt's searches run once for `lt`
+and `fair`, and their common lt trials train once (the shared trial cache). Printed
+(analysis/sections/fair_recipe.py): acc(lt), acc(kd), PI = kd - lt (95% t CI), PG = kd / lt per
+protocol and kappa, the recipes trained with, kappa* per protocol, failed trials (diverged or
+below 1.5 x chance).
 
-Steps: `kdscale tune` for the pair's student at every kappa (Optuna TPE through Ray Tune; search
-space in kdscale/tuned.py; a stored tuning is reused), then two studies on one grid (the analysis
-refuses two recipes in one table): `fair_default`, lt and kd (tau = 4, tau^2 factor, alpha = 0) at
-the data set's default recipe, model_size's trials (adopted from a shared --storage, not retrained),
-and `fair_tuned`, both at each kappa's tuned lt recipe (`--recipe tuned-lt`'s overrides).
-
-Printed (analysis/sections/fair_recipe.py): the tuned recipe per kappa; acc(lt), acc(kd) under both
-recipes; PI = acc(kd) - acc(lt), PG = acc(kd) / acc(lt) (paired by seed, mean +- sd, PI with a 95% t
-CI) and kappa* (analysis.crossover) for three comparisons: both at the default recipe; both at the
-tuned lt recipe (the protocol as specified); lt tuned against kd at the default recipe (lt gets every
-advantage; no extra trial). A PI curve "survives" when, over the kappas where kd trained (no kd trial
-diverged or ended below 1.5 x chance accuracy), PI's 95% CI is above 0 at some kappa and PI falls
-from its peak to the largest kappa by more than 2 se of that difference; kappas where kd did not
-train with the shared tuned recipe are reported apart, with their learning rate.
-Cost here (2-core CPU, after model_size): 12 min 46 s, 11.4 of them the tuning (128 samples); 48
-trials trained, 48 adopted from model_size; --quick about 50 s. Answer here: with one shared tuned
-recipe kd does not train from kappa = 0.05 on (lr 0.08-0.29); against the tuned lt with kd at its
-default recipe PI is +0.26 at kappa = 0.1 and below 0 from kappa = 0.5 on, kappa* = 0.41 (default
-recipe for both: kappa* > 4). Details: docs/studies.md (fair_recipe).
+Cost here (2-core CPU shared with other jobs): 15 min 47 s; 16 searches (6.2 min), 120 trials
+trained (8.5 min), fair's 24 lt trials reused from lt; --quick 94 s, a rerun 14 s.
+Answer here (3 seeds): the protocol decides the answer. fixed: PI > 0 at every kappa (+0.06 at
+0.02, +0.32 at 0.1, +0.20 at 4), kappa* > 4, but lt underfits (0.68 at kappa 4). lt: lt's
+searched lr (0.16-0.32) breaks kd at 7 of 8 kappas (all 21 kd trials at chance; kd's own search
+picks 0.01-0.04), so PI = -0.87 at kappa 4 and kappa* = 0.076 measure a broken kd. fair: kappa* =
+0.995 [0.82, 1.0]; PI +0.22 at 0.05 and +0.11 at 0.2 (CIs above 0), -0.02 at 1, -0.05 at 2 and
+-0.06 at 4 (CIs below 0 at 2 and 4); lr 0.32 also broke lt itself in 4 of 9 trials at kappa 0.02,
+0.1 and 0.5 (the search scores one seed), inflating PI there. The searched lt gains +0.29
+[0.20, 0.38] over fixed at kappa 4 (0.68 to 0.97).
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import replace
 
 from analysis.sections import fair_recipe
-from kdscale.config import DataSpec, parse_pair, to_dict
-from kdscale.errors import SpecError
+from kdscale.config import DataSpec, parse_pair
 from kdscale.recipes import study_recipes
+from kdscale.search import QUICK_SPACE, SearchSpace
 from kdscale.study import StudySpec
 from kdscale.studyargs import MAIN_KAPPAS, Grid, StudyParser, add_run_flags, analyse, finish, resources, run
 
 PAIR = "cnn1d:width=16>cnn1d:width=16"
-GRID = Grid("fair", kappas=MAIN_KAPPAS, quick=dict(kappas=(0.05, 1.0), seeds=2, samples=3, tune_seeds=1), pair=PAIR,
-            name_help="prefix of the two studies' names (default fair: fair_default and fair_tuned; --quick adds "
-            "_quick)", seeds_help="seeds of the studies")
+PROTOCOLS = ("fixed", "lt", "fair")  # the order they run in: lt's searches serve fair
+GRID = Grid("fair_recipe", kappas=MAIN_KAPPAS, quick=dict(kappas=(0.05, 1.0), seeds=2), pair=PAIR,
+            name_help="prefix of the three studies' names (default fair_recipe, --quick fair_recipe_quick; "
+            "then _fixed, _lt, _fair)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = StudyParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     GRID.add_flags(parser)
     parser.add_argument("--tau", type=float, default=4.0, help="kd's temperature (tau^2 factor on, alpha 0)")
-    parser.add_argument("--samples", type=int, help="configurations tried per kappa (default 16)")
-    parser.add_argument("--tune-seeds", type=int, help="tuning seeds, each holding out part of its own study "
-                        "seed's samples; the score is their mean (default 3, the studies' seeds)")
-    parser.add_argument("--val-fraction", type=float, default=0.2, help="share of M held out for validation")
-    parser.add_argument("--sampler-seed", type=int, default=0, help="seed of Optuna's TPE sampler")
-    parser.add_argument("--force-tune", action="store_true", help="tune again even where a stored tuning matches")
-    add_run_flags(parser)
+    parser.add_argument("--search-seeds", type=int, help=f"seeds a search candidate is scored on "
+                        f"(default {SearchSpace().seeds})")
+    add_run_flags(parser, recipes=False)
     return parser
 
 
-def build_specs(args: argparse.Namespace):
-    """(default-recipe StudySpec, TuneSpec): every check that needs no compute runs here."""
-    from kdscale.tuned import QUICK_SPACE, SearchSpace, TuneSpec, base_recipe
-
+def build_specs(args: argparse.Namespace) -> dict[str, StudySpec]:
+    """One StudySpec per protocol, on one grid (bad input raises SpecError here, before compute)."""
     teacher_recipe, student_recipe = study_recipes("mnist1d", bool(args.quick))
-    suffix = "_quick" if args.quick else ""
-    pair = parse_pair(args.pair)
-    default = StudySpec(
-        name=f"{args.name or GRID.name}_default{suffix}", data=DataSpec(), pairs=(pair,),
-        kappas=GRID.kappa_values(args), objectives=("lt", "kd"), taus=(args.tau,), alpha=0.0, tau_squared=True,
-        seeds=GRID.seed_values(args), recipe=student_recipe, teacher_recipe=teacher_recipe, resources=resources(args))
-    if student_recipe != base_recipe("mnist1d", bool(args.quick)):
-        raise SpecError("the studies' student recipe is not the base the tuning starts from")
-    tune_spec = TuneSpec(
-        data=default.data, student=pair[1], base=student_recipe, kappas=default.kappas,
-        samples=args.samples if args.samples is not None else GRID.get(args, "samples", 16),
-        seeds=args.tune_seeds if args.tune_seeds is not None else GRID.get(args, "tune_seeds", 3),
-        val_fraction=args.val_fraction, sampler_seed=args.sampler_seed,
-        space=QUICK_SPACE if args.quick else SearchSpace())
-    return default, tune_spec
+    space = QUICK_SPACE if args.quick else SearchSpace()
+    if args.search_seeds is not None:
+        space = replace(space, seeds=args.search_seeds)
+    prefix = args.name or (f"{GRID.name}_quick" if args.quick else GRID.name)
+    return {policy: StudySpec(
+        name=f"{prefix}_{policy}", data=DataSpec(), pairs=(parse_pair(args.pair),), kappas=GRID.kappa_values(args),
+        objectives=("lt", "kd"), taus=(args.tau,), alpha=0.0, tau_squared=True, seeds=GRID.seed_values(args),
+        recipe=student_recipe, teacher_recipe=teacher_recipe, resources=resources(args), recipe_policy=policy,
+        search=space) for policy in PROTOCOLS}
+
+
+def needs_ray(specs: dict[str, StudySpec], storage: str) -> bool:
+    """Whether any search is not stored or any trial not finished in its own study (a rerun starts no Ray)."""
+    from kdscale.search import chosen_recipe, read_search
+    from kdscale.store import ResultsStore
+
+    for spec in specs.values():
+        stored = {s.id: read_search(storage, s.id) for s in spec.searches()}
+        if None in stored.values():
+            return True
+        finished = ResultsStore(storage, spec.name).finished_ids()
+        if any(t.id not in finished for t in spec.trials({i: chosen_recipe(r) for i, r in stored.items()})):
+            return True
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from kdscale import data
-    from kdscale.engine import ray_session, run_tuning
+    from kdscale.errors import SpecError
     from kdscale.study import check_study
-    from kdscale.tuned import check_tune, format_table, pending_kappas, recipe_overrides
 
     try:
-        default_spec, tune_spec = build_specs(args)
-        check_study(default_spec)
-        check_tune(tune_spec)
+        specs = build_specs(args)
+        for spec in specs.values():  # all three checked before the first one runs
+            check_study(spec)
     except SpecError as error:
         print(f"fair_recipe: error: {error}", file=sys.stderr)
         return 2
-    if args.cache:
-        os.environ["KDSCALE_CACHE"] = args.cache  # the tuning loads its data in this process
-    tuned_name = default_spec.name.replace("_default", "_tuned", 1)
-    # One Ray start for the tuning and both studies when there is something to tune.
-    with ray_session(args.address, args.verbose, start=bool(pending_kappas(tune_spec, args.storage, args.force_tune))):
-        tuning = run_tuning(tune_spec, storage=args.storage, tracking_uri=args.tracking_uri, address=args.address,
-                            force=args.force_tune, verbose=args.verbose)
-        print(format_table(tune_spec, tuning))
-        default_result = run(lambda _: default_spec, args, "fair_recipe")
-        if default_result is None or not default_result.complete:
-            return 2 if default_result is None else 1
-        # the tuned lt recipes read back as `model_size --recipe tuned-lt` reads them: the same trials
-        tuned_result = run(lambda _: replace(default_spec, name=tuned_name, recipe_overrides=recipe_overrides(
-            args.storage, default_spec.data, [tune_spec.student], default_spec.kappas, default_spec.recipe)),
-            args, "fair_recipe")
-    if tuned_result is not None and tuned_result.complete and not args.no_analysis:
-        analyse(default_result, print_headline=False)  # the default study's own standard report
-    chance = 1.0 / data.info(tune_spec.data).num_classes
-    return finish(tuned_result, args, lambda out_dir: fair_recipe.section(
-        default_result.table, tuned_result.table, tuning.entries, to_dict(tune_spec.base), out_dir, chance))
+    from kdscale.engine import ray_session
+
+    results = {}
+    with ray_session(args.address, args.verbose, start=needs_ray(specs, args.storage)):
+        for policy, spec in specs.items():
+            results[policy] = run(lambda _: spec, args, "fair_recipe")
+            if results[policy] is None or not results[policy].complete:
+                return 2 if results[policy] is None else 1
+    n = {k: sum(getattr(r, k) for r in results.values()) for k in ("searched", "search_s", "trained", "train_s",
+                                                                    "reused")}
+    print(f"fair_recipe: {n['searched']} searches run ({n['search_s']:.0f} s), {n['trained']} trials trained "
+          f"({n['train_s']:.0f} s), {n['reused']} reused from another study", file=sys.stderr)
+    if not args.no_analysis:
+        for policy in PROTOCOLS[:-1]:  # each study's own standard report; fair's comes with the section
+            analyse(results[policy], print_headline=False)
+    chance = 1.0 / data.info(specs["fair"].data).num_classes
+    return finish(results["fair"], args, lambda out_dir: fair_recipe.section(
+        {policy: result.table for policy, result in results.items()}, out_dir, chance=chance))
 
 
 if __name__ == "__main__":
