@@ -63,7 +63,8 @@ def trial_spec_from_flags(args: argparse.Namespace):
     from kdscale.recipes import default_recipes
     from kdscale.study import check_models
 
-    data_spec = DataSpec(name=args.dataset, n_teacher=args.n_teacher, seed=args.data_seed, root=args.data_root)
+    n_teacher = data.default_n_teacher(args.dataset) if args.n_teacher is None else args.n_teacher
+    data_spec = DataSpec(name=args.dataset, n_teacher=n_teacher, seed=args.data_seed, root=args.data_root)
     data.check(data_spec, [args.kappa])
     teacher_recipe, student_recipe = default_recipes(args.dataset)
     teacher = TeacherSpec(data_spec, ModelSpec.parse(args.teacher),
@@ -108,7 +109,7 @@ def cmd_trial(args: argparse.Namespace) -> int:
 def search_specs_from_flags(args: argparse.Namespace):
     """The searches `kdscale tune` asks for: one per (kappa, objective), each checked before compute."""
     from kdscale import data
-    from kdscale.config import DataSpec, ModelSpec, ObjectiveSpec, TeacherSpec, check_float
+    from kdscale.config import DataSpec, ModelSpec, ObjectiveSpec, TeacherSpec
     from kdscale.recipes import study_recipes
     from kdscale.schema import n_train
     from kdscale.search import QUICK_SPACE, SearchSpace, SearchSpec
@@ -117,8 +118,9 @@ def search_specs_from_flags(args: argparse.Namespace):
     default = QUICK_SPACE if args.quick else SearchSpace()
     space = SearchSpace(lrs=tuple(args.lrs or default.lrs), budgets=tuple(args.budgets or default.budgets),
                         eta=args.eta, seeds=args.search_seeds, val_fraction=args.val_fraction)
-    data_spec = DataSpec(name=args.dataset, n_teacher=args.n_teacher, seed=args.data_seed, root=args.data_root)
-    info = data.check(data_spec, args.kappas)
+    n_teacher = data.default_n_teacher(args.dataset) if args.n_teacher is None else args.n_teacher
+    data_spec = DataSpec(name=args.dataset, n_teacher=n_teacher, seed=args.data_seed, root=args.data_root)
+    info = data.check(data_spec, args.kappas, role="tune")
     teacher_recipe, student_recipe = study_recipes(args.dataset, args.quick, args.precision)
     student = ModelSpec.parse(args.student)
     teacher = TeacherSpec(data_spec, ModelSpec.parse(args.teacher), teacher_recipe) if args.teacher else None
@@ -126,7 +128,6 @@ def search_specs_from_flags(args: argparse.Namespace):
                  roles=("teacher" if teacher else "student", "student"))
     specs = []
     for kappa in args.kappas:
-        check_float("tune", "kappa", kappa, 0.0, low_open=True)
         m = n_train(kappa, data_spec.n_teacher)
         if m < 2 * info.num_classes:
             raise SpecError(f"tune.kappa={kappa:g} is invalid: M = {m} samples; a validation split needs at least "
@@ -199,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     trial = commands.add_parser("trial", help="train (or load) a teacher and train one student")
     trial.add_argument("--dataset", default="mnist1d", help="data set name (mnist1d, digits, cifar10, ...: see README)")
     trial.add_argument("--data-root", help="directory of a real data set's files")
-    trial.add_argument("--n-teacher", type=int, default=4000, help="N, the teacher's samples (default 4000)")
+    trial.add_argument("--n-teacher", type=int, help="N, the teacher's samples (default 4000; digits 700; cifar5m 60000)")
     trial.add_argument("--data-seed", type=int, default=0, help="seed of the pool's generation and order")
     trial.add_argument("--teacher", default="cnn1d:width=32", help="teacher model, family:width=W,...")
     trial.add_argument("--teacher-seed", type=int, default=0)
@@ -230,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--epsilon", type=float, default=0.1, help="ls smoothing (default 0.1)")
     tune.add_argument("--dataset", default="mnist1d", help="data set name (default mnist1d)")
     tune.add_argument("--data-root", help="directory of a real data set's files")
-    tune.add_argument("--n-teacher", type=int, default=4000, help="N (default 4000)")
+    tune.add_argument("--n-teacher", type=int, help="N (default 4000; digits 700; cifar5m 60000)")
     tune.add_argument("--data-seed", type=int, default=0, help="seed of the pool's generation and order (default 0)")
     tune.add_argument("--quick", action="store_true", help="the --quick studies' search: lr 0.01, 0.04, 0.16; "
                       "250 and 500 steps")

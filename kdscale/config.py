@@ -46,8 +46,10 @@ def check_float(spec: str, name: str, value: Any, low: float, high: float = math
     if ok:
         ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
     if not ok:
+        if math.isinf(high):  # "in (0.0, inf]" would admit inf itself
+            _fail(spec, name, value, f"must be a finite number {'>' if low_open else '>='} {low:g}")
         lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
-        _fail(spec, name, value, f"must be a finite number in {lo}{low}, {high}{hi}")
+        _fail(spec, name, value, f"must be a finite number in {lo}{low:g}, {high:g}{hi}")
 
 
 def check_choice(spec: str, name: str, value: Any, choices: tuple[str, ...]) -> None:

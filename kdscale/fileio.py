@@ -9,8 +9,16 @@ from typing import Iterator
 
 
 def cache_dir() -> Path:
-    """Cached data and teachers: $KDSCALE_CACHE, else ~/.cache/kdscale."""
-    return Path(os.environ.get("KDSCALE_CACHE") or Path.home() / ".cache" / "kdscale")
+    """Cached data and teachers: $KDSCALE_CACHE, else ~/.cache/kdscale. A path that exists and is
+    not a directory is one SpecError naming it, before anything is written."""
+    from kdscale.errors import SpecError
+
+    given = os.environ.get("KDSCALE_CACHE")
+    path = Path(given or Path.home() / ".cache" / "kdscale")
+    if path.exists() and not path.is_dir():
+        where = "KDSCALE_CACHE" if given else "the default cache"
+        raise SpecError(f"{where}={path} is not a directory: point it at a directory (or remove the file)")
+    return path
 
 
 @contextlib.contextmanager

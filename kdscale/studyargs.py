@@ -91,6 +91,10 @@ class Grid:
         return tuple(args.kappas or self.get(args, "kappas", self.kappas))
 
     def seed_values(self, args: argparse.Namespace) -> tuple[int, ...]:
+        from kdscale.errors import SpecError
+
+        if args.seeds is not None and args.seeds < 1:
+            raise SpecError(f"--seeds {args.seeds} is invalid: must be an integer >= 1")
         return tuple(range(args.seeds if args.seeds is not None else self.get(args, "seeds", self.seeds)))
 
     def pair_values(self, args: argparse.Namespace) -> tuple[str, ...]:

@@ -22,6 +22,7 @@ import sys
 from dataclasses import replace
 
 from kdscale.config import DataSpec, parse_pair
+from kdscale.data import default_n_teacher
 from kdscale.errors import SpecError
 from kdscale.recipes import study_recipes
 from kdscale.study import StudySpec
@@ -35,7 +36,6 @@ DIGITS_PAIRS = ("cnn2d:width=4>cnn2d:width=4", "cnn2d:width=16>cnn2d:width=4", "
 # CIFAR-sized images: the paper's ResNet-18 and vanilla CNN (20/40/60/160 channels), both ways.
 IMAGE_PAIRS = ("resnet18:width=64>cnn2d:width=20", "resnet18:width=64>resnet18:width=16",
                "cnn2d:width=20>cnn2d:width=20", "cnn2d:width=20>resnet18:width=64")
-N_TEACHER = {"digits": 700, "cifar5m": 60_000, "cifar5m-heldout": 60_000}  # the paper's on CIFAR-5m; else 4000
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,20 +70,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def build_spec(args: argparse.Namespace) -> StudySpec:
     searched = args.recipe != "fixed"  # a search chooses the students' lr and budget per cell
-    if searched and (args.student_steps or args.student_epochs or args.student_lr):
-        raise SpecError(f"--recipe {args.recipe} chooses the students' lr and budget per cell: drop --student-steps, "
-                        "--student-epochs and --student-lr, or use --recipe fixed")
-    if args.student_steps and args.student_epochs:
+    given = {flag: value for flag, value in (("--student-steps", args.student_steps), ("--student-epochs", args.student_epochs),
+                                            ("--student-lr", args.student_lr)) if value is not None}
+    if searched and given:
+        raise SpecError(f"--recipe {args.recipe} chooses the students' lr and budget per cell: drop "
+                        f"{' and '.join(given)}, or use --recipe fixed")
+    if args.student_steps is not None and args.student_epochs is not None:
         raise SpecError("--student-steps and --student-epochs are exclusive: give one budget")
     teacher_recipe, student_recipe = study_recipes(args.dataset, bool(args.quick), args.precision,
                                                    named=args.base_recipe)
-    if args.student_steps or args.student_epochs:
+    if args.student_steps is not None or args.student_epochs is not None:
         student_recipe = student_recipe.with_budget(args.student_steps, args.student_epochs)
-    if args.student_lr:
+    if args.student_lr is not None:
         student_recipe = replace(student_recipe, lr=args.student_lr)
-    if args.teacher_epochs:
+    if args.teacher_epochs is not None:
         teacher_recipe = teacher_recipe.with_budget(epochs=args.teacher_epochs)
-    data = DataSpec(name=args.dataset, n_teacher=args.n_teacher or N_TEACHER.get(args.dataset, 4000),
+    data = DataSpec(name=args.dataset, n_teacher=default_n_teacher(args.dataset) if args.n_teacher is None else args.n_teacher,
                     root=args.data_root)
     defaults = {"mnist1d": GRID.get(args, "pairs", GRID.pairs), "digits": DIGITS_PAIRS}.get(args.dataset, IMAGE_PAIRS)
     return StudySpec(

@@ -170,7 +170,7 @@ def test_answer_without_the_fair_protocol(tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--seeds", "0"], "study.seeds is empty"),
+    (["--seeds", "0"], "--seeds 0 is invalid: must be an integer >= 1"),
     (["--tau", "0"], "tau=0"),
     (["--kappas", "0.001"], "kappa=0.001 is invalid"),  # M = 4: no validation split for the searches
     (["--search-seeds", "0"], "search.seeds=0 is invalid"),

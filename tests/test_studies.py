@@ -38,7 +38,7 @@ def test_model_size_quick_end_to_end(tmp_path, ray_address):
 @pytest.mark.parametrize("argv, message", [
     (["--kappas", "0.1", "-1"], "trial.kappa=-1.0 is invalid"),
     (["--taus", "4", "0"], "tau=0.0 is invalid"),
-    (["--seeds", "0"], "study.seeds is empty"),
+    (["--seeds", "0"], "--seeds 0 is invalid: must be an integer >= 1"),
     (["--pairs", "cnn1d:width=8"], "write TEACHER>STUDENT"),
     (["--dataset", "digits", "--kappas", "3"], "maximum kappa"),
 ])

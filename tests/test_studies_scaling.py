@@ -278,7 +278,7 @@ def test_budget_quick_labels_every_result_with_its_budget(quick_runs):
 
 @pytest.mark.parametrize("name", ORDER)
 @pytest.mark.parametrize("argv, message", [
-    (["--seeds", "0"], "study.seeds is empty"),
+    (["--seeds", "0"], "--seeds 0 is invalid: must be an integer >= 1"),
     (["--kapas", "0.1"], "unrecognized arguments: --kapas"),
 ])
 def test_bad_input_is_one_line_before_compute(tmp_path, name, argv, message):

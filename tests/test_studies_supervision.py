@@ -288,12 +288,12 @@ def test_temperature_quick_adopts_lt_and_the_factor_is_void_at_tau_1(quick_runs)
 
 
 @pytest.mark.parametrize("name, argv, message", [
-    ("label_smoothing", ["--seeds", "0"], "study.seeds is empty"),
+    ("label_smoothing", ["--seeds", "0"], "--seeds 0 is invalid"),
     ("label_smoothing", ["--tau", "0"], "tau=0"),
     ("label_smoothing", ["--epsilons", "1.5"], "objective.epsilon=1.5 is invalid"),
     ("label_smoothing", ["--epsilon", "0.1"], "unrecognized arguments: --epsilon"),
     ("temperature", ["--taus", "1", "-3"], "tau=-3"),
-    ("temperature", ["--seeds", "0"], "study.seeds is empty"),
+    ("temperature", ["--seeds", "0"], "--seeds 0 is invalid"),
     ("temperature", ["--tau", "4"], "unrecognized arguments: --tau"),
     ("hard_vs_soft", ["--tau", "-1"], "tau=-1"),
     ("hard_vs_soft", ["--kappas"], "expected at least one argument"),

@@ -51,8 +51,25 @@ def max_kappa(spec: DataSpec) -> float:
     return math.inf if pool is None else pool / spec.n_teacher
 
 
-def check(spec: DataSpec, kappas=()) -> DataInfo:
-    """Fail with a one-line SpecError if the data set cannot serve N and every kappa."""
+# A generated data set makes any number of samples, but not without bound: a kappa that needs more
+# than this many would first spend minutes generating them (and memory holding them).
+MAX_GENERATED_SAMPLES = 1_000_000
+# N, the teacher's samples, when none is given: what the studies use (the paper's 60,000 on
+# CIFAR-5m; what digits' 1,257-sample training split can give with room for kappa > 1).
+DEFAULT_N = {"digits": 700, "cifar5m": 60_000, "cifar5m-heldout": 60_000}
+
+
+def default_n_teacher(name: str) -> int:
+    return DEFAULT_N.get(name, 4000)
+
+
+def check(spec: DataSpec, kappas=(), role: str = "trial") -> DataInfo:
+    """Fail with a one-line SpecError if the data set cannot serve N and every kappa (`role` names
+    whose kappa it is in the message: trial, tune)."""
+    from kdscale.config import check_float
+
+    for kappa in kappas:
+        check_float(role, "kappa", kappa, 0.0, low_open=True)
     data_info = info(spec)
     pool = data_info.pool_size
     if pool is not None and spec.n_teacher > pool:
@@ -64,6 +81,10 @@ def check(spec: DataSpec, kappas=()) -> DataInfo:
             raise SpecError(f"kappa={kappa:g} is invalid: it needs M={n_train} student samples but "
                             f"{spec.name} holds {pool}; with N={spec.n_teacher} the maximum kappa "
                             f"is {pool / spec.n_teacher:.4g}")
+        if pool is None and n_train > MAX_GENERATED_SAMPLES:
+            raise SpecError(f"kappa={kappa:g} is invalid: it needs M={n_train:,} generated {spec.name} samples; "
+                            f"at most {MAX_GENERATED_SAMPLES:,} are made, so with N={spec.n_teacher} the maximum "
+                            f"kappa is {MAX_GENERATED_SAMPLES / spec.n_teacher:g}")
     return data_info
 
 
@@ -85,5 +106,5 @@ def fixed_stream(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, n
 # The registry lines: importing a data set's module registers it.
 from kdscale.data import mnist1d, digits, cifar, cifar5m, imagefolder, transfer  # noqa: E402,F401
 
-__all__ = ["DATASETS", "DataInfo", "LoadedData", "info", "check", "load", "max_kappa",
+__all__ = ["DATASETS", "DataInfo", "LoadedData", "info", "check", "load", "max_kappa", "default_n_teacher",
            "fixed_stream", "student_indices", "stream_length_for", "stratified_order", "rng_for"]
