@@ -27,50 +27,74 @@ import torch
 import torch.nn.functional as F
 
 
-def workload(name: str, data_root: str | None, device: torch.device):
-    """(teacher model, student spec, TrainData per seed builder, num_classes, description)."""
+def random_split(shape: tuple[int, ...], n_pool: int, n_test: int, seed: int = 0):
+    """Random inputs and labels of one sample `shape`, 10 classes: (x_pool, y_pool, x_test, y_test).
+    Throughput does not depend on the pixels."""
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.randn(n_pool, *shape, generator=gen), torch.randint(0, 10, (n_pool,), generator=gen),
+            torch.randn(n_test, *shape, generator=gen), torch.randint(0, 10, (n_test,), generator=gen))
+
+
+def workload(name: str, data_root: str | None, device: torch.device, n_teacher: int | None = None,
+             n_test: int | None = None, random_data: bool = False):
+    """(teacher model, student spec, TrainData per seed builder, description).
+
+    `n_teacher` is N (default 4000 for mnist1d, 50,000 for cifar; kappa = 0.1 either way), `n_test`
+    the test samples (default: the data set's, 2000 for random tensors); `random_data` takes random
+    tensors of the data set's shape instead of its samples (bench/gpu_check.py, where a machine
+    lacks the `mnist1d` package).
+    """
     from kdscale import data, models
     from kdscale.config import DataSpec, ModelSpec
 
     if name == "mnist1d":
-        loaded = data.load(DataSpec(), 4000)
-        x_pool, y_pool, x_test, y_test = (torch.as_tensor(a) for a in
-                                          (loaded.x_pool, loaded.y_pool, loaded.x_test, loaded.y_test))
-        teacher_spec, student = ModelSpec.parse("cnn1d:width=32"), ModelSpec.parse("cnn1d:width=16")
-        n_teacher, source = 4000, "MNIST-1D"
-    else:
-        if data_root:  # real files, or one line saying what is missing where
-            loaded = data.load(DataSpec(name="cifar10", n_teacher=50_000, root=data_root), 50_000)
+        n_teacher = n_teacher or 4000
+        if random_data:
+            x_pool, y_pool, x_test, y_test = random_split((1, 40), n_teacher, n_test or 2000)
+            source = "random tensors of MNIST-1D's shape"
+        else:
+            loaded = data.load(DataSpec(n_teacher=n_teacher, n_test=n_test), n_teacher)
             x_pool, y_pool, x_test, y_test = (torch.as_tensor(a) for a in
                                               (loaded.x_pool, loaded.y_pool, loaded.x_test, loaded.y_test))
+            source = "MNIST-1D"
+        teacher_spec, student = ModelSpec.parse("cnn1d:width=32"), ModelSpec.parse("cnn1d:width=16")
+    else:
+        n_teacher = n_teacher or 50_000
+        if data_root and not random_data:  # real files, or one line saying what is missing where
+            loaded = data.load(DataSpec(name="cifar10", n_teacher=n_teacher, root=data_root), n_teacher)
+            x_pool, y_pool, x_test, y_test = (torch.as_tensor(a) for a in
+                                              (loaded.x_pool, loaded.y_pool, loaded.x_test, loaded.y_test))
+            if n_test:
+                x_test, y_test = x_test[:n_test], y_test[:n_test]
             source = f"CIFAR-10 files in {data_root}"
         else:  # no files given: random tensors of CIFAR's shape
-            gen = torch.Generator().manual_seed(0)
-            x_pool, y_pool = torch.randn(50_000, 3, 32, 32, generator=gen), torch.randint(0, 10, (50_000,), generator=gen)
-            x_test, y_test = torch.randn(2000, 3, 32, 32, generator=gen), torch.randint(0, 10, (2000,), generator=gen)
+            x_pool, y_pool, x_test, y_test = random_split((3, 32, 32), n_teacher, n_test or 2000)
             source = "random tensors of CIFAR-10's shape"
         teacher_spec, student = ModelSpec.parse("cnn2d:width=40"), ModelSpec.parse("cnn2d:width=20")
-        n_teacher = 50_000
     shape = tuple(x_pool.shape[1:])
     torch.manual_seed(0)
     teacher = models.build(teacher_spec, shape, 10).to(device).eval()
     m = n_teacher // 10  # kappa = 0.1
     x_test, y_test = x_test.to(device), y_test.to(device)
+    teacher_test = []  # the teacher's test logits, computed once for every seed
 
     def datas(seeds):
         from kdscale.train import TrainData, predict
 
+        if not teacher_test:
+            teacher_test.append(predict(teacher, x_test))
         out = []
         for seed in seeds:
             idx = data.student_indices(y_pool.numpy(), n_teacher, m, seed)
             x, y = x_pool[idx].to(device), y_pool[idx].to(device)
-            out.append(TrainData(x, y, x_test, y_test, predict(teacher, x), predict(teacher, x_test)))
+            out.append(TrainData(x, y, x_test, y_test, predict(teacher, x), teacher_test[0]))
         return out
     return teacher, student, datas, f"{source}; teacher {teacher_spec.label}, student {student.label}, M = {m}"
 
 
 def paper_loop(teacher, student_spec, train_data, steps: int, batch: int, workers: int, device) -> float:
-    """The paper code's way: DataLoader batches, teacher forward on every step. Returns seconds."""
+    """The paper code's way: DataLoader batches, teacher forward on every step (kd at tau = 4; with
+    `teacher` None, lt: cross-entropy with the labels, no teacher). Returns seconds."""
     from torch.utils.data import DataLoader, TensorDataset
 
     from kdscale import models
@@ -84,11 +108,15 @@ def paper_loop(teacher, student_spec, train_data, steps: int, batch: int, worker
     while step < steps:
         for x, y in loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with torch.no_grad():
-                teacher_logits = teacher(x)
+            if teacher is not None:
+                with torch.no_grad():
+                    teacher_logits = teacher(x)
             logits = model(x)
-            loss = tau * tau * F.kl_div(F.log_softmax(logits / tau, 1), F.log_softmax(teacher_logits / tau, 1),
-                                        reduction="batchmean", log_target=True)
+            if teacher is None:
+                loss = F.cross_entropy(logits, y)
+            else:
+                loss = tau * tau * F.kl_div(F.log_softmax(logits / tau, 1), F.log_softmax(teacher_logits / tau, 1),
+                                            reduction="batchmean", log_target=True)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
