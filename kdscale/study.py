@@ -92,8 +92,10 @@ class StudySpec:
                 raise SpecError(f"study.pairs: {pair!r} is invalid; each pair is (teacher, student)")
         if self.recipe_policy not in POLICIES:
             raise SpecError(f"study.recipe_policy={self.recipe_policy!r} is invalid: must be one of {', '.join(POLICIES)}")
-        self.searches()  # every cell validates now, before any compute
-        self.trials({s.id: self.recipe for s in self.searches()})
+        # every cell validates now, before any compute: the trials (the base recipe standing in for
+        # searched ones), then the searches
+        self._trials(lambda *cell: self.recipe)
+        self.searches()
 
     def teacher(self, model: ModelSpec) -> TeacherSpec:
         return TeacherSpec(self.data, model, self.teacher_recipe, seed=self.teacher_seed)
@@ -141,15 +143,19 @@ class StudySpec:
         """Every cell of the grid once per seed, in a stable order: pair, kappa, objective, seed.
 
         With a search policy, `chosen` maps each search id to the recipe it chose."""
+        def recipe_of(*cell) -> RecipeSpec:
+            search = self.search_for(*cell)
+            if search is None:
+                return self.recipe
+            if chosen is None or search.id not in chosen:
+                raise SpecError(f"study {self.name}: no recipe yet for {search.label}: run its search first")
+            return chosen[search.id]
+        return self._trials(recipe_of)
+
+    def _trials(self, recipe_of) -> list[TrialSpec]:
         seen, out = set(), []
         for teacher_model, student_model, kappa, objective in self.cells():
-            search = self.search_for(teacher_model, student_model, kappa, objective)
-            if search is None:
-                recipe = self.recipe
-            elif chosen is None or search.id not in chosen:
-                raise SpecError(f"study {self.name}: no recipe yet for {search.label}: run its search first")
-            else:
-                recipe = chosen[search.id]
+            recipe = recipe_of(teacher_model, student_model, kappa, objective)
             for seed in self.seeds:
                 trial = TrialSpec(self.teacher(teacher_model), student_model, kappa, objective, recipe, seed,
                                   extras=self.extras)
