@@ -74,7 +74,7 @@ def _summary(analysis: Analysis) -> str:
         (f"fidelity beta [{level} CI]", _beta_cell),
     ]
     notes = ("R is the test measure named above; min kappa is the smallest kappa of the pair's grid. "
-             "kappa* is where the seed-mean PG crosses 1 (linear interpolation in log kappa), with a "
+             "kappa* is where the seed-mean PG crosses 1 to stay (linear interpolation in log kappa), with a "
              "percentile bootstrap over seeds; a bound written `>x` or `<x` lies beyond the grid. "
              "beta is the exponent of the fidelity gap omega * kappa^-beta (the paper predicts 0.5); "
              "`*` marks a beta whose F-test rejects 0.5 at the 5% level.")
@@ -92,7 +92,7 @@ def _kappa_cell(row: dict, ci: float) -> str:
         if row["status"] == xo.UPWARD:
             cell += " (upward)"
         elif row["n_crossings"] > 1:
-            cell += f" (first of {row['n_crossings']} crossings)"
+            cell += f" (last of {row['n_crossings']} crossings, PG stays past 1 after it)"
         if 1 < row["n_seeds"] and xo.max_bootstrap_coverage(row["n_seeds"]) < ci:
             cell += f" ({row['n_seeds']} seeds: see warnings)"
         return cell
@@ -100,6 +100,8 @@ def _kappa_cell(row: dict, ci: float) -> str:
         return f"> {xo.format_kappa(row['kappa_max'])} (kd helps on whole grid)"
     if row["status"] == xo.BELOW:
         return f"< {xo.format_kappa(row['kappa_min'])} (kd hurts on whole grid)"
+    if row["status"] == xo.UNSTABLE:
+        return f"no stable crossing (kd helps again at max kappa {xo.format_kappa(row['kappa_max'])})"
     return md.MISSING
 
 
@@ -163,14 +165,16 @@ def _crossover(analysis: Analysis) -> str:
     text = "## Crossover kappa*\n\n"
     if analysis.cross is None:
         return text + _skipped(analysis, "crossover")
-    text += ("kappa* is where the seed-mean PG curve crosses 1, by linear interpolation in log kappa "
-             "between the two grid points around the crossing: PG curves need not be monotone, and a "
-             "straight line in log kappa between neighbouring grid points assumes the least. With several "
-             "crossings the first downward one is kappa*; without one, kappa* lies beyond the grid on the "
-             "side given and is not extrapolated. "
+    text += ("kappa* is where the seed-mean PG curve crosses 1 for good: the last crossing from helping to "
+             "not helping after which PG stays on the not-helping side at every larger kappa (a single noisy "
+             "dip that comes back does not count, nor does an upward crossing). It is located by linear "
+             "interpolation in log kappa between the two grid points around it: PG curves need not be "
+             "monotone, and a straight line in log kappa between neighbouring grid points assumes the least. "
+             "Without a stable crossing, kappa* lies beyond the grid on the side given and is not "
+             "extrapolated. "
              f"CI: percentile bootstrap, {analysis.n_boot} replicates resampling seeds with the same draw "
              "at every kappa, with percentile levels expanded for few seeds (Hesterberg 2015); "
-             "replicates without a crossing count as beyond the grid.\n\n")
+             "each replicate uses the same rule, and replicates without a stable crossing count as beyond the grid.\n\n")
     columns = [("pair", "pair"), ("objective", "arm"), ("result", "message"),
                ("no crossing in replicates", lambda r: _censored(r))]
     return text + md.table(_ordered(analysis.cross, analysis.pairs, ["arm"]), columns)
