@@ -191,10 +191,21 @@ def _scaling(analysis: Analysis) -> str:
     if analysis.scaling_fits is None:
         return text + _skipped(analysis, "scaling")
     text += ("OLS in logs (statsmodels): log kappa* = a + b log(P_s/P_t) [+ c log(teacher test error)], "
-             "on the pairs whose kappa* lies inside the grid; CIs from the scatter of the pairs, not from "
-             "each kappa*'s bootstrap. Pairs censored at the grid's edge are left out and listed.\n\n")
+             "on the pairs with a stable kappa* inside the grid. The interval of b joins two: the OLS "
+             "interval (from the pairs' scatter about the line) and a percentile bootstrap that refits the "
+             "line on each kappa*'s bootstrap replicates over seeds plus the pairs' scatter beyond their seed "
+             "noise (it carries each kappa*'s own uncertainty, also where it reaches beyond the grid). "
+             "p-values of b = 0 and of the paper's b = -1 reject only where both readings do. Leave-one-out: "
+             "the line without the largest ratio predicts its kappa*; the miss is in log10 units, with its "
+             "prediction interval. Pairs censored at the grid's edge or without a stable crossing are left "
+             "out and listed.\n\n")
     columns = [("objective", "arm"), ("model", "model"), ("pairs", lambda r: str(r.get("n_pairs", ""))),
-               ("slope b [CI]", lambda r: _interval(r, "slope")),
+               ("ratios", lambda r: md.number(r.get("n_ratios"))),
+               ("slope b [CI]", lambda r: _interval(r, "slope", "exponent" if _has(r, "exponent_low") else None)),
+               ("bootstrap [CI]", lambda r: _bounds(r, "slope_boot")), ("OLS [CI]", lambda r: _bounds(r, "slope")),
+               ("p (b = 0)", lambda r: md.number(r.get("p_slope0"), 2)),
+               ("p (b = -1)", lambda r: md.number(r.get("p_slope_paper"), 2)),
+               ("leave-one-out miss (log10) [PI]", _loo_cell),
                ("teacher-error exponent c [CI]", lambda r: _interval(r, "teacher_coef", "teacher")),
                ("R^2", lambda r: md.number(r.get("r2"))),
                ("note", lambda r: "; ".join(x for x in (r.get("message") or "", r.get("excluded") or "") if x))]
@@ -205,6 +216,26 @@ def _scaling(analysis: Analysis) -> str:
                ("kappa*", lambda r: md.number(r["kappa_star"])),
                ("used", lambda r: "yes" if r["used"] else f"no: {r['reason']}")]
     return text + md.table(_ordered(points, analysis.pairs, ["arm"]), columns)
+
+
+def _has(row: dict, key: str) -> bool:
+    value = row.get(key)
+    return value is not None and not pd.isna(value)
+
+
+def _bounds(row: dict, prefix: str) -> str:
+    if not _has(row, prefix + "_low"):
+        return md.MISSING
+    return f"[{md.number(row[prefix + '_low'])}, {md.number(row[prefix + '_high'])}]"
+
+
+def _loo_cell(row: dict) -> str:
+    note = row.get("loo_note")
+    if not _has(row, "loo_miss_log10"):
+        return note if isinstance(note, str) and note else md.MISSING
+    inside = "inside" if row["loo_covered"] else "outside"
+    return (f"{row['loo_miss_log10']:+.2f} [{row['loo_low_log10']:+.2f}, {row['loo_high_log10']:+.2f}], "
+            f"{inside} (ratio {md.number(row['loo_ratio'])})")
 
 
 def _interval(row: dict, key: str, prefix: str | None = None) -> str:
