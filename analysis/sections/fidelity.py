@@ -119,11 +119,14 @@ def section(table: pd.DataFrame, results_dir: str, out_dir: Path) -> Section:
     means = gains["fidelity_test_gain_mean"]
     result.add("", f"Test fidelity of kd is above lt's in {int((means > 0).sum())} of {len(means)} (pair, kappa) "
                f"cells (seed-mean dF from {means.min():+.3f} to {means.max():+.3f}).", "",
-               "Correlation of dF with PI over (kappa, seed) points, Pearson r with a 95% Fisher-z interval:", "")
+               "Correlation of dF with PI over (kappa, seed) points, Pearson r with a 95% interval resampled by "
+               "seed (a seed's points share its draws, so they are not independent; analysis.paired), and the "
+               "Fisher-z interval that takes every point as independent:", "")
     for row in corr.to_dict("records"):
         where = "all pairs pooled" if row["group"] == "all" else row["group"]
         result.add(f"- {where}: r = {md.number(row['r'])}, 95% CI [{md.number(row['low'])}, "
-                   f"{md.number(row['high'])}], n = {row['n']}")
+                   f"{md.number(row['high'])}] ({row['method']}), Fisher-z [{md.number(row['fisher_low'])}, "
+                   f"{md.number(row['fisher_high'])}], n = {row['n']}")
     result.add("", "Read this correlation with care: test fidelity and test accuracy differ only on the test points "
                "the teacher gets wrong (teacher test accuracy "
                + ", ".join(f"{name} {acc:.3f}" for name, acc in teacher_acc.items())
