@@ -277,3 +277,53 @@ def test_correlation_interval_by_seed_cluster_covers_where_fisher_z_does_not():
     assert table.loc["all", "method"] == "bootstrap over seeds"
     assert table.loc["all", "high"] - table.loc["all", "low"] > table.loc["all", "fisher_high"] - table.loc["all", "fisher_low"]
     assert np.isnan(correlations(frame[frame["seed"] < 2], "x", "y").loc[0, "low"])  # 2 seeds: no interval
+
+
+# --- 5. bias-variance intervals -------------------------------------------------------------------
+
+def softmax(logits):
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def test_bias_variance_intervals_use_the_expanded_percentile_bootstrap():
+    """kd and lt test probabilities (20 test points, 3 classes) whose logits share a seed's draw
+    (paired seeds), the kd - lt differences' truth from 20000 seeds, 8 seeds per replicate, 200
+    replicates: the expanded-percentile intervals cover d bias^2 / d variance / d loss in
+    189 / 185 / 189 (94.5% / 92.5% / 94.5%), the plain percentile ones in 178 / 170 / 175
+    (89.0% / 85.0% / 87.5%)."""
+    from analysis.bias_variance_gap import bootstrap_difference, few_seeds_note
+
+    setup = np.random.default_rng(0)
+    labels = setup.integers(0, 3, 20)
+    base_kd = setup.normal(0, 1, (20, 3)) + 1.5 * np.eye(3)[labels]
+    base_lt = base_kd + setup.normal(0, 0.5, (20, 3))
+
+    def draw(rng, n_seeds):
+        shared = rng.normal(0, 1, (n_seeds, 20, 3))
+        return (softmax(base_kd + 0.5 * shared + rng.normal(0, 0.4, shared.shape)),
+                softmax(base_lt + 0.8 * shared + rng.normal(0, 0.4, shared.shape)))
+
+    def population(probs):  # eq. 2 over all seeds drawn, directly
+        mean = probs.mean(axis=0)
+        variance = ((probs - mean) ** 2).sum(axis=-1).mean()
+        bias2 = ((mean - np.eye(3)[labels]) ** 2).sum(axis=-1).mean()
+        return {"bias2": bias2, "variance": variance, "expected_loss": bias2 + variance}
+
+    terms = ("bias2", "variance", "expected_loss")
+    truth_kd, truth_lt = (population(p) for p in draw(np.random.default_rng(1), 20000))
+    truth = {t: truth_kd[t] - truth_lt[t] for t in terms}
+    rng = np.random.default_rng(8)
+    covered = {(expanded, t): 0 for expanded in (True, False) for t in terms}
+    for r in range(200):
+        kd, lt = draw(rng, 8)
+        for expanded in (True, False):
+            got = bootstrap_difference(kd, lt, labels, n_boot=500, seed=r, expanded=expanded)
+            for t in terms:
+                covered[(expanded, t)] += got[f"d_{t}_low"] <= truth[t] <= got[f"d_{t}_high"]
+    assert all(covered[(True, t)] >= covered[(False, t)] for t in terms)
+    assert all(covered[(True, t)] >= 0.9 * 200 for t in terms)
+    assert got["max_coverage"] == pytest.approx(1 - 2 ** -7)
+    table = pd.DataFrame({"n_seeds": [3, 8]})
+    assert few_seeds_note(table)[0].startswith("intervals rest on as few as 3 seeds: a bootstrap interval")
+    assert few_seeds_note(table[table["n_seeds"] == 8]) == []
