@@ -1,23 +1,30 @@
 """The crossover kappa*: the student/teacher data ratio at which PG = R(kd) / R(lt) crosses 1.
 
-Method. kappa* is where the seed-mean PG curve crosses 1, by linear interpolation in log kappa
-between the two grid points that bracket the crossing. Why not a smooth monotone fit: measured PG
+Method. kappa* is where the seed-mean PG curve crosses 1 for good: the last downward crossing (kd
+helps at the grid point before it, not at the one after) after which the curve stays on the
+not-helping side at every larger kappa of the grid. It is located by linear interpolation in log
+kappa between the two grid points that bracket it. Why not a smooth monotone fit: measured PG
 curves need not be monotone (they can rise before they fall), a parametric shape would decide
 where the crossing lies between grid points with no data to check it, and between neighbouring
-points of a log-spaced grid a straight line in log kappa assumes the least. The interpolation is
-exact wherever the mean curve is linear in log kappa near the crossing.
+points of a log-spaced grid a straight line in log kappa assumes the least.
 
-Several crossings: the first downward one (kd stops helping as kappa grows) is kappa*, and the
-count is reported. With only upward crossings (kd starts to help), the first is reported and
-flagged. No crossing: kappa* lies outside the grid, on the side reported; never extrapolated.
+Why "for good": with a handful of seeds a single noisy grid point can dip below 1 and come back;
+the first downward crossing would then report a kappa* that noise made. Upward crossings never
+count. So a curve that is below 1 at the largest kappa but above it somewhere has kappa* at the
+last downward crossing (the count of all crossings is reported); one below 1 at every kappa has
+kappa* below the grid; one above 1 at every kappa has it above the grid; one that dips below 1
+and is back above it at the largest kappa has no stable crossing (status `unstable`): if kd stops
+helping for good, that happens beyond the grid. Never extrapolated.
 
 Uncertainty: a percentile bootstrap over seeds. A replicate draws seeds with replacement and keeps
 the same draw for every kappa of the pair (a seed's trials share its data draw across kappas),
 recomputes the mean PG curve and locates its crossing by the same rule. Replicates without a
-crossing count as +inf (kd helps across the grid) or -inf (kd hurts across it), so a bound of the
-interval can be "beyond the grid" rather than the censored replicates silently being dropped.
-The percentile levels are expanded for few seeds (Hesterberg 2015, see `expanded_tail`): the plain
-percentile interval covered 91-92% instead of 95% with 12 seeds in this package's coverage test.
+stable crossing count as +inf (kd helps at the largest kappa) or -inf (kd helps at no kappa), so
+a bound of the interval can be "beyond the grid" rather than the censored replicates silently
+being dropped. The percentile levels are expanded for few seeds (Hesterberg 2015, see
+`expanded_tail`): the plain percentile interval covered 91-92% instead of 95% with 12 seeds in
+this package's coverage test; the stable rule's interval covers 95% there
+(tests/test_analysis_noise.py).
 """
 from __future__ import annotations
 
@@ -26,16 +33,18 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-# The statuses of a PG curve, as `Crossing.status` and the `status` column name them.
+# The statuses of a PG curve, as `Crossing.status` and the `status` column name them. UPWARD is
+# no longer produced (upward crossings never count); it stays for tables written before.
 CROSSING, UPWARD, ABOVE, BELOW, EMPTY = "crossing", "upward", "above", "below", "empty"
+UNSTABLE = "unstable"  # below 1 somewhere, back above it at the largest kappa: no stable crossing
 
 
 @dataclass(frozen=True)
 class Crossing:
-    """Where one PG curve crosses 1; kappa_star is NaN when it does not inside the grid."""
+    """Where one PG curve crosses 1 for good; kappa_star is NaN when it does not inside the grid."""
     kappa_star: float
-    status: str          # crossing | upward | above (kappa* > max kappa) | below | empty
-    n_crossings: int
+    status: str          # crossing | above (kappa* > max kappa) | below | unstable | empty
+    n_crossings: int     # every crossing of 1, down and up
 
 
 def gain(pg: np.ndarray, higher_is_better: bool) -> np.ndarray:
@@ -45,42 +54,44 @@ def gain(pg: np.ndarray, higher_is_better: bool) -> np.ndarray:
 
 
 def find_crossing(kappas, gains) -> Crossing:
-    """Crossing of one curve of gains (> 0: kd helps) over a kappa grid; NaN points are skipped."""
+    """Stable crossing of one curve of gains (> 0: kd helps) over a kappa grid; NaN points are skipped."""
     kappas, gains = np.asarray(kappas, dtype=float), np.asarray(gains, dtype=float)
     keep = np.isfinite(gains)
     kappas, gains = kappas[keep], gains[keep]
     order = np.argsort(kappas)
     log_kappa, gains = np.log(kappas[order]), gains[order]
     values, statuses, counts = _crossings(log_kappa, gains[None, :])
-    return Crossing(float(np.exp(values[0])) if statuses[0] in (CROSSING, UPWARD) else np.nan,
+    return Crossing(float(np.exp(values[0])) if statuses[0] == CROSSING else np.nan,
                     statuses[0], int(counts[0]))
 
 
 def _crossings(log_kappa: np.ndarray, gains: np.ndarray):
-    """Vectorised over rows of `gains` (replicates x kappas, no NaN): log kappa* (+-inf when none)."""
+    """Vectorised over rows of `gains` (replicates x kappas, no NaN): log kappa* of the stable
+    crossing, +inf when kd helps at the largest kappa (above, unstable), -inf when it helps nowhere."""
     n_rows, n_kappas = gains.shape
     if n_kappas == 0:
         return np.full(n_rows, np.nan), np.array([EMPTY] * n_rows, dtype=object), np.zeros(n_rows, int)
-    above = (gains >= 0).all(axis=1)
-    values = np.where(above, np.inf, -np.inf)
-    statuses = np.where(above, ABOVE, BELOW).astype(object)
+    helps = gains > 0
+    ends_helping = helps[:, -1]
+    any_help = helps.any(axis=1)
+    values = np.where(ends_helping, np.inf, -np.inf)
+    statuses = np.where(ends_helping, np.where((gains < 0).any(axis=1), UNSTABLE, ABOVE), BELOW).astype(object)
     if n_kappas < 2:
         return values, statuses, np.zeros(n_rows, int)
     left, right = gains[:, :-1], gains[:, 1:]
-    down = (left > 0) & (right <= 0)
-    up = (left < 0) & (right >= 0)
-    counts = down.sum(axis=1) + up.sum(axis=1)
-    has_down, has_up = down.any(axis=1), up.any(axis=1)
-    index = np.where(has_down, down.argmax(axis=1), up.argmax(axis=1))
+    counts = ((left > 0) & (right <= 0)).sum(axis=1) + ((left < 0) & (right >= 0)).sum(axis=1)
+    stable = any_help & ~ends_helping
+    # The last grid point where kd helps; on a stable row every later point has gain <= 0.
+    last = n_kappas - 1 - np.argmax(helps[:, ::-1], axis=1)
+    index = np.where(stable, last, 0)
     rows = np.arange(n_rows)
-    g0, g1 = gains[rows, index], gains[rows, index + 1]
-    # g0 and g1 differ in sign (g1 may be 0), so g0 - g1 is never 0 on a crossing row.
+    g0, g1 = gains[rows, index], gains[rows, np.minimum(index + 1, n_kappas - 1)]
+    # On a stable row g0 > 0 >= g1, so g0 - g1 is never 0 there.
     with np.errstate(divide="ignore", invalid="ignore"):
         fraction = g0 / (g0 - g1)
-    located = log_kappa[index] + fraction * (log_kappa[index + 1] - log_kappa[index])
-    crossed = has_down | has_up
-    values = np.where(crossed, located, values)
-    statuses = np.where(has_down, CROSSING, np.where(has_up, UPWARD, statuses)).astype(object)
+    located = log_kappa[index] + fraction * (log_kappa[np.minimum(index + 1, n_kappas - 1)] - log_kappa[index])
+    values = np.where(stable, located, values)
+    statuses = np.where(stable, CROSSING, statuses).astype(object)
     return values, statuses, counts
 
 
@@ -99,7 +110,8 @@ def expanded_tail(ci: float, n_seeds: int) -> float:
 
 
 def bootstrap_crossing(kappas, pg_by_seed, higher_is_better: bool = True, n_boot: int = 2000,
-                       ci: float = 0.95, seed: int = 0, expanded: bool = True) -> dict:
+                       ci: float = 0.95, seed: int = 0, expanded: bool = True,
+                       keep_replicates: bool = False) -> dict:
     """kappa* of the seed-mean PG curve with a percentile bootstrap CI over seeds.
 
     pg_by_seed: array [seeds, kappas] of per-seed PG, NaN where a seed lacks a kappa.
@@ -107,7 +119,9 @@ def bootstrap_crossing(kappas, pg_by_seed, higher_is_better: bool = True, n_boot
     plain percentile interval.
     Returns kappa_star, status, n_crossings, ci_low, ci_high (0 or inf when a bound lies beyond
     the grid; NaN with fewer than 2 seeds), frac_above / frac_below (replicates without a
-    crossing, by side), n_seeds and n_boot.
+    stable crossing, by side), n_seeds and n_boot; with keep_replicates, `replicates`: the
+    n_boot replicate values of log kappa* (+-inf beyond the grid, NaN undefined; empty without a
+    bootstrap), replicate b drawing the same seed rows whatever the curve.
     """
     kappas = np.asarray(kappas, dtype=float)
     matrix = np.asarray(pg_by_seed, dtype=float)
@@ -119,6 +133,8 @@ def bootstrap_crossing(kappas, pg_by_seed, higher_is_better: bool = True, n_boot
     out = {"kappa_star": point.kappa_star, "status": point.status, "n_crossings": point.n_crossings,
            "ci_low": np.nan, "ci_high": np.nan, "frac_above": np.nan, "frac_below": np.nan,
            "n_seeds": n_seeds, "n_boot": 0}
+    if keep_replicates:
+        out["replicates"] = np.empty(0)
     if n_seeds < 2 or n_boot < 1 or len(kappas) < 2:
         return out
     gains = gains[np.isfinite(gains).any(axis=1)]
@@ -132,6 +148,8 @@ def bootstrap_crossing(kappas, pg_by_seed, higher_is_better: bool = True, n_boot
     for row in np.flatnonzero(~complete):  # a replicate that drew no seed with some kappa
         keep = np.isfinite(replicate_gains[row])
         values[row] = _crossings(log_kappa[keep], replicate_gains[row, keep][None])[0][0]
+    if keep_replicates:
+        out["replicates"] = values.copy()
     values = values[~np.isnan(values)]
     if len(values) == 0:
         return out
@@ -155,14 +173,19 @@ def _nanmean_rows(stack: np.ndarray) -> np.ndarray:
 
 
 def crossover(paired: pd.DataFrame, higher_is_better: bool = True, n_boot: int = 2000,
-              ci: float = 0.95, seed: int = 0) -> pd.DataFrame:
-    """kappa* per (pair, arm) of a `pair_by_seed` table, with its bootstrap CI and a message."""
+              ci: float = 0.95, seed: int = 0, replicates: dict | None = None) -> pd.DataFrame:
+    """kappa* per (pair, arm) of a `pair_by_seed` table, with its bootstrap CI and a message.
+
+    replicates: a dict to fill with {(pair, arm): the bootstrap replicates of log kappa*} (see
+    `bootstrap_crossing`), for fits that carry each kappa*'s uncertainty (analysis.scaling)."""
     rows = []
     for (pair, arm), group in paired.groupby(["pair", "arm"], sort=True):
         matrix = group.pivot_table(index="seed", columns="kappa", values="PG", aggfunc="first")
         kappas = matrix.columns.to_numpy(dtype=float)
         result = bootstrap_crossing(kappas, matrix.to_numpy(dtype=float), higher_is_better,
-                                    n_boot=n_boot, ci=ci, seed=seed)
+                                    n_boot=n_boot, ci=ci, seed=seed, keep_replicates=replicates is not None)
+        if replicates is not None:
+            replicates[(pair, arm)] = result.pop("replicates")
         result.update(pair=pair, arm=arm, n_kappas=len(kappas), kappa_min=kappas.min(),
                       kappa_max=kappas.max())
         result["message"] = describe(result, higher_is_better, ci)
@@ -213,7 +236,7 @@ def describe(result: dict, higher_is_better: bool, ci: float = 0.95, seed_note: 
                      f"{max_bootstrap_coverage(result['n_seeds']):.0%}, not {level}; run more seeds")
     censored = (result.get("frac_above") or 0) + (result.get("frac_below") or 0)
     if censored > 0:
-        extra.append(f"{censored:.0%} of bootstrap replicates do not cross inside the grid")
+        extra.append(f"{censored:.0%} of bootstrap replicates do not cross inside the grid (to stay)")
     if status == EMPTY:
         return "no finite PG values"
     if result["n_kappas"] < 2:
@@ -222,10 +245,17 @@ def describe(result: dict, higher_is_better: bool, ci: float = 0.95, seed_note: 
                 f"kd {side} there")
     if status in (CROSSING, UPWARD):
         text = f"kappa* = {format_kappa(result['kappa_star'])}" + ("" if interval == "no CI" else f" {interval}")
-        if status == UPWARD:
+        if status == UPWARD:  # a table written before the stable rule
             text += "; PG crosses 1 only upward: kd hurts at small kappa and starts to help at kappa*"
         elif result["n_crossings"] > 1:
-            text += f"; PG crosses 1 {result['n_crossings']} times, the first downward crossing is reported"
+            text += (f"; PG crosses 1 {result['n_crossings']} times, the last downward crossing (after which "
+                     "PG stays on the not-helping side) is reported")
+    elif status == UNSTABLE:
+        text = (f"no stable crossing: kd stops helping somewhere in the grid but helps again at max kappa = "
+                f"{format_kappa(result['kappa_max'])} (PG crosses 1 {result['n_crossings']} times); a kappa* "
+                "after which kd stops helping for good would lie above the grid")
+        if result["n_boot"] and result["ci_low"] < np.inf:
+            text += f"; {level} CI {interval}"
     elif status == ABOVE:
         text = (f"kd helps across the whole grid ({pg_helps} at every kappa): "
                 f"kappa* > max kappa = {format_kappa(result['kappa_max'])}, not extrapolated")

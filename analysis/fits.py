@@ -27,6 +27,7 @@ class Analysis:
     summary: pd.DataFrame | None = None
     unpaired: dict = field(default_factory=dict)
     cross: pd.DataFrame | None = None
+    cross_replicates: dict = field(default_factory=dict)  # {(pair, arm): bootstrap log kappa*}
     scaling_fits: pd.DataFrame | None = None
     scaling_points: pd.DataFrame | None = None
     fidelity_points: pd.DataFrame | None = None
@@ -59,12 +60,14 @@ def analyse(trials: Trials, n_boot: int = 2000, ci: float = 0.95, seed: int = 0)
         result.paired = inc.pair_by_seed(trials)
         result.summary = inc.summarize(result.paired)
         result.unpaired = inc.count_unpaired(trials, result.paired)
-        result.cross = xo.crossover(result.paired, higher, n_boot=n_boot, ci=ci, seed=seed)
+        result.cross = xo.crossover(result.paired, higher, n_boot=n_boot, ci=ci, seed=seed,
+                                    replicates=result.cross_replicates)
     except AnalysisError as exc:
         for section in ("increments", "crossover", "scaling"):
             result.skipped[section] = str(exc)
     if result.cross is not None:
-        result.scaling_fits, result.scaling_points = sc.size_scaling(result.cross, info, ci=ci)
+        result.scaling_fits, result.scaling_points = sc.size_scaling(
+            result.cross, info, ci=ci, replicates=result.cross_replicates, seed=seed)
         result.warnings += _few_seeds(result.cross, ci)
     points, fits, reason = fid.fidelity_gap(trials, ci=ci)
     if reason:

@@ -92,26 +92,42 @@ def gain_vs_kappa(summary: pd.DataFrame, cross: pd.DataFrame, higher_is_better: 
 
 
 def kappa_star_vs_ratio(points: pd.DataFrame, fits: pd.DataFrame, path) -> Path:
-    """kappa* against P_student / P_teacher, log-log, with the fitted power law per kd arm."""
+    """kappa* against P_student / P_teacher, log-log: each kappa* with its bootstrap interval (an
+    arrow where a bound lies beyond the grid) and the fitted power law per kd arm."""
     figure = Figure(figsize=(6.0, 4.5), layout="constrained")
     ax = figure.add_subplot()
     for (dataset, arm), group in points.groupby(["dataset", "arm"], sort=True):
         used = group[group["used"]]
         label = f"{arm}" + (f" [{dataset}]" if points["dataset"].nunique() > 1 else "")
-        bars = np.array([used["kappa_star"] - used["ci_low"], used["ci_high"] - used["kappa_star"]])
-        bars = np.where(np.isfinite(bars), bars, 0.0)
-        drawn = ax.errorbar(used["size_ratio"], used["kappa_star"], yerr=bars, fmt="o", capsize=3, label=label)
+        star = used["kappa_star"].to_numpy(float)
+        low, high = used["ci_low"].to_numpy(float), used["ci_high"].to_numpy(float)
+        # A bound beyond the grid is drawn as an arrow one decade long; a missing interval not at all.
+        open_low, open_high = (low == 0), (high == np.inf)
+        down = np.where(np.isfinite(low) & ~open_low, star - low, 0.0)
+        up = np.where(np.isfinite(high), high - star, 0.0)
+        ratio = used["size_ratio"].to_numpy(float)
+        drawn = ax.errorbar(ratio, star, yerr=np.array([down, up]), fmt="o", capsize=3, label=label)
+        color = drawn[0].get_color()
+        for side, where in ((open_low, "low"), (open_high, "high")):
+            if side.any():
+                bar = [star[side] * 0.9, np.zeros(side.sum())] if where == "low" else \
+                    [np.zeros(side.sum()), star[side] * 9.0]
+                ax.errorbar(ratio[side], star[side], yerr=bar, fmt="none", color=color,
+                            uplims=where == "low", lolims=where == "high")
         fit = fits[(fits["dataset"] == dataset) & (fits["arm"] == arm) & (fits["model"] == "ratio")]
         if len(fit) and "slope" in fit.columns and np.isfinite(fit["slope"].iloc[0]):
             fit = fit.iloc[0]
             ratios = np.geomspace(used["size_ratio"].min(), used["size_ratio"].max(), 50)
-            ax.plot(ratios, fit["prefactor"] * ratios ** fit["slope"], color=drawn[0].get_color(),
-                    label=f"fit: slope {fit['slope']:.2f}, R^2 {fit['r2']:.2f}")
+            key = "exponent" if pd.notna(fit.get("exponent_low", np.nan)) else "slope"
+            ax.plot(ratios, fit["prefactor"] * ratios ** fit["slope"], color=color,
+                    label=f"fit: b = {fit['slope']:.2f} [{fit[key + '_low']:.2f}, {fit[key + '_high']:.2f}], "
+                          f"R^2 {fit['r2']:.2f}")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("size ratio P_student / P_teacher")
     ax.set_ylabel("kappa*")
-    ax.set_title("Crossover against size ratio (pairs with kappa* inside the grid)", fontsize=10)
+    ax.set_title("Crossover against size ratio (pairs with a stable kappa* inside the grid;\n"
+                 "bars: bootstrap CI over seeds, arrows: a bound beyond the grid)", fontsize=9)
     ax.legend(fontsize=7)
     return _save(figure, path)
 

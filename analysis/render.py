@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import crossover as xo
+from analysis import fidelity as fid
 from analysis import markdown as md
 from analysis.fits import Analysis, headline_rows
 
@@ -74,10 +75,12 @@ def _summary(analysis: Analysis) -> str:
         (f"fidelity beta [{level} CI]", _beta_cell),
     ]
     notes = ("R is the test measure named above; min kappa is the smallest kappa of the pair's grid. "
-             "kappa* is where the seed-mean PG crosses 1 (linear interpolation in log kappa), with a "
+             "kappa* is where the seed-mean PG crosses 1 to stay (linear interpolation in log kappa), with a "
              "percentile bootstrap over seeds; a bound written `>x` or `<x` lies beyond the grid. "
              "beta is the exponent of the fidelity gap omega * kappa^-beta (the paper predicts 0.5); "
-             "`*` marks a beta whose F-test rejects 0.5 at the 5% level.")
+             "shown by seed (the mean of each seed's exponent, t-interval over seeds) where there are 2 or more "
+             "seeds, else the pooled fit; `*` marks a beta whose test (by seed, else the F-test) rejects 0.5 at "
+             "the 5% level.")
     return text + md.table(rows, columns) + "\n" + notes + "\n"
 
 
@@ -92,7 +95,7 @@ def _kappa_cell(row: dict, ci: float) -> str:
         if row["status"] == xo.UPWARD:
             cell += " (upward)"
         elif row["n_crossings"] > 1:
-            cell += f" (first of {row['n_crossings']} crossings)"
+            cell += f" (last of {row['n_crossings']} crossings, PG stays past 1 after it)"
         if 1 < row["n_seeds"] and xo.max_bootstrap_coverage(row["n_seeds"]) < ci:
             cell += f" ({row['n_seeds']} seeds: see warnings)"
         return cell
@@ -100,6 +103,8 @@ def _kappa_cell(row: dict, ci: float) -> str:
         return f"> {xo.format_kappa(row['kappa_max'])} (kd helps on whole grid)"
     if row["status"] == xo.BELOW:
         return f"< {xo.format_kappa(row['kappa_min'])} (kd hurts on whole grid)"
+    if row["status"] == xo.UNSTABLE:
+        return f"no stable crossing (kd helps again at max kappa {xo.format_kappa(row['kappa_max'])})"
     return md.MISSING
 
 
@@ -107,6 +112,10 @@ def _beta_cell(row: dict) -> str:
     fit = row.get("fidelity") or {}
     if not fit or fit.get("message") or not np.isfinite(fit.get("beta", np.nan)):
         return md.MISSING
+    if fid.calibrated(fit):
+        star = "*" if fit["seed_p"] < 0.05 else ""
+        return (f"{fit['seed_beta']:.3g}{star} [{md.number(fit['seed_beta_low'])}, "
+                f"{md.number(fit['seed_beta_high'])}]")
     star = "*" if fit.get("f_p", 1.0) < 0.05 else ""
     return f"{fit['beta']:.3g}{star} [{md.number(fit['beta_low'])}, {md.number(fit['beta_high'])}]"
 
@@ -163,14 +172,16 @@ def _crossover(analysis: Analysis) -> str:
     text = "## Crossover kappa*\n\n"
     if analysis.cross is None:
         return text + _skipped(analysis, "crossover")
-    text += ("kappa* is where the seed-mean PG curve crosses 1, by linear interpolation in log kappa "
-             "between the two grid points around the crossing: PG curves need not be monotone, and a "
-             "straight line in log kappa between neighbouring grid points assumes the least. With several "
-             "crossings the first downward one is kappa*; without one, kappa* lies beyond the grid on the "
-             "side given and is not extrapolated. "
+    text += ("kappa* is where the seed-mean PG curve crosses 1 for good: the last crossing from helping to "
+             "not helping after which PG stays on the not-helping side at every larger kappa (a single noisy "
+             "dip that comes back does not count, nor does an upward crossing). It is located by linear "
+             "interpolation in log kappa between the two grid points around it: PG curves need not be "
+             "monotone, and a straight line in log kappa between neighbouring grid points assumes the least. "
+             "Without a stable crossing, kappa* lies beyond the grid on the side given and is not "
+             "extrapolated. "
              f"CI: percentile bootstrap, {analysis.n_boot} replicates resampling seeds with the same draw "
              "at every kappa, with percentile levels expanded for few seeds (Hesterberg 2015); "
-             "replicates without a crossing count as beyond the grid.\n\n")
+             "each replicate uses the same rule, and replicates without a stable crossing count as beyond the grid.\n\n")
     columns = [("pair", "pair"), ("objective", "arm"), ("result", "message"),
                ("no crossing in replicates", lambda r: _censored(r))]
     return text + md.table(_ordered(analysis.cross, analysis.pairs, ["arm"]), columns)
@@ -187,10 +198,21 @@ def _scaling(analysis: Analysis) -> str:
     if analysis.scaling_fits is None:
         return text + _skipped(analysis, "scaling")
     text += ("OLS in logs (statsmodels): log kappa* = a + b log(P_s/P_t) [+ c log(teacher test error)], "
-             "on the pairs whose kappa* lies inside the grid; CIs from the scatter of the pairs, not from "
-             "each kappa*'s bootstrap. Pairs censored at the grid's edge are left out and listed.\n\n")
+             "on the pairs with a stable kappa* inside the grid. The interval of b joins two: the OLS "
+             "interval (from the pairs' scatter about the line) and a percentile bootstrap that refits the "
+             "line on each kappa*'s bootstrap replicates over seeds plus the pairs' scatter beyond their seed "
+             "noise (it carries each kappa*'s own uncertainty, also where it reaches beyond the grid). "
+             "p-values of b = 0 and of the paper's b = -1 reject only where both readings do. Leave-one-out: "
+             "the line without the largest ratio predicts its kappa*; the miss is in log10 units, with its "
+             "prediction interval. Pairs censored at the grid's edge or without a stable crossing are left "
+             "out and listed.\n\n")
     columns = [("objective", "arm"), ("model", "model"), ("pairs", lambda r: str(r.get("n_pairs", ""))),
-               ("slope b [CI]", lambda r: _interval(r, "slope")),
+               ("ratios", lambda r: md.number(r.get("n_ratios"))),
+               ("slope b [CI]", lambda r: _interval(r, "slope", "exponent" if _has(r, "exponent_low") else None)),
+               ("bootstrap [CI]", lambda r: _bounds(r, "slope_boot")), ("OLS [CI]", lambda r: _bounds(r, "slope")),
+               ("p (b = 0)", lambda r: md.number(r.get("p_slope0"), 2)),
+               ("p (b = -1)", lambda r: md.number(r.get("p_slope_paper"), 2)),
+               ("leave-one-out miss (log10) [PI]", _loo_cell),
                ("teacher-error exponent c [CI]", lambda r: _interval(r, "teacher_coef", "teacher")),
                ("R^2", lambda r: md.number(r.get("r2"))),
                ("note", lambda r: "; ".join(x for x in (r.get("message") or "", r.get("excluded") or "") if x))]
@@ -201,6 +223,26 @@ def _scaling(analysis: Analysis) -> str:
                ("kappa*", lambda r: md.number(r["kappa_star"])),
                ("used", lambda r: "yes" if r["used"] else f"no: {r['reason']}")]
     return text + md.table(_ordered(points, analysis.pairs, ["arm"]), columns)
+
+
+def _has(row: dict, key: str) -> bool:
+    value = row.get(key)
+    return value is not None and not pd.isna(value)
+
+
+def _bounds(row: dict, prefix: str) -> str:
+    if not _has(row, prefix + "_low"):
+        return md.MISSING
+    return f"[{md.number(row[prefix + '_low'])}, {md.number(row[prefix + '_high'])}]"
+
+
+def _loo_cell(row: dict) -> str:
+    note = row.get("loo_note")
+    if not _has(row, "loo_miss_log10"):
+        return note if isinstance(note, str) and note else md.MISSING
+    inside = "inside" if row["loo_covered"] else "outside"
+    return (f"{row['loo_miss_log10']:+.2f} [{row['loo_low_log10']:+.2f}, {row['loo_high_log10']:+.2f}], "
+            f"{inside} (ratio {md.number(row['loo_ratio'])})")
 
 
 def _interval(row: dict, key: str, prefix: str | None = None) -> str:
@@ -217,11 +259,17 @@ def _fidelity(analysis: Analysis) -> str:
         return text + _skipped(analysis, "fidelity")
     text += ("Nonlinear least squares (scipy curve_fit) of omega * kappa^-beta on every trial's gap; "
              "t-intervals from the fit's covariance (they assume the noise has one size at every kappa). "
-             "The test of the paper's beta = 0.5 is the F-test of the nested models (beta fixed at 0.5 "
-             "against beta free); the Wald t-test is shown too.\n\n")
+             "The test of the paper's beta = 0.5 that holds its level is the test by seed: each seed's gaps "
+             "give one exponent (the log-log slope where every gap is positive, else least squares in the gap), "
+             "and a t-test over seeds asks whether their mean is 0.5; it does not assume noise of one size or "
+             "independent trials within a seed. The unweighted F-test of the nested models and the Wald t-test "
+             "are shown too; with noise that shrinks with the gap they reject a true 0.5 too often "
+             "(see analysis/fidelity.py).\n\n")
     columns = [("pair", "pair"), ("objective", "arm"), ("trials", lambda r: str(r["n_trials"])),
                ("beta [CI]", lambda r: _interval(r, "beta")), ("omega [CI]", lambda r: _interval(r, "omega")),
                ("R^2", lambda r: md.number(r.get("r2"))),
+               ("beta by seed [CI]", lambda r: _interval(r, "seed_beta")),
+               ("p (by seed, beta = 0.5)", lambda r: md.number(r.get("seed_p"), 2)),
                ("p (F, beta = 0.5)", lambda r: md.number(r.get("f_p"), 2)),
                ("p (Wald)", lambda r: md.number(r.get("wald_p"), 2)),
                ("note", lambda r: r.get("message") or "")]

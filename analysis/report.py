@@ -127,7 +127,7 @@ def make_headline(analysis: Analysis, markdown_path: Path | None = None) -> str:
         fits = fits.assign(_rank=fits["pair"].map(rank)).sort_values(["_rank", "arm"])
         kd = fits[fits["arm"].str.startswith("kd")]
         shown = kd if len(kd) else fits
-        lines.append(f"fidelity gap omega * kappa^-beta ({level} CI; F-test of beta = 0.5):")
+        lines.append(f"fidelity gap omega * kappa^-beta ({level} CI; tests of beta = 0.5, the verdict by seed):")
         lines += [f"  {r['pair']} {r['arm']}: {fid.describe(r, analysis.ci)}" for r in shown.to_dict("records")]
     else:
         lines.append(f"fidelity gap: not computed: {analysis.skipped.get('fidelity')}")

@@ -79,11 +79,14 @@ def test_no_kd_lt_pairs_is_a_clear_error():
     ([10, 0.1, 1], [0.9, 1.2, 1.1], True, "crossing", 10 ** 0.5, 1),
     # exactly 1 at a grid point
     ([0.1, 1, 10], [1.1, 1.0, 0.9], True, "crossing", 1.0, 1),
-    # three crossings: the first downward one, 0.1 -> 1 at 1/4 of the way in log10
-    ([0.1, 1, 10, 100], [1.1, 0.9, 1.1, 0.8], True, "crossing", 10 ** (-1 + 0.5), 3),
+    # three crossings: the last downward one, after which PG stays below 1: 10 -> 100 at 1/3 of the
+    # way in log10 (the dip at 1 does not count)
+    ([0.1, 1, 10, 100], [1.1, 0.9, 1.1, 0.8], True, "crossing", 10 ** (1 + 1 / 3), 3),
     ([0.1, 1, 10, 100], [1.3, 1.0 + 1e-9, 1.05, 0.95], True, "crossing", 10 ** 1.5, 1),
-    # only upward: kd starts to help at 10^1
-    ([1, 100], [0.9, 1.1], True, "upward", 10.0, 1),
+    # only upward: upward crossings never count, and PG is above 1 at the largest kappa
+    ([1, 100], [0.9, 1.1], True, "unstable", np.nan, 1),
+    # a single dip below 1 that comes back: no stable crossing
+    ([0.1, 1, 10, 100], [1.2, 0.95, 1.1, 1.05], True, "unstable", np.nan, 2),
     ([0.1, 1, 10], [1.2, 1.1, 1.05], True, "above", np.nan, 0),
     ([0.1, 1, 10], [0.9, 0.8, 0.7], True, "below", np.nan, 0),
     ([1.0], [1.2], True, "above", np.nan, 0),

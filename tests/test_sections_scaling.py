@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.crossover import ABOVE, BELOW, CROSSING, UPWARD
+from analysis.crossover import ABOVE, BELOW, CROSSING, UNSTABLE, UPWARD
 from analysis.sections import Table, bias_variance, budget, fidelity, linear_probe, render
 from kdscale.store import ResultsStore
 
@@ -254,11 +254,13 @@ def test_budget_section_by_hand(tmp_path):
     assert inc.loc[0.1, "dPI_low"] == pytest.approx(-0.19 - 12.7062 * 0.04, abs=1e-4)
     assert inc.loc[1.0, "dPI"] == pytest.approx(0.05) and inc.loc[1.0, "dPI_low"] == pytest.approx(0.05)
     cross = section.tables["crossings"].iloc[0]
-    # steps: PG > 1 at both kappas; epochs: mean gain PG - 1 = -0.08 at 0.1 and 0.6 at 1, so
-    # log10 kappa* = -1 + 0.08 / 0.68 (upward)
-    assert cross["status_steps"] == ABOVE and cross["status_epochs"] == UPWARD and cross["status_changed"]
-    assert cross["kappa_star_epochs"] == pytest.approx(0.1 * 10 ** (0.08 / 0.68))
-    assert cross["ci_overlap"] == 0
+    # steps: PG > 1 at both kappas; epochs: mean gain PG - 1 = -0.08 at 0.1 and 0.6 at 1: an upward
+    # crossing, which never counts (issue 14): no stable crossing, and every replicate ends above 1,
+    # so both intervals lie above the grid and overlap there
+    assert cross["status_steps"] == ABOVE and cross["status_epochs"] == UNSTABLE and cross["status_changed"]
+    assert math.isnan(cross["kappa_star_epochs"])
+    assert cross["ci_low_epochs"] == cross["ci_high_epochs"] == np.inf
+    assert cross["ci_overlap"] == 1
     assert section.tables["summary"].iloc[0].to_dict() == {
         "cells": 2, "pi_changed": 1, "pi_lower_under_epochs": 0, "pi_higher_under_epochs": 1, "pairs": 1,
         "status_changed": 1}
@@ -269,12 +271,12 @@ def test_budget_section_by_hand(tmp_path):
     lines = table_lines(section)
     assert lines[2] == (f"| {PAIR} | kd tau=4 | 0.1 | 64 | 0.500 / 0.500 | 0.650 / 0.460 | +0.150 ± 0.071 | "
                         "-0.040 ± 0.014 | -0.190 [-0.698, +0.318] | 1.300 | 0.920 |")
-    # seeds {0,0} put kappa* at 0.1 * 10^(0.1 / 0.6) = 0.147, seeds {1,1} at 0.1 * 10^(0.06 / 0.76) = 0.120
-    assert (f"| {PAIR} | kd tau=4 | > 1 (kd helps at every kappa) | 0.131 [0.12, 0.147] (upward: kd starts to "
-            "help there) | yes | no |") in text
+    assert (f"| {PAIR} | kd tau=4 | > 1 (kd helps at every kappa) | no stable crossing (kd helps again at 1) "
+            "| yes | yes |") in text
     assert "(with 2 seeds such an interval covers at most about 50%, whatever its nominal 95%)" in text
     assert text.endswith("in 1 of 2 (pair, kappa) cells: lower under epochs in 0, higher in 1. kappa* changes status "
-                         "(crossing inside the grid or not) for 1 of 1 pairs.\n")
+                         "(a stable crossing inside the grid, kd helping or hurting on the whole grid, or no "
+                         "stable crossing) for 1 of 1 pairs.\n")
     assert [p.name for p in section.figures] == ["budget_pi_pg.png"] and section.figures[0].exists()
 
 
@@ -307,3 +309,4 @@ def test_budget_kappa_star_cell_by_hand():
     assert cell(BELOW, np.nan, 0.0, 0.0) == "< 0.05 (kd hurts at every kappa)"
     assert cell(CROSSING, 1.234, 0.0, 2.5) == "1.23 [<0.05, 2.5]"
     assert cell(UPWARD, 0.5, np.nan, np.nan) == "0.5 no CI (upward: kd starts to help there)"
+    assert cell(UNSTABLE, np.nan, np.inf, np.inf) == "no stable crossing (kd helps again at 4)"

@@ -88,8 +88,8 @@ def section(table: pd.DataFrame, results_dir: str, out_dir: Path, n_boot: int = 
     worst = float(terms["identity_error"].max())
     n_seeds = sorted(set(gaps["n_seeds"]))
     result.add(f"Squared loss of the test probabilities = bias^2 + variance over seeds (eq. 2), averaged over "
-               f"test points; the identity holds to {worst:.1e} in every cell. d = kd - lt with a 95% percentile "
-               f"bootstrap interval over {', '.join(map(str, n_seeds))} seeds ({gaps['n_boot'].iloc[0]} paired "
+               f"test points; the identity holds to {worst:.1e} in every cell. d = kd - lt with a 95% "
+               f"expanded-percentile bootstrap interval over {', '.join(map(str, n_seeds))} seeds ({gaps['n_boot'].iloc[0]} paired "
                "replicates; P = share of replicates with kd below lt).", "",
                gap_table(gaps))
     result.add("", f"Small kappa (<= {SMALL_KAPPA:g}): kd's variance is below lt's in {counts['variance_lower']} of "

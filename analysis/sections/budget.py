@@ -14,7 +14,8 @@ import pandas as pd
 
 from analysis import markdown as md
 from analysis.budget import compare_crossings, compare_increments, epochs_matching_steps
-from analysis.crossover import (ABOVE, BELOW, UPWARD, crossover, format_interval, max_bootstrap_coverage)
+from analysis.crossover import (ABOVE, BELOW, UNSTABLE, UPWARD, crossover, format_interval,
+                                max_bootstrap_coverage)
 from analysis.increments import pair_by_seed
 from analysis.sections import Section, Table
 from analysis.table import prepare
@@ -60,6 +61,8 @@ def kappa_star_cell(row: dict, name: str) -> str:
         return f"> {row['kappa_max']:g} (kd helps at every kappa{f'; CI {interval}' if known else ''})"
     if status == BELOW:
         return f"< {row['kappa_min']:g} (kd hurts at every kappa)"
+    if status == UNSTABLE:
+        return f"no stable crossing (kd helps again at {row['kappa_max']:g})"
     text = f"{value:.3g} {interval}"
     return text + " (upward: kd starts to help there)" if status == UPWARD else text
 
@@ -140,11 +143,11 @@ def section(steps_table: pd.DataFrame, epochs_table: pd.DataFrame, studies: tupl
                "seeds; dPI = PI(epochs) - PI(steps), paired by seed across the budgets (mean with a 95% t-interval). "
                f"{epoch_choice(steps_table, epochs_table)}", "",
                increment_table(increments), "",
-               "kappa* (where the seed-mean PG crosses 1, analysis.crossover) with its expanded-percentile "
+               "kappa* (where the seed-mean PG crosses 1 to stay, analysis.crossover) with its expanded-percentile "
                f"bootstrap interval over seeds ({max_coverage_note(crossings)}):", "",
                crossing_table(crossings), "",
                f"PI changes between the budgets (95% interval of dPI excludes 0) in {len(moved)} of "
                f"{len(increments)} (pair, kappa) cells: lower under epochs in {int((moved['dPI'] < 0).sum())}, "
-               f"higher in {int((moved['dPI'] > 0).sum())}. kappa* changes status (crossing inside the grid or "
-               f"not) for {int(crossings['status_changed'].sum())} of {len(crossings)} pairs.")
+               f"higher in {int((moved['dPI'] > 0).sum())}. kappa* changes status (a stable crossing inside "
+               f"the grid, kd helping or hurting on the whole grid, or no stable crossing) for {int(crossings['status_changed'].sum())} of {len(crossings)} pairs.")
     return result

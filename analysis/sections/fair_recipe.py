@@ -90,7 +90,7 @@ def failed_trials(table: pd.DataFrame, chance: float = 0.1, objective: str = "kd
 def kappa_star(table: pd.DataFrame, n_boot: int = 2000) -> dict:
     """kappa* of PG (analysis.crossover on analysis.increments.pair_by_seed, as the report), its CI,
     `short` (a few words for the answer) and `message` (the analysis' own line)."""
-    from analysis.crossover import ABOVE, BELOW, UPWARD, crossover, format_interval, format_kappa
+    from analysis.crossover import ABOVE, BELOW, UNSTABLE, UPWARD, crossover, format_interval, format_kappa
     from analysis.increments import pair_by_seed
 
     keys = ("status", "kappa_star", "ci_low", "ci_high", "n_crossings", "n_seeds")
@@ -104,6 +104,8 @@ def kappa_star(table: pd.DataFrame, n_boot: int = 2000) -> dict:
         short = f"> {format_kappa(row['kappa_max'])} (PG > 1 at every kappa)"
     elif row["status"] == BELOW:
         short = f"< {format_kappa(row['kappa_min'])} (PG < 1 at every kappa)"
+    elif row["status"] == UNSTABLE:
+        short = f"no stable crossing (PG > 1 again at {format_kappa(row['kappa_max'])})"
     else:
         short = f"{format_kappa(row['kappa_star'])} {format_interval(row)}"
         short += " (upward)" if row["status"] == UPWARD else ""

@@ -119,18 +119,23 @@ def section(table: pd.DataFrame, results_dir: str, out_dir: Path) -> Section:
     means = gains["fidelity_test_gain_mean"]
     result.add("", f"Test fidelity of kd is above lt's in {int((means > 0).sum())} of {len(means)} (pair, kappa) "
                f"cells (seed-mean dF from {means.min():+.3f} to {means.max():+.3f}).", "",
-               "Correlation of dF with PI over (kappa, seed) points, Pearson r with a 95% Fisher-z interval:", "")
+               "Correlation of dF with PI over (kappa, seed) points, Pearson r with a 95% interval resampled by "
+               "seed (a seed's points share its draws, so they are not independent; analysis.paired), and the "
+               "Fisher-z interval that takes every point as independent:", "")
     for row in corr.to_dict("records"):
         where = "all pairs pooled" if row["group"] == "all" else row["group"]
         result.add(f"- {where}: r = {md.number(row['r'])}, 95% CI [{md.number(row['low'])}, "
-                   f"{md.number(row['high'])}], n = {row['n']}")
+                   f"{md.number(row['high'])}] ({row['method']}), Fisher-z [{md.number(row['fisher_low'])}, "
+                   f"{md.number(row['fisher_high'])}], n = {row['n']}")
     result.add("", "Read this correlation with care: test fidelity and test accuracy differ only on the test points "
                "the teacher gets wrong (teacher test accuracy "
                + ", ".join(f"{name} {acc:.3f}" for name, acc in teacher_acc.items())
                + f"), so dF and PI are close by construction: dF - PI = {excess.mean():+.3f} ± {excess.std():.3f} "
                "(mean ± sd over points).")
     result.add("", "Train-test fidelity gap fitted as omega * kappa^-beta on every trial (analysis.fidelity; "
-               "t-intervals; F-test of beta = 1/2 against beta free):", "")
+               "t-intervals; the unweighted F-test of beta = 1/2 against beta free, and the test by seed, a "
+               "t-test over the seeds' own exponents, which holds its level where the noise is not of one size):",
+               "")
     for row in fits.to_dict("records"):
         result.add(f"- {row['pair']}, {row['arm']}: {describe(row)}")
     tested = fits[fits["f_p"].notna()] if "f_p" in fits.columns else fits.iloc[:0]
@@ -138,4 +143,8 @@ def section(table: pd.DataFrame, results_dir: str, out_dir: Path) -> Section:
         result.add("", f"beta = 1/2 is consistent with the data (F-test p >= 0.05) in "
                    f"{int((tested['f_p'] >= 0.05).sum())} of {len(tested)} fits; fitted beta ranges from "
                    f"{tested['beta'].min():.2f} to {tested['beta'].max():.2f}.")
+    by_seed = fits[fits["seed_p"].notna()] if "seed_p" in fits.columns else fits.iloc[:0]
+    if len(by_seed):
+        result.add("", f"By the test by seed, beta = 1/2 is consistent with the data (p >= 0.05) in "
+                   f"{int((by_seed['seed_p'] >= 0.05).sum())} of {len(by_seed)} fits.")
     return result
