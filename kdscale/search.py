@@ -36,6 +36,9 @@ from kdscale.config import (DataSpec, ModelSpec, ObjectiveSpec, RecipeSpec, Teac
 from kdscale.errors import SpecError
 
 SEARCH_DIR = "_searches"  # under the storage; '_' keeps it out of the shared trial cache's scan
+# Part of every search's id: bumped when a change makes stored searches wrong. 2: before it, a pack of
+# candidates scored every seed on the first seed's validation inputs (seeds after the first at chance).
+SEARCH_VERSION = 2
 POLICIES = ("fair", "lt", "fixed")  # each arm its own search / every arm lt's (the paper's protocol) / none
 LRS = tuple(0.01 * 2 ** k for k in range(6))  # 0.01 to 0.32, a factor of 2 apart
 
@@ -124,7 +127,7 @@ class SearchSpec:
 
     @property
     def id(self) -> str:
-        return spec_id(self)
+        return spec_id((self, SEARCH_VERSION))
 
     @property
     def job_key(self) -> tuple:

@@ -49,8 +49,9 @@ def spec_row(spec: TrialSpec) -> dict[str, Any]:
             "extras": ",".join(spec.extras)}  # what was measured beyond the metrics (a reuse needs as much)
 
 
-def _tensors(spec: TrialSpec, teacher: TeacherOutputs, loaded, device: torch.device) -> TrainData:
-    """The trial's subset, test set and teacher logits as tensors on `device`."""
+def _tensors(spec: TrialSpec, teacher: TeacherOutputs, loaded, device: torch.device, test=None) -> TrainData:
+    """The trial's subset, test set and teacher logits as tensors on `device` (`test`: the test
+    set's (inputs, labels) tensors, shared by a pack's trials so it is evaluated once)."""
     indices = datasets.student_indices(loaded.y_pool, spec.data.n_teacher, spec.n_train, spec.seed)
     if len(teacher.logits_train) <= indices.max():
         raise ValueError(f"teacher logits cover {len(teacher.logits_train)} samples; the trial needs "
@@ -58,8 +59,9 @@ def _tensors(spec: TrialSpec, teacher: TeacherOutputs, loaded, device: torch.dev
 
     def tensor(array):
         return torch.as_tensor(np.ascontiguousarray(array)).to(device)
-    return TrainData(tensor(loaded.x_pool[indices]), tensor(loaded.y_pool[indices]), tensor(loaded.x_test),
-                     tensor(loaded.y_test), tensor(teacher.logits_train[indices]), tensor(teacher.logits_test))
+    x_test, y_test = test if test is not None else (tensor(loaded.x_test), tensor(loaded.y_test))
+    return TrainData(tensor(loaded.x_pool[indices]), tensor(loaded.y_pool[indices]), x_test, y_test,
+                     tensor(teacher.logits_train[indices]), tensor(teacher.logits_test))
 
 
 def _outcome(spec: TrialSpec, result, teacher: TeacherOutputs, loaded, tensors: TrainData) -> TrialOutcome:
@@ -126,7 +128,8 @@ def run_pack(specs: list[TrialSpec], teachers: dict[str, TeacherOutputs] | None 
         if s.teacher.id not in teachers:
             teachers[s.teacher.id] = get_teacher(s.teacher, n_stream, root=cache_root, device=device, log=log)
     loaded = datasets.load(spec.data, n_stream)
-    tensors = [_tensors(s, teachers[s.teacher.id], loaded, device) for s in specs]
+    test = (torch.as_tensor(loaded.x_test).to(device), torch.as_tensor(loaded.y_test).to(device))
+    tensors = [_tensors(s, teachers[s.teacher.id], loaded, device, test) for s in specs]
     trained: dict[str, int] = {}  # training key -> index of the spec whose student trains
     for i, s in enumerate(specs):
         trained.setdefault(training_key(s), i)

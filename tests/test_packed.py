@@ -151,3 +151,18 @@ def test_a_pack_refuses_recipes_that_differ_beyond_lr_and_weight_decay():
     with pytest.raises(ValueError, match="only with sgd"):
         train_students(ModelSpec.parse("mlp:width=8"), ObjectiveSpec("lt"),
                        [RecipeSpec(optimizer="adam", lr=0.01), RecipeSpec(optimizer="adam", lr=0.02)], [0, 1], datas, 5)
+
+
+def test_students_with_their_own_test_sets_are_each_scored_on_their_own():
+    """A search's pack holds students of several seeds, each scored on its own validation split."""
+    spec, recipe = ModelSpec.parse("mlp:width=16"), RecipeSpec(lr=0.05, steps=40, batch_size=32)
+    datas = [student_data(0), student_data(1, n_test=150)]
+    other_test = torch.randn(150, 1, 40, generator=torch.Generator().manual_seed(11))
+    datas[1] = TrainData(datas[1].x_train, datas[1].y_train, other_test, datas[1].y_test[:150],
+                         datas[1].teacher_train, datas[1].teacher_test[:150])
+    packed = train_students(spec, ObjectiveSpec("kd", tau=2.0), recipe, [0, 1], datas, 5)
+    for seed, data, result in zip([0, 1], datas, packed):
+        alone = train(spec, ObjectiveSpec("kd", tau=2.0), recipe, seed, data, 5)
+        assert torch.allclose(result.test_probs, alone.test_probs, atol=1e-4)
+        assert result.metrics["test_acc"] == pytest.approx(alone.metrics["test_acc"], abs=1e-6)
+        assert [r["test_acc"] for r in result.history] == pytest.approx([r["test_acc"] for r in alone.history])

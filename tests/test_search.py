@@ -127,6 +127,16 @@ def test_successive_halving_keeps_the_best_third_and_the_winner_is_the_best_seen
         assert "the validation split holds 40 samples: the choice is noisy" in result["warnings"]
     again = run_job(specs, loaded, logits)
     assert [r["candidates"] for r in again] == [r["candidates"] for r in results]  # deterministic
+    # every seed's score is that seed's own: the winner trained alone on seed 1's split scores the same
+    from kdscale.search import _split_data
+    from kdscale.train import train
+
+    spec, result = specs[0], results[0]
+    data, _, n_val = _split_data(spec, 1, loaded, None, "cpu")
+    alone = train(spec.student, spec.objective, spec.recipe(result["best"]["lr"], result["best"]["steps"]), 1, data,
+                  loaded.info.num_classes, max_reports=1)
+    best = next(c for c in result["candidates"] if (c["lr"], c["steps"]) == (result["best"]["lr"], result["best"]["steps"]))
+    assert abs(alone.metrics["test_acc"] - best["val_acc_by_seed"][1]) <= 1 / n_val
 
 
 def test_the_search_never_reads_the_test_set(digits_job):

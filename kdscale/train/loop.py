@@ -220,7 +220,7 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
                 alive[s] = alive[s] and math.isfinite(train_losses[s])
             if not any(alive):
                 break
-            test_logits = students.predict(datas[0].x_test)
+            test_logits = _test_logits(students, datas)
             reports: list[dict | None] = []
             for s in range(size):
                 report = None
@@ -238,6 +238,19 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
     counts = {"steps": step, "epochs": epoch, "resumed_from_step": resume["step"] if resume is not None else 0,
               "pack_size": size, "samples_seen": seen}
     return _results(students, datas, alive, histories, counts, seen, started)
+
+
+def _test_logits(students, datas: list[TrainData]) -> list[torch.Tensor]:
+    """Each student's logits on its own test set: one pass for a test set the students share (trials
+    share the data set's), one pass per distinct set otherwise (a search's validation splits)."""
+    passes: dict[int, torch.Tensor] = {}
+    out = []
+    for s, data in enumerate(datas):
+        key = (data.x_test.data_ptr(), tuple(data.x_test.shape), data.x_test.device)
+        if key not in passes:
+            passes[key] = students.predict(data.x_test)  # [S, n, C]: every student on this set
+        out.append(passes[key][s])
+    return out
 
 
 def _augment(inputs, teacher, seeds, augment_rngs, name, teacher_model):
@@ -258,7 +271,7 @@ def _results(students, datas, alive, histories, counts, seen, started) -> list[T
     """Per student: its trained model and final metrics (test and train accuracy, fidelity, cost)."""
     trained = students.models()
     flops_fwd = forward_flops(trained[0], datas[0].x_train)
-    test_logits = students.predict(datas[0].x_test)
+    test_logits = _test_logits(students, datas)
     wall = time.perf_counter() - started
     results = []
     for s, (model, data) in enumerate(zip(trained, datas)):
