@@ -15,6 +15,27 @@ import numpy as np
 import pytest
 
 
+def test_mlflow_artifacts_of_a_sqlite_uri_live_beside_the_database(tmp_path, monkeypatch):
+    from kdscale.tracking import StudyTracker, open_experiment
+
+    work = tmp_path / "checkout"
+    work.mkdir()
+    monkeypatch.chdir(work)  # where ./mlruns used to appear
+    uri = f"sqlite:///{tmp_path / 'db' / 'mlflow.db'}"
+    tracker = StudyTracker(uri, "study")
+    report = tmp_path / "report.md"
+    report.write_text("# report")
+    tracker.log_artifacts([report], "analysis")
+    tracker.close()
+    client, experiment = open_experiment(uri, "study")
+    location = client.get_experiment(experiment).artifact_location
+    assert location == (tmp_path / "db" / "mlartifacts" / "study").as_uri()
+    assert len(list((tmp_path / "db" / "mlartifacts" / "study").rglob("report.md"))) == 1
+    client, search = open_experiment(uri, "kdscale-search")  # every experiment kdscale creates
+    assert client.get_experiment(search).artifact_location.endswith("/db/mlartifacts/kdscale-search")
+    assert list(work.iterdir()) == []
+
+
 class Payload:
     """A crafted 'batch': unpickling it calls Path.write_text, as a real attack would call os.system."""
 
