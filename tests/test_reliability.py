@@ -8,11 +8,15 @@ that completes.
 """
 from __future__ import annotations
 
+import errno
 import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from kdscale.errors import EnvironmentFault
+from kdscale.store import ResultsStore
 
 
 def test_mlflow_artifacts_of_a_sqlite_uri_live_beside_the_database(tmp_path, monkeypatch):
@@ -34,6 +38,73 @@ def test_mlflow_artifacts_of_a_sqlite_uri_live_beside_the_database(tmp_path, mon
     client, search = open_experiment(uri, "kdscale-search")  # every experiment kdscale creates
     assert client.get_experiment(search).artifact_location.endswith("/db/mlartifacts/kdscale-search")
     assert list(work.iterdir()) == []
+
+
+def write_table(storage: Path, study: str, trial_ids: list[str]) -> Path:
+    store = ResultsStore(str(storage), study)
+    store.add_rows([{"trial_id": t, "status": "ok", "label": t} for t in trial_ids])
+    return storage / study / "results.parquet"
+
+
+def test_a_damaged_table_of_another_study_is_skipped_with_a_warning(tmp_path):
+    from kdscale.store import shared_trials
+
+    damaged = write_table(tmp_path, "a_damaged", ["t1", "t2"])
+    damaged.write_bytes(damaged.read_bytes()[:100])  # truncated, as a full disk or a killed copy leaves it
+    foreign = tmp_path / "b_foreign" / "results.parquet"
+    foreign.parent.mkdir()
+    import pandas as pd
+
+    pd.DataFrame({"x": [1]}).to_parquet(foreign)  # some other program's table
+    write_table(tmp_path, "c_good", ["t1"])
+    warnings = []
+    found = shared_trials(ResultsStore(str(tmp_path), "mine"), {"t1": (), "t2": ()}, warn=warnings.append)
+    assert {s: [r["trial_id"] for r in rows] for s, rows in found.items()} == {"c_good": ["t1"]}
+    assert len(warnings) == 2 and all("\n" not in w for w in warnings)
+    assert f"study a_damaged: storage: the results table {damaged} is damaged" in warnings[0]
+    assert f"study b_foreign: storage: {foreign} is not a kdscale results table (no column trial_id" in warnings[1]
+
+
+def test_a_full_disk_at_a_store_write_removes_its_temporary_file(tmp_path, monkeypatch):
+    import kdscale.store
+
+    table = write_table(tmp_path, "study", ["t1"])
+    before = table.read_bytes()
+
+    def full(stream, payload):
+        stream.write(payload[:len(payload) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(kdscale.store, "write_payload", full)
+    with pytest.raises(EnvironmentFault) as caught:
+        ResultsStore(str(tmp_path), "study").add_rows([{"trial_id": "t2", "status": "ok"}])
+    assert str(caught.value) == f"storage: writing {table} failed: [Errno 28] No space left on device"
+    assert table.read_bytes() == before and not list(tmp_path.rglob(".tmp-*"))
+
+
+def test_a_full_disk_on_the_cache_is_one_line_naming_the_file(tmp_path, monkeypatch):
+    from kdscale import teacher
+
+    def full(file, array):
+        file.write(b"\x93NUMPY")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(teacher.np, "save", full)
+    with pytest.raises(EnvironmentFault) as caught:
+        teacher._save_npy(tmp_path / "teachers" / "x" / "logits_test.npy", np.zeros(3))
+    assert str(caught.value) == (f"cache: writing {tmp_path / 'teachers' / 'x' / 'logits_test.npy'} failed: "
+                                 "[Errno 28] No space left on device")
+    assert list((tmp_path / "teachers" / "x").iterdir()) == []
+
+
+def test_cuda_without_a_gpu_is_refused_before_any_data_is_made(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from kdscale import cli
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cli.main(["trial", "--device", "cuda", "--cache", str(tmp_path / "cache")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("kdscale: error: device: --device cuda asks for a CUDA GPU, and torch sees none")
+    assert "\n" not in err and not (tmp_path / "cache").exists()
 
 
 class Payload:
