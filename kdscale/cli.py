@@ -1,7 +1,9 @@
 """The `kdscale` command: `trial` trains one student, `tune` chooses a student's recipe per kappa and
 objective (kdscale.search), `analyze` fits a results table.
 
-Bad input exits with status 2 and one line naming the field, before any training.
+Bad input exits with status 2 and one line naming the field, before any training; an environment
+fault (a full disk, a CUDA device that is not there, an unreachable tracking server) with status 1
+and one line naming what failed and where.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from kdscale.errors import SpecError
+from kdscale.errors import EnvironmentFault, SpecError
 
 
 def _progress(desc: str, total_steps: int):
@@ -161,7 +163,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         from kdscale.engine import ray_session, run_searches
         from kdscale.fileio import cache_dir
         from kdscale.teacher import get_teacher
-        from kdscale.tracking import log_search
+        from kdscale.tracking import check_uri, log_search
+
+        check_uri(args.tracking_uri)  # a server that does not answer: one line now, not after the searches
 
         teachers = {}
         for spec in pending:
@@ -299,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as error:
         print(f"kdscale: error: {error}", file=sys.stderr)
         return 2
+    except EnvironmentFault as error:  # the storage, the cache, the tracking server, a device: exit 1
+        print(f"kdscale: error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -116,6 +116,8 @@ def add_run_flags(parser: argparse.ArgumentParser, recipes: bool = True) -> None
     parser.add_argument("--max-concurrent", type=int, help="trials at a time (default: what Ray holds)")
     parser.add_argument("--pack-size", type=int, help="seeds trained together in one trial (default: all "
                         "seeds of small models; 1 = off)")
+    parser.add_argument("--take-over", action="store_true", help="take the study's lease from a driver that is "
+                        "gone (a stale lease, pid gone or no heartbeat for 120 s, is taken over anyway)")
     parser.add_argument("--no-analysis", action="store_true", help="skip the fits and figures")
     parser.add_argument("-v", "--verbose", action="store_true", help="show Ray's and MLflow's own console output")
     if recipes:
@@ -160,19 +162,24 @@ def run(build_spec, args: argparse.Namespace, prog: str):
     """Build the study from the flags and run it (Ray is imported only after the cheap checks).
 
     Returns the StudyResult, or None after printing a bad-input line `prog: error: ...` to stderr
-    (the caller exits with status 2).
+    (the caller exits with status 2). An environment fault (a full disk, an unreachable tracking
+    server, resources no node has, another driver running the study) is one line
+    `prog: error: ...` and exit status 1 (SystemExit).
     """
-    from kdscale.errors import SpecError
+    from kdscale.errors import EnvironmentFault, SpecError
 
     try:
         spec = build_spec(args)
         from kdscale.engine import run_study
 
         return run_study(spec, storage=args.storage, tracking_uri=args.tracking_uri, address=args.address,
-                         cache=args.cache, verbose=args.verbose)
+                         cache=args.cache, verbose=args.verbose, take_over=getattr(args, "take_over", False))
     except SpecError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return None
+    except EnvironmentFault as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def analyse(result, print_headline: bool = True):

@@ -8,15 +8,26 @@ Ray's MLflowLoggerCallback keeps its trial-to-run map in memory and duplicated r
 kill, so this module keeps its own: each trial run carries the tag `kdscale.trial_id`, looked up
 before a run is created. At start-up the study's trial runs left RUNNING by a killed driver are
 marked KILLED (SIGKILL cannot be caught; this sweep is the only defence), and a trial whose row
-reached the results store but whose run did not finish is logged again from the store.
+reached the results store but whose run did not finish is logged again from the store. A driver
+that stops (Ctrl-C, a fault) marks its open trial runs KILLED itself (`StudyTracker.close`).
+
+The tracking URI is checked before anything starts (`check_uri`): its scheme, a server's reachability
+(one request, 5 s) and a SQLite database's directory. With a `sqlite:` URI, artifacts go beside the
+database (`<db dir>/mlartifacts/<experiment>`), never into the working directory's ./mlruns.
+A failing MLflow call is one EnvironmentFault naming the URI.
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
+from kdscale.errors import EnvironmentFault, SpecError, os_reason
+
 ROLE, TRIAL_ID, STUDY = "kdscale.role", "kdscale.trial_id", "kdscale.study"
+SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+SERVER_TIMEOUT_S = 5.0
 
 
 def resolve_uri(tracking_uri: str | None) -> str:
@@ -28,6 +39,67 @@ def resolve_uri(tracking_uri: str | None) -> str:
     elif "://" not in uri:  # a bare path: a file store directory or a .db file
         uri = (prefix + str(Path(uri).resolve())) if uri.endswith(".db") else Path(uri).resolve().as_uri()
     return uri
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a resolved sqlite:/// URI, else None."""
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def check_uri(tracking_uri: str | None, timeout_s: float = SERVER_TIMEOUT_S) -> str:
+    """The resolved URI, after checking what can be checked before anything starts: a scheme MLflow
+    tracks to (else SpecError), a server that answers within `timeout_s` (else EnvironmentFault: MLflow
+    itself retries for minutes), a SQLite database whose directory can be made and written."""
+    uri = resolve_uri(tracking_uri)
+    scheme = uri.split("://", 1)[0].split("+", 1)[0] if "://" in uri else "file"
+    if scheme not in SCHEMES:
+        raise SpecError(f"--tracking-uri {uri} is invalid: MLflow tracks to sqlite:///PATH, http(s)://HOST:PORT, "
+                        "file:///DIR or a database URI (postgresql://, mysql://, mssql://)")
+    if scheme in ("http", "https"):
+        import urllib.error
+        import urllib.request
+
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s).close()
+        except urllib.error.HTTPError:
+            pass  # it answered: reachable (a proxy or an old server without /health)
+        except (OSError, ValueError) as error:
+            reason = getattr(error, "reason", None) or error
+            reason = os_reason(reason) if isinstance(reason, OSError) else " ".join(str(reason).split())
+            raise EnvironmentFault(f"tracking: the MLflow server at {uri} did not answer within {timeout_s:g} s "
+                                   f"({reason}): start it, or pass another --tracking-uri") from None
+    database = sqlite_path(uri)
+    if database is not None:
+        try:
+            database.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise EnvironmentFault(f"tracking: cannot create {database.parent} for the MLflow database {database}: "
+                                   f"{os_reason(error)}") from None
+        target = database if database.exists() else database.parent
+        if not database.parent.is_dir() or not os.access(target, os.W_OK):
+            raise EnvironmentFault(f"tracking: the MLflow database {database} is not writable ({target})")
+    return uri
+
+
+class _Client:
+    """An MlflowClient whose failures are one EnvironmentFault naming the URI and the call."""
+
+    def __init__(self, client, uri: str):
+        self._client, self._uri = client, uri
+
+    def __getattr__(self, name: str):
+        method = getattr(self._client, name)
+        if not callable(method):
+            return method
+
+        def call(*args, **kwargs):
+            try:
+                return method(*args, **kwargs)
+            except Exception as error:
+                reason = " ".join(str(error).split())[:200]
+                raise EnvironmentFault(f"tracking: MLflow at {self._uri}: {name} failed: "
+                                       f"{type(error).__name__}: {reason}") from error
+        return call
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, str]:
@@ -48,17 +120,27 @@ def budget_of(recipe: dict[str, Any]) -> str:
 
 
 def open_experiment(tracking_uri: str | None, name: str, verbose: bool = False) -> tuple[Any, str]:
-    """(MlflowClient, id of the experiment `name`, created if missing). Unless verbose, mlflow's
-    INFO lines ("Creating initial MLflow database tables..." and the like) are turned off."""
+    """(MlflowClient, id of the experiment `name`, created if missing, with its artifacts beside a
+    SQLite database). Unless verbose, mlflow's INFO lines ("Creating initial MLflow database
+    tables..." and the like) are turned off. A failure is an EnvironmentFault naming the URI."""
     import logging
 
     import mlflow
 
     if not verbose:
         logging.getLogger("mlflow").setLevel(logging.WARNING)
-    client = mlflow.MlflowClient(tracking_uri=resolve_uri(tracking_uri))
+    uri = resolve_uri(tracking_uri)
+    try:
+        client = _Client(mlflow.MlflowClient(tracking_uri=uri), uri)  # opens (or creates) the store
+    except Exception as error:
+        reason = " ".join(str(error).split())[:200]
+        raise EnvironmentFault(f"tracking: opening MLflow at {uri} failed: {type(error).__name__}: {reason}") from error
     experiment = client.get_experiment_by_name(name)
-    return client, experiment.experiment_id if experiment else client.create_experiment(name)
+    if experiment:
+        return client, experiment.experiment_id
+    database = sqlite_path(uri)
+    artifacts = (database.parent / "mlartifacts" / name).as_uri() if database is not None else None
+    return client, client.create_experiment(name, artifact_location=artifacts)
 
 
 def log_batched(client, run_id: str, params: dict[str, str] | None = None, metrics: list | None = None,
@@ -89,6 +171,7 @@ class StudyTracker:
     def __init__(self, tracking_uri: str | None, study: str, params: dict[str, Any] | None = None,
                  verbose: bool = False):
         self.uri, self.study = resolve_uri(tracking_uri), study
+        self.parent_id = None
         self.client, self.experiment_id = open_experiment(self.uri, study, verbose)
         parents = self._search(f"tags.`{ROLE}` = 'study'")
         if parents:
@@ -178,7 +261,20 @@ class StudyTracker:
         """A recipe search the study ran (see `log_search`)."""
         log_search(self.uri, result, study=self.study)
 
+    def kill_running(self) -> int:
+        """Mark this driver's open trial runs KILLED (their trials were interrupted); returns how many."""
+        killed = 0
+        for trial_id, (run_id, status) in list(self.runs.items()):
+            if status == "RUNNING":
+                self.client.set_terminated(run_id, status="KILLED")
+                self.runs[trial_id] = (run_id, "KILLED")
+                killed += 1
+        return killed
+
     def close(self, status: str = "FINISHED") -> None:
+        """End the study's run: FINISHED, KILLED (interrupted or incomplete) or FAILED (a fault);
+        every trial run still open is marked KILLED first."""
+        self.kill_running()
         self.client.set_terminated(self.parent_id, status=status)
 
 

@@ -27,10 +27,26 @@ class TrialOutcome:
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """`auto` (or None) takes a GPU when one is visible, else the CPU."""
+    """`auto` (or None) takes a GPU when one is visible, else the CPU. A CUDA device that is not
+    there is one EnvironmentFault, raised before any data is made or read; a malformed name a SpecError."""
+    from kdscale.errors import EnvironmentFault, SpecError
+
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, ValueError) as error:
+        raise SpecError(f"--device {device} is invalid: {error} (auto, cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise EnvironmentFault(f"device: --device {device} asks for a CUDA GPU, and torch sees none "
+                                   f"(torch {torch.__version__}, CUDA {torch.version.cuda or 'not built in'}); "
+                                   "use --device cpu or auto")
+        if device.index is not None and device.index >= count:
+            raise EnvironmentFault(f"device: --device {device} asks for GPU {device.index}, and torch sees {count} "
+                                   f"(cuda:0 to cuda:{count - 1})")
+    return device
 
 
 def spec_row(spec: TrialSpec) -> dict[str, Any]:

@@ -5,7 +5,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 ALLOWED = {"ray": {"kdscale/engine/__init__.py", "kdscale/engine/session.py", "kdscale/engine/driver.py",
-                   "kdscale/engine/workers.py", "kdscale/engine/searches.py"},
+                   "kdscale/engine/workers.py", "kdscale/engine/searches.py", "kdscale/engine/trials.py",
+                   "kdscale/engine/checks.py"},
            "optuna": set(),
            "mlflow": {"kdscale/tracking.py"}}
 

@@ -18,7 +18,7 @@
                      per (pair, kappa) as the engine packs (seeds x objectives in one train_students
                      call): wall time and students per hour (and unpacked, if time allows)
   5. pack_threshold  (packed time per student) / (alone time per student) at pack 4 for cnn1d 16/64/256
-                     and cnn2d 10/20/40, by forward FLOPs per sample (kdscale.engine.driver.make_packs'
+                     and cnn2d 10/20/40, by forward FLOPs per sample (kdscale.engine.trials.make_packs'
                      measure); the largest size where packing still wins by >= 10% is the suggested
                      PACK_MAX_FLOPS for the device
   6. projection      the paper's CIFAR grid (assumptions in the JSON: the repo's image pairs, kappas,

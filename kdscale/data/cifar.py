@@ -7,7 +7,11 @@ are what https://www.cs.toronto.edu/~kriz/cifar.html distributes and what
 `torchvision.datasets.CIFAR10(root, download=True)` (or CIFAR100) leaves under root. Nothing is
 downloaded here. Each file is a pickled dict {b'data': uint8 [n, 3072], b'labels': [n ints]}
 (b'fine_labels' for CIFAR-100), rows holding the red, green and blue 32x32 planes in turn, so a
-row reshapes to [3, 32, 32] as it is. The files are read with pickle and numpy directly rather
+row reshapes to [3, 32, 32] as it is. The files are read with a restricted unpickler (a pickle can
+name any function to call, so a crafted "batch" could run code as it loads): it builds only what the
+format holds, dicts, lists, strings, bytes, numbers and numpy arrays (numpy's array rebuilder,
+ndarray, dtype), refuses any other global before calling it, and the result must be a dict of those.
+They are read this way, with numpy directly, rather
 than through torchvision's classes, which md5 the 170 MB of files on every construction and make
 a PIL image per sample where a reshape is free. On this project's 2-core machine all 60,000
 CIFAR-10 images load in 0.5-0.7 s once a process has its memory (2-3 s for the first load, most
@@ -81,12 +85,60 @@ def checked_root(spec: DataSpec, layout: Layout) -> Path:
     return root
 
 
+def _array_rebuilder():
+    try:
+        from numpy._core.multiarray import _reconstruct  # numpy 2
+    except ImportError:  # numpy 1
+        from numpy.core.multiarray import _reconstruct
+    return _reconstruct
+
+
+# The globals a CIFAR batch's pickle names: numpy's array rebuilder (under numpy 1's and numpy 2's
+# module names), ndarray and dtype; and the bytes rebuilder of protocol-2 pickles written by Python 3.
+ALLOWED_GLOBALS = {("numpy.core.multiarray", "_reconstruct"): _array_rebuilder,
+                   ("numpy._core.multiarray", "_reconstruct"): _array_rebuilder,
+                   ("numpy", "ndarray"): lambda: np.ndarray, ("numpy", "dtype"): lambda: np.dtype,
+                   ("_codecs", "encode"): lambda: __import__("codecs").encode}
+PLAIN = (str, bytes, int, float, bool, type(None))
+
+
+class BatchUnpickler(pickle.Unpickler):
+    """An unpickler that admits only what a CIFAR batch holds (see the module doc)."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in ALLOWED_GLOBALS:
+            return ALLOWED_GLOBALS[(module, name)]()
+        raise pickle.UnpicklingError(f"it names {module}.{name}, which a CIFAR batch never does "
+                                     "(refused, not called)")
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("it holds a persistent id, which a CIFAR batch never does")
+
+
+def _plain(value, depth: int = 0) -> bool:
+    """Is this what a batch's values are: plain values, arrays of numbers, lists of those?"""
+    if isinstance(value, PLAIN):
+        return True
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind in "biuf"
+    return isinstance(value, list) and depth < 2 and all(_plain(v, depth + 1) for v in value)
+
+
+def load_batch(f) -> dict:
+    """A CIFAR python-version batch from an open binary file, through BatchUnpickler."""
+    # encoding="bytes", as the data set's page shows: the files were pickled by Python 2.
+    batch = BatchUnpickler(f, encoding="bytes").load()
+    if not isinstance(batch, dict) or not all(isinstance(k, (str, bytes)) and _plain(v) for k, v in batch.items()):
+        raise pickle.UnpicklingError(f"it holds a {type(batch).__name__} that is not a dict of arrays, lists, "
+                                     "strings and numbers")
+    return batch
+
+
 def read_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
     """One pickled batch as (uint8 [n, 3, 32, 32], int64 [n])."""
     try:
         with open(path, "rb") as f:
-            # encoding="bytes", as the data set's page shows: the files were pickled by Python 2.
-            batch = pickle.load(f, encoding="bytes")
+            batch = load_batch(f)
         batch = {(k.decode() if isinstance(k, bytes) else k): v for k, v in batch.items()}
         data = np.asarray(batch["data"])
         labels = np.asarray(batch[label_key], dtype=np.int64)

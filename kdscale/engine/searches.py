@@ -8,6 +8,7 @@ import time
 
 import ray
 
+from kdscale.engine.checks import task_fault
 from kdscale.engine.workers import search_task
 from kdscale.search import SearchSpec, describe, read_search, write_search
 
@@ -59,7 +60,14 @@ def run_searches(pending: list[SearchSpec], teachers: dict, storage: str, cache:
     while refs:
         ready, _ = ray.wait(list(refs), num_returns=1)
         refs.pop(ready[0])
-        for result in ray.get(ready[0]):
+        try:
+            job_results = ray.get(ready[0])
+        except ray.exceptions.RayTaskError as error:  # a full cache disk is one line, a bug its traceback
+            found = task_fault(error, "cache")
+            if found is None:
+                raise
+            raise found from error
+        for result in job_results:
             write_search(storage, result)
             results[result["id"]] = result
             log(f"[search {len(results)}/{len(pending)}] {describe(result)} "

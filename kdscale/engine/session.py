@@ -1,7 +1,8 @@
 """Ray for kdscale: the process settings it needs before `import ray`, and starting or joining it.
 
 Tune's own console tables and per-trial CSV/JSON/TensorBoard files are off (kdscale prints its own
-progress and keeps its own records), and log lines are not de-duplicated across workers.
+progress and keeps its own records), log lines are not de-duplicated across workers, and Tune's
+SIGINT handler is off (kdscale's own lets running trials save first: kdscale.engine.trials).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own console tables; our progress replaces them
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no CSV/JSON/TensorBoard files per trial
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # ours asks trials to save first (engine.trials)
 
 import ray  # noqa: E402
 

@@ -3,15 +3,18 @@ pack of students.
 
 Workers never talk to MLflow and never write the results table: a trial reports its students'
 per-epoch metrics and, at the end, their rows (as JSON) to the driver, and writes only its own
-students' prediction, history and feature files. It checkpoints every `checkpoint_every_s`, so a
-worker that dies is restarted by Tune from its last checkpoint.
+students' prediction, history and feature files and its pack's checkpoint. It checkpoints every
+`checkpoint_every_s`, and at its next report after the driver's Ctrl-C, into the study's store
+(`_resume/<pack id>.pt`), not Tune's: a worker that dies is restarted by Tune and a study rerun by
+a new driver, and both resume the pack from that file. A trial that meets an environment fault
+(a full disk) removes its students' files and reports the fault; the driver stops on it.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
-import tempfile
 import time
 from pathlib import Path
 
@@ -19,11 +22,15 @@ import ray
 from ray import tune
 
 from kdscale.config import TrialSpec, from_dict
-from kdscale.store import ResultsStore
+from kdscale.errors import find_fault
+from kdscale.store import ResultsStore, resume_id
 from kdscale.trial import spec_row
 
 ROWS_KEY = "kdscale_rows"  # the final report of a Tune trial: its students' results rows, as JSON
 REPORTS_KEY = "kdscale_reports"  # a per-epoch report: [[trial id, report or null], ...], as JSON
+SAVED_KEY = "kdscale_saved"  # in the report after the driver's Ctrl-C: the checkpoint is written
+FAULT_KEY = "kdscale_fault"  # with the final report: the environment fault that ended the trial
+STOP_POLL_S = 1.0  # how often a trial looks for the driver's Ctrl-C
 
 
 def teacher_task(spec_dict: dict, n_pool: int, cache: str, threads: int):
@@ -54,7 +61,7 @@ def search_task(specs: list, cache: str, threads: int, teacher_logits: dict) -> 
 
 def student_trainable(config: dict, teachers: dict | None = None) -> None:
     """One Tune trial, a pack of students that differ only by seed (often of one): resume from the
-    last checkpoint if any, train, report, write predictions."""
+    pack's checkpoint if any, train, report, write predictions."""
     import torch
 
     from kdscale.trial import run_pack
@@ -62,30 +69,41 @@ def student_trainable(config: dict, teachers: dict | None = None) -> None:
     specs = [from_dict(TrialSpec, trial) for trial in config["pack"]]
     os.environ["KDSCALE_CACHE"] = config["cache"]
     torch.set_num_threads(max(1, int(config["cpus"])))
+    store = ResultsStore(config["storage"], config["study"], create=False)
+    pack = resume_id(spec.id for spec in specs)
     resume = None
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            resume = torch.load(Path(directory) / "state.pt", weights_only=True)
-    reports = {"count": 0, "saved": time.monotonic()}
+    payload = store.read_resume(pack)
+    if payload is not None:
+        try:
+            resume = torch.load(io.BytesIO(payload), weights_only=True)
+        except Exception:
+            resume = None  # damaged: the pack starts again
+    now = time.monotonic()
+    clock = {"count": 0, "saved": now, "polled": now, "stopping": False}
 
     def on_report(students: list, state) -> None:
         # A checkpoint every `checkpoint_every_s` seconds, not every report: a short trial that
         # loses its worker simply starts again, a long one loses at most that much work.
-        reports["count"] += 1
+        clock["count"] += 1
         metrics = {REPORTS_KEY: json.dumps([[s.id, r] for s, r in zip(specs, students)])}
-        if time.monotonic() - reports["saved"] >= config["checkpoint_every_s"]:
-            with tempfile.TemporaryDirectory() as directory:
-                torch.save(state(), Path(directory) / "state.pt")
-                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
-            reports["saved"] = time.monotonic()
-        else:
-            tune.report(metrics)
-        _maybe_die(config, reports["count"])
+        now, stop = time.monotonic(), False
+        if not clock["stopping"] and now - clock["polled"] >= STOP_POLL_S:
+            clock["polled"] = now
+            stop = _stop_requested(config)
+        if stop or now - clock["saved"] >= config["checkpoint_every_s"]:
+            buffer = io.BytesIO()
+            torch.save(state(), buffer)
+            store.write_resume(pack, buffer.getvalue())
+            clock["saved"] = time.monotonic()
+        if stop:
+            clock["stopping"] = True
+            metrics[SAVED_KEY] = 1
+        tune.report(metrics)
+        _maybe_die(config, clock["count"])
 
+    fault = None
     try:
         outcomes = run_pack(specs, teachers, on_report=on_report, resume=resume)
-        store = ResultsStore(config["storage"], config["study"])
         node = ray.get_runtime_context().get_node_id()
         rows = []
         for spec, outcome in zip(specs, outcomes):
@@ -96,9 +114,23 @@ def student_trainable(config: dict, teachers: dict | None = None) -> None:
                 store.write_features(spec.id, outcome.test_features)
             rows.append(outcome.row | {"node_id": node})
     except Exception as error:  # a bug or an out-of-memory is a failed row, not max_failures retries
+        fault = find_fault(error)
+        for spec in specs:  # no file of a trial without its row
+            store.remove_trial_files(spec.id)
         rows = [spec_row(spec) | {"status": "failed", "error": f"{type(error).__name__}: {error}"[:500]}
                 for spec in specs]
-    tune.report({ROWS_KEY: json.dumps(rows, default=_json_default)})
+    final = {ROWS_KEY: json.dumps(rows, default=_json_default)}
+    tune.report(final | ({FAULT_KEY: str(fault)} if fault is not None else {}))
+
+
+def _stop_requested(config: dict) -> bool:
+    """Has the driver been interrupted (Ctrl-C)? Asked of Ray's key-value store."""
+    try:
+        from ray.experimental import internal_kv
+
+        return bool(config.get("stop_key")) and internal_kv._internal_kv_get(config["stop_key"]) is not None
+    except Exception:
+        return False
 
 
 def _maybe_die(config: dict, reports: int) -> None:

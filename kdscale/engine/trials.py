@@ -1,0 +1,252 @@
+"""The students of a study as Ray Tune trials: packs, the driver's callback, and Ctrl-C.
+
+The callback runs in the driver: per-epoch metrics reach MLflow in batches, and a finished trial's
+row reaches the table and MLflow the moment its last report arrives, so an interruption loses only
+unfinished work. A fault a worker met (a full disk) ends the study as one EnvironmentFault.
+
+Ctrl-C. Tune's own SIGINT handler is off (kdscale.engine.session); ours asks every running trial,
+through Ray's key-value store, to write its checkpoint at its next report, waits up to
+STOP_GRACE_S for them, then stops the trials. A trial's checkpoint is a file of the study
+(`_resume/<pack id>.pt`, kdscale.store), so the next driver's trial of the same students resumes
+from it. Trials save only at a report (an epoch end: the state is whole only there), so what an
+interrupted trial can lose is bounded by `Resources.checkpoint_every_s` plus one report interval.
+A second Ctrl-C stops at once.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from dataclasses import replace
+
+from ray import tune
+
+from kdscale.config import TrialSpec, from_dict, spec_id, to_dict
+from kdscale.engine.workers import FAULT_KEY, REPORTS_KEY, ROWS_KEY, SAVED_KEY, student_trainable
+from kdscale.errors import EnvironmentFault
+from kdscale.store import ResultsStore, resume_id
+from kdscale.trial import spec_row, training_key
+
+MAX_PACK = 8
+# Auto packing only for models of at most this many forward FLOPs per sample. Measured here on
+# 2 CPU cores (docs/benchmarks.md): a pack of 3-4 took 0.25-0.71 of the sequential time for
+# models of 0.015-0.39 MFLOP, and 1.2x for the vanilla CNN on CIFAR (10.3 MFLOP), compute-bound.
+PACK_MAX_FLOPS = 2e6
+STOP_GRACE_S = 30.0  # after Ctrl-C, how long running trials get to reach a report and save
+
+
+class _Interrupt:
+    """Ctrl-C during the trials: the first asks trials to save and stop, the second stops at once."""
+
+    def __init__(self, key: str, log):
+        self.key, self.log, self.at = key, log, None
+        self.previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        try:
+            from ray.experimental import internal_kv
+
+            internal_kv._internal_kv_del(self.key)
+        except Exception:
+            pass  # Ray already gone
+
+    def _handle(self, signum, frame):
+        if self.at is not None:
+            raise KeyboardInterrupt
+        self.at = time.monotonic()
+        from ray.experimental import internal_kv
+
+        internal_kv._internal_kv_put(self.key, b"1", overwrite=True)
+        self.log(f"interrupted: running trials save a checkpoint at their next report (up to {STOP_GRACE_S:g} s), "
+                 "then stop; Ctrl-C again to stop now")
+
+
+class _DriverCallback(tune.Callback):
+    """Per-epoch metrics and finished rows into MLflow and the store, progress, and the stop on Ctrl-C."""
+
+    def __init__(self, store: ResultsStore, tracker, total: int, done: int, log, progress: bool,
+                 flush_every_s: float, interrupt: _Interrupt):
+        from tqdm import tqdm
+
+        self.store, self.tracker, self.log, self.interrupt = store, tracker, log, interrupt
+        # Per-epoch metrics wait here and reach MLflow in one batch per trial and interval: a
+        # log_batch per report per trial cost the driver (on the trials' cores) a second a trial.
+        self.flush_every_s = flush_every_s
+        self.buffer: dict[str, list[dict]] = {}
+        self.flushed: dict[str, float] = {}
+        self.finished, self.done, self.total = 0, done, total
+        self.members: dict[str, dict[str, tuple[TrialSpec, dict]]] = {}  # Tune trial -> its students
+        self.running: set[str] = set()  # Tune trials started and not ended
+        self.saved: set[str] = set()  # of those, the ones that saved after Ctrl-C
+        self.bar = tqdm(total=total, initial=done, desc="trials", unit="trial", file=sys.stderr,
+                        disable=not (progress and sys.stderr.isatty()), dynamic_ncols=True, leave=False)
+
+    def should_stop(self) -> bool:
+        if self.interrupt.at is None:
+            return False
+        return self.running <= self.saved or time.monotonic() - self.interrupt.at > STOP_GRACE_S
+
+    def _students(self, trial) -> dict[str, tuple[TrialSpec, dict]]:
+        """The pack's students by trial id, parsed once per Tune trial rather than at every report."""
+        if trial.trial_id not in self.members:
+            specs = [(from_dict(TrialSpec, d), d) for d in trial.config["pack"]]
+            self.members[trial.trial_id] = {spec.id: (spec, d) for spec, d in specs}
+        return self.members[trial.trial_id]
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.running.add(trial.trial_id)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.running.discard(trial.trial_id)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        students = self._students(trial)
+        if SAVED_KEY in result:
+            self.saved.add(trial.trial_id)
+        if FAULT_KEY in result:  # the worker met the environment's fault: the study stops on it
+            raise EnvironmentFault(result[FAULT_KEY])
+        if ROWS_KEY in result:
+            for row in json.loads(result[ROWS_KEY]):
+                self._finish(*students[row["trial_id"]], row)
+            self.store.remove_resume(resume_id(students))
+            self.running.discard(trial.trial_id)
+            return
+        if REPORTS_KEY not in result:
+            return
+        now = time.monotonic()
+        for trial_id, report in json.loads(result[REPORTS_KEY]):
+            if report is None:  # this student diverged; its row says so at the end
+                continue
+            self.buffer.setdefault(trial_id, []).append(report)
+            first = self.flushed.setdefault(trial_id, now)
+            if now - first >= self.flush_every_s:
+                spec, spec_dict = students[trial_id]
+                self.tracker.trial_run(trial_id, spec.label, spec_dict)
+                self.tracker.log_reports(trial_id, self.buffer.pop(trial_id))
+                self.flushed[trial_id] = now
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.running.discard(trial.trial_id)
+        error = getattr(trial, "error_file", None) or "the trial's worker failed"
+        for spec, spec_dict in self._students(trial).values():
+            self._finish(spec, spec_dict, spec_row(spec) | {"status": "failed", "error": f"gave up: {error}"})
+
+    def _finish(self, spec: TrialSpec, spec_dict: dict, row: dict) -> None:
+        self.store.add_rows([row])
+        self.tracker.finish_trial(row, spec_dict, self.buffer.pop(spec.id, []))
+        self.flushed.pop(spec.id, None)
+        self.finished += 1
+        self.bar.update(1)
+        if row["status"] == "ok":
+            line = (f"{spec.label}: test_acc {row['test_acc']:.4f} fidelity {row['fidelity_test']:.3f} "
+                    f"({row['wall_s']:.1f} s)")
+        else:
+            line = f"{spec.label}: {row['status']}: {row.get('error')}"
+        line = f"[{self.done + self.finished}/{self.total}] {line}"
+        if self.bar.disable:
+            self.log(line)
+        else:
+            self.bar.write(line, file=sys.stderr)  # above the bar, which stays at the bottom
+
+    def close(self):
+        self.bar.close()
+
+
+class _StopOnInterrupt(tune.Stopper):
+    def __init__(self, callback: _DriverCallback):
+        self.callback = callback
+
+    def __call__(self, trial_id, result):
+        return False
+
+    def stop_all(self):
+        return self.callback.should_stop()
+
+
+def make_packs(trials: list[TrialSpec], pack_size: int | None) -> list[list[TrialSpec]]:
+    """Group trials that differ only by seed, objective, learning rate and teacher into packs
+    (kdscale.train) of at most `pack_size` students: same model, budget and data size, so the same
+    step count. Twins (kdscale.trial.training_key: lt of several pairs with one student) go to one
+    pack and count as one student: they train once.
+
+    None packs up to MAX_PACK students of every packable configuration whose model is small
+    (PACK_MAX_FLOPS), where packing was measured faster; an explicit size packs every packable one;
+    1 turns packing off (twins still train once).
+    """
+    import torch
+
+    from kdscale import data as datasets, models
+    from kdscale.train import forward_flops, packable
+
+    size = MAX_PACK if pack_size is None else pack_size
+    groups: dict[str, list[TrialSpec]] = {}
+    can_pack: dict[tuple, bool] = {}
+    for trial in trials:
+        key = (trial.student, trial.recipe, trial.data)
+        if key not in can_pack:
+            info = datasets.info(trial.data)
+            model = models.build(trial.student, info.input_shape, info.num_classes)
+            small = forward_flops(model, torch.zeros(1, *info.input_shape)) <= PACK_MAX_FLOPS
+            can_pack[key] = packable(model) and (small or pack_size is not None)
+        group = _pack_key(trial) if can_pack[key] and size > 1 else training_key(trial)
+        groups.setdefault(group, []).append(trial)
+    packs = []
+    for members in groups.values():
+        units: dict[str, list[TrialSpec]] = {}
+        for trial in members:
+            units.setdefault(training_key(trial), []).append(trial)
+        chunks = list(units.values())
+        packs += [[t for unit in chunks[i:i + size] for t in unit] for i in range(0, len(chunks), size)]
+    return packs
+
+
+def _pack_key(trial: TrialSpec) -> str:
+    """Trials with one pack key train in one pack: same student, data size and recipe, but for the
+    seed, the objective, the teacher (one only with augmentation: it runs on the shared augmented
+    batch) and, with sgd, the learning rate and weight decay."""
+    recipe = trial.recipe
+    if recipe.optimizer == "sgd":
+        recipe = replace(recipe, lr=1.0, weight_decay=0.0)
+    teacher = trial.teacher.id if recipe.augment != "none" else None
+    return spec_id((trial.data, trial.student, trial.kappa, recipe, trial.extras, teacher or ""))
+
+
+def train_students(spec, pending: list[TrialSpec], teachers: dict, store: ResultsStore, tracker, cache: str,
+                   total: int, done: int, progress: bool, log, fault: dict | None) -> bool:
+    """Train the pending trials as Tune trials; True if some did not finish (interrupted)."""
+    resources = spec.resources
+    packs = make_packs(pending, resources.pack_size)
+    if len(packs) < len(pending):
+        log(f"students: {len(pending)} in {len(packs)} Tune trials (seeds and objectives of one configuration "
+            "packed)")
+    name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    interrupt = _Interrupt(f"kdscale-stop:{store.uri}:{name}", log)
+    callback = _DriverCallback(store, tracker, total, done, log, progress, resources.metrics_every_s, interrupt)
+    trainable = tune.with_resources(tune.with_parameters(student_trainable, teachers=teachers),
+                                    {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial})
+    shared = {"storage": store.storage, "study": spec.name, "cache": cache, "cpus": resources.cpus_per_trial,
+              "checkpoint_every_s": resources.checkpoint_every_s, "stop_key": interrupt.key}
+    shared.update(fault or {})
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"pack": tune.grid_search([[to_dict(t) for t in pack] for pack in packs]), **shared},
+        tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=resources.max_concurrent),
+        run_config=tune.RunConfig(
+            name=name, storage_path=store.uri + "/_tune", stop=_StopOnInterrupt(callback),
+            failure_config=tune.FailureConfig(max_failures=resources.max_failures),
+            callbacks=[callback], verbose=0, log_to_file=True))
+    try:
+        with interrupt:
+            tuner.fit()
+    finally:
+        callback.close()
+    return callback.finished < len(pending)
