@@ -21,7 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 import pandas as pd
+
+from kdscale import schema
 
 from analysis.table import PREDICTIONS_DIR, RESULTS_FILE
 
@@ -64,7 +67,7 @@ def synthetic_study(results_dir=None, *, pairs=DEFAULT_PAIRS,
     truth = {"kappa_star": {}, "slope": slope, "prefactor": prefactor,
              "teacher_exponent": teacher_exponent, "beta": beta, "omega": {}}
     for pair in pairs:
-        label = f"{pair.teacher} -> {pair.student}"
+        label = schema.pair_label(pair.teacher, pair.student)
         k_star = kappa_star(pair, prefactor, slope, teacher_exponent)
         truth["kappa_star"][label] = k_star
         truth["omega"][label] = pair.omega

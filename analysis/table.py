@@ -221,7 +221,8 @@ def _pair_labels(frame: pd.DataFrame) -> pd.Series:
     """`teacher -> student`, with the data and teacher id added only where they tell pairs apart."""
     columns = pair_columns(frame)
     keys = frame[columns].astype(object).where(frame[columns].notna(), "")
-    base = frame["teacher"].astype(str) + " -> " + frame["student"].astype(str)
+    base = pd.Series([schema.pair_label(t, s) for t, s in zip(frame["teacher"].astype(str), frame["student"].astype(str))],
+                     index=frame.index)
     label = base.copy()
     if "dataset" in columns and keys["dataset"].nunique() > 1:
         label = label + " [" + keys["dataset"].astype(str) + "]"

@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from kdscale.errors import EnvironmentFault, SpecError
+from kdscale.studyargs import first_paragraph
 
 
 def _progress(desc: str, total_steps: int):
@@ -30,6 +31,21 @@ def _progress(desc: str, total_steps: int):
         if bar.n >= total_steps:
             bar.close()
     return on_report
+
+
+def strict_json(value):
+    """A value any JSON parser accepts: NaN and infinities as null, numpy scalars as Python ones."""
+    import math
+
+    if isinstance(value, dict):
+        return {str(k): strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
 
 
 def add_recipe_flags(parser: argparse.ArgumentParser, prefix: str = "") -> None:
@@ -96,7 +112,7 @@ def cmd_trial(args: argparse.Namespace) -> int:
     student_total = plan_steps(spec.recipe, spec.n_train)[2]
     outcome = run_trial(spec, teacher, device=device, on_report=_progress("student", student_total))
     row = outcome.row
-    print(json.dumps(row, default=str, indent=1))  # stdout: the results row, for scripts
+    print(json.dumps(strict_json(row), indent=1, allow_nan=False))  # stdout: the results row, strict JSON
     if row["status"] == "ok":
         print(f"{spec.label}: test_acc {row['test_acc']:.4f}  train_acc {row['train_acc']:.4f}  "
               f"fidelity train/test {row['fidelity_train']:.3f}/{row['fidelity_test']:.3f}  "
@@ -198,7 +214,7 @@ def format_searches(specs, results: dict, ran: set) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kdscale", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="kdscale", description=first_paragraph(__doc__))
     commands = parser.add_subparsers(dest="command", required=True)
 
     trial = commands.add_parser("trial", help="train (or load) a teacher and train one student")

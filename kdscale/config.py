@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kdscale.errors import SpecError
-from kdscale.schema import arm_label, n_train
+from kdscale.schema import arm_label, n_train, pair_label
 
 SCHEMA_VERSION = 1  # bump when a change to training makes old cached results wrong
 
@@ -337,7 +337,7 @@ class TrialSpec:
     @property
     def label(self) -> str:
         """Readable name, e.g. `cnn1d-32>mlp-64 kd tau=4 kappa=0.1 seed=0`."""
-        return (f"{self.teacher.model.label}>{self.student.label} {self.objective.label} "
+        return (f"{pair_label(self.teacher.model.label, self.student.label)} {self.objective.label} "
                 f"kappa={self.kappa:g} seed={self.seed}")
 
 

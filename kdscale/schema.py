@@ -47,6 +47,11 @@ def n_train(kappa: float, n_teacher: int) -> int:
     return int(math.floor(kappa * n_teacher + 0.5))
 
 
+def pair_label(teacher: str, student: str) -> str:
+    """How a teacher-student pair is written everywhere (flags, tables, figures): `cnn1d-64>cnn1d-4`."""
+    return f"{teacher}>{student}"
+
+
 def arm_label(objective: str, tau: float | None = None, alpha: float | None = None,
               tau_squared: bool | None = None, epsilon: float | None = None) -> str:
     """The objective and the settings it reads: `lt`, `kd tau=4`, `kd tau=4 no-tau2 alpha=0.5`,

@@ -32,12 +32,22 @@ MAIN_PAIRS = ("cnn1d:width=64>cnn1d:width=4", "cnn1d:width=64>cnn1d:width=16", "
 MAIN_KAPPAS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 4.0)
 
 
+def first_paragraph(text: str | None) -> str | None:
+    """A docstring's first paragraph as one line: --help's description, never cut mid-sentence."""
+    if not text:
+        return text
+    return " ".join(text.strip().split("\n\n")[0].split())
+
+
 class StudyParser(argparse.ArgumentParser):
     """argparse with bad input as one line, `prog: error: message`, and exit status 2; no
     abbreviated flags (a misspelt `--epsilon` must fail, not start a default run as `--epsilons`)."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("allow_abbrev", False)
+        kwargs["description"] = first_paragraph(kwargs.get("description"))
+        kwargs.setdefault("epilog", "Write each TEACHER>STUDENT pair in quotes: an unquoted > redirects the output "
+                          "to a file in the shell.")
         super().__init__(*args, **kwargs)
 
     def error(self, message):
@@ -111,8 +121,10 @@ def add_run_flags(parser: argparse.ArgumentParser, recipes: bool = True) -> None
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
     parser.add_argument("--address", help="Ray cluster address ('auto' on a cluster's head node)")
     parser.add_argument("--cache", help="teacher and data cache (default $KDSCALE_CACHE or ~/.cache/kdscale)")
-    parser.add_argument("--cpus-per-trial", type=float, default=1.0)
-    parser.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions share a GPU")
+    parser.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs a trial (and a search job) asks "
+                        "Ray for; torch uses as many threads (default 1)")
+    parser.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs a trial asks for; fractions share "
+                        "a GPU (default 0)")
     parser.add_argument("--max-concurrent", type=int, help="trials at a time (default: what Ray holds)")
     parser.add_argument("--pack-size", type=int, help="seeds trained together in one trial (default: all "
                         "seeds of small models; 1 = off)")

@@ -35,7 +35,7 @@ GRID = Grid("bias_variance", kappas=MAIN_KAPPAS, quick=dict(kappas=(0.05, 1.0), 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = StudyParser(description=__doc__.splitlines()[0])
+    parser = StudyParser(description=__doc__)
     GRID.add_flags(parser)
     parser.add_argument("--tau", type=float, default=4.0, help="kd temperature (default 4)")
     parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates (default 2000)")

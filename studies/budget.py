@@ -47,7 +47,7 @@ GRID = Grid("budget", kappas=MAIN_KAPPAS, quick=dict(pairs=("cnn1d:width=16>cnn1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = StudyParser(description=__doc__.splitlines()[0])
+    parser = StudyParser(description=__doc__)
     GRID.add_flags(parser)
     parser.add_argument("--tau", type=float, default=4.0, help="kd temperature (default 4)")
     parser.add_argument("--epochs", type=int, help="the epoch budget (default: the steps budget's samples at "

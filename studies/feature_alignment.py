@@ -32,7 +32,7 @@ GRID = Grid("feature_alignment", kappas=KAPPAS,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = StudyParser(description=__doc__.splitlines()[0])
+    parser = StudyParser(description=__doc__)
     GRID.add_flags(parser)
     parser.add_argument("--teacher", default=PAIR[0], help=f"teacher model (default {PAIR[0]})")
     parser.add_argument("--student", default=PAIR[1], help=f"student model (default {PAIR[1]})")

@@ -37,7 +37,7 @@ GRID = Grid("fidelity", kappas=KAPPAS, quick=dict(pairs=("cnn1d:width=16>cnn1d:w
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = StudyParser(description=__doc__.splitlines()[0])
+    parser = StudyParser(description=__doc__)
     GRID.add_flags(parser)
     parser.add_argument("--tau", type=float, default=4.0, help="kd temperature (default 4)")
     add_run_flags(parser)

@@ -35,7 +35,7 @@ GRID = Grid("hard_vs_soft", kappas=MAIN_KAPPAS, quick=dict(kappas=(0.05, 1.0), s
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = StudyParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = StudyParser(description=__doc__)
     GRID.add_flags(parser)
     parser.add_argument("--tau", type=float, default=4.0, help="kd's temperature (tau^2 factor on, alpha 0)")
     add_run_flags(parser)

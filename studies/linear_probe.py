@@ -37,7 +37,7 @@ GRID = Grid("linear_probe", kappas=KAPPAS, quick=dict(kappas=(0.05, 1.0), seeds=
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = StudyParser(description=__doc__.splitlines()[0])
+    parser = StudyParser(description=__doc__)
     GRID.add_flags(parser)
     parser.add_argument("--taus", nargs="+", type=float, default=list(TAUS), help="kd temperatures (default 1 4 10)")
     add_run_flags(parser)

@@ -39,17 +39,20 @@ IMAGE_PAIRS = ("resnet18:width=64>cnn2d:width=20", "resnet18:width=64>resnet18:w
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = StudyParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = StudyParser(description=__doc__)
     for flag, options in (  # in --help's order
             ("--quick", dict(action="store_true", help="smoke size: 3 pairs, 4 kappas, 2 seeds, short runs")),
             ("--name", dict(help="study name (default model_size, or model_size_quick)")),
-            ("--dataset", dict(default="mnist1d", help="mnist1d or digits")),
+            ("--dataset", dict(default="mnist1d", help="data set (default mnist1d; also digits, cifar10, cifar100, "
+                               "cifar5m and the image sets of README's Workflows, from --data-root)")),
             ("--data-root", dict(help="directory of a real data set's files")),
             ("--n-teacher", dict(type=int, help="N (default 4000; digits 700; cifar5m 60000)")),
-            ("--pairs", dict(nargs="+", help="TEACHER>STUDENT model pairs")),
-            ("--kappas", dict(nargs="+", type=float)),
-            ("--taus", dict(nargs="+", type=float, default=[4.0])),
-            ("--objectives", dict(nargs="+", default=["lt", "kd"])),
+            ("--pairs", dict(nargs="+", help="TEACHER>STUDENT model pairs, each in quotes (default: the main job's "
+                             "five on mnist1d; three on digits; four on images)")),
+            ("--kappas", dict(nargs="+", type=float, help="student samples / teacher samples (default "
+                              "0.02 0.05 0.1 0.2 0.5 1 2 4; --quick 0.05 0.2 1 2)")),
+            ("--taus", dict(nargs="+", type=float, default=[4.0], help="kd temperatures (default 4)")),
+            ("--objectives", dict(nargs="+", default=["lt", "kd"], help="arms: lt kd ls hard l2 (default lt kd)")),
             ("--seeds", dict(type=int, help="number of seeds (default 3)")),
             ("--alpha", dict(type=float, default=0.0, help="weight of the label loss in kd")),
             ("--extras", dict(nargs="+", default=[], help="end-of-trial measurements: cka fa probe features")),
@@ -59,10 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
             ("--base-recipe", dict(help="named recipe for teachers and students, e.g. paper-cifar10 "
                                    "(kdscale.recipes; default: the data set's); a search keeps all but its lr and "
                                    "budget")),
-            ("--student-lr", dict(type=float)),
+            ("--student-lr", dict(type=float, help="student learning rate, with --recipe fixed (default: the "
+                                  "data set's recipe's, 0.02 on mnist1d)")),
             ("--precision", dict(choices=("fp32", "bf16"), help="forward precision of teachers and students "
                                  "(bf16: autocast, for GPUs)")),
-            ("--teacher-epochs", dict(type=int))):
+            ("--teacher-epochs", dict(type=int, help="teacher budget in epochs (default: the data set's recipe's, "
+                                      "60 on mnist1d; --quick 30)"))):
         parser.add_argument(flag, **options)
     add_run_flags(parser)
     return parser

@@ -45,7 +45,7 @@ GRID = Grid("temperature", kappas=KAPPAS, quick=dict(kappas=(0.05, 1.0), taus=(1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = StudyParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = StudyParser(description=__doc__)
     GRID.add_flags(parser)
     parser.add_argument("--taus", nargs="+", type=float, help=f"default {' '.join(f'{t:g}' for t in TAUS)}")
     parser.add_argument("--no-l2", action="store_true", help="leave out the l2 (tau -> infinity) arm")

@@ -37,8 +37,13 @@ def test_trial_prints_json_row_and_a_readable_line(tmp_path):
                            "--objective", "kd", "--tau", "4", "--cache", str(tmp_path)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    row = json.loads(done.stdout)
+    def refuse(constant):  # strict JSON: NaN and Infinity are not JSON, `python -m json.tool` rejects them
+        raise ValueError(f"non-standard JSON constant {constant}")
+    row = json.loads(done.stdout, parse_constant=refuse)
     assert row["status"] == "ok" and row["n_train"] == 200 and row["objective"] == "kd" and row["tau"] == 4.0
+    assert row["epsilon"] is None and row["test_ppl"] is None  # kd reads no epsilon; no perplexity here
+    assert subprocess.run([sys.executable, "-m", "json.tool"], input=done.stdout, capture_output=True,
+                          text=True).returncode == 0
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("mlp-32>mlp-16 kd tau=4 kappa=0.5 seed=0: test_acc ") and row["trial_id"] in last
 

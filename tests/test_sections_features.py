@@ -109,16 +109,16 @@ def test_model_size_gain_tables_numbers_and_fixed_width_text():
     assert row["pg_sd"] == pytest.approx(0.15 * math.sqrt(2))
     assert gains.iloc[0]["pg"] == pytest.approx(0.9) and math.isnan(gains.iloc[0]["pg_sd"])
     assert render(section) == (
-        "t64 > s4, kd tau=1:\n"
+        "t64>s4, kd tau=1:\n"
         "   kappa   acc(lt)   acc(kd)       PG   sd(PG)  seeds\n"
         "     0.1    0.5000    0.4500    0.900      nan      1\n"
         "\n"
-        "t64 > s4, kd tau=4:\n"
+        "t64>s4, kd tau=4:\n"
         "   kappa   acc(lt)   acc(kd)       PG   sd(PG)  seeds\n"
         "     0.1    0.4500    0.6000    1.350    0.212      2\n"
         "       2    0.8000    0.8000    1.000      nan      1\n"
         "\n"
-        "t16 > s64, kd tau=4:\n"
+        "t16>s64, kd tau=4:\n"
         "   kappa   acc(lt)   acc(kd)       PG   sd(PG)  seeds\n"
         "     0.5    0.5000    0.7000    1.400      nan      1\n")
 

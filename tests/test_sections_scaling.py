@@ -10,7 +10,7 @@ from analysis.crossover import ABOVE, BELOW, CROSSING, UNSTABLE, UPWARD
 from analysis.sections import Table, bias_variance, budget, fidelity, linear_probe, render
 from kdscale.store import ResultsStore
 
-PAIR = "cnn1d-16 -> cnn1d-16"
+PAIR = "cnn1d-16>cnn1d-16"
 
 
 def row(objective, kappa, seed, acc, tau=4.0, **extra):

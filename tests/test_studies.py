@@ -15,7 +15,7 @@ from tests.scripts import assert_refused, call_script, run_script
 def test_model_size_quick_end_to_end(tmp_path, ray_address):
     done = run_script("model_size", tmp_path, "--quick")  # the README's way: the script starts its own Ray
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "cnn1d-64 > cnn1d-4, kd tau=4:" in done.stdout and "kappa* (PG" in done.stdout
+    assert "cnn1d-64>cnn1d-4, kd tau=4:" in done.stdout and "kappa* (PG" in done.stdout
     table = ResultsStore(str(tmp_path / "results"), "model_size_quick").table()
     assert len(table) == 48 and set(table["status"]) == {"ok"}
     gains = model_size.section(table)  # printed first, as fixed-width text: 3 pairs x 4 kappas

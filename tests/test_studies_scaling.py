@@ -87,9 +87,9 @@ def test_per_cell_and_correlations_by_hand():
     paired = paired_columns(prepare(pd.DataFrame(rows)).frame, ["test_acc"])
     paired["twice"] = 2 * paired["test_acc_gain"] + 1   # an exact linear relation: r = 1
     result = correlations(paired, "test_acc_gain", "twice", by="pair").set_index("group")
-    assert list(result.index) == ["all", "a -> b", "c -> d"]
+    assert list(result.index) == ["all", "a>b", "c>d"]
     assert result.loc["all", "r"] == pytest.approx(1.0) and result.loc["all", "n"] == 8
-    assert result.loc["a -> b", "n"] == 4
+    assert result.loc["a>b", "n"] == 4
 
 
 # --- analysis.bias_variance_gap ------------------------------------------------------------------
@@ -204,7 +204,7 @@ def test_linear_probe_quick(quick_runs):
     assert done.returncode == 0, done.stderr[-3000:]
     assert counts(done) == [(16, 0, 0, 16)]  # lt + kd at tau 1, 4, 10; 2 kappas; 2 seeds
     assert "## Linear probe: does the PI survive retraining the head?" in done.stdout
-    assert "| cnn1d-16 -> cnn1d-16 | kd tau=10 | 0.05 | 2 |" in done.stdout
+    assert "| cnn1d-16>cnn1d-16 | kd tau=10 | 0.05 | 2 |" in done.stdout
     table = ResultsStore(str(root / "results"), "linear_probe_quick").table()
     assert table["probe_acc"].between(0, 1).all() and set(table["extras"]) == {"probe"}
     analysis_dir = root / "results" / "linear_probe_quick" / "analysis"
@@ -222,7 +222,7 @@ def test_fidelity_quick(quick_runs):
     assert counts(done) == [(8, 0, 8, 0)]  # every trial adopted from linear_probe_quick
     out = done.stdout
     assert "## Fidelity to the teacher" in out and "all pairs pooled: r = " in out and "n = 4" in out
-    assert "cnn1d-16 -> cnn1d-16, kd tau=4: beta = " in out and "test of beta = 0.5: F-test p = " in out
+    assert "cnn1d-16>cnn1d-16, kd tau=4: beta = " in out and "test of beta = 0.5: F-test p = " in out
     analysis_dir = root / "results" / "fidelity_quick" / "analysis"
     for name in ("fidelity_vs_kappa", "fidelity_gain_vs_pi", "fidelity_gap_fit"):
         assert (analysis_dir / f"{name}.png").exists()
@@ -238,7 +238,7 @@ def test_bias_variance_quick(quick_runs):
     out = done.stdout
     assert "## Bias and variance over seeds" in out and "the identity holds to" in out
     assert "Small kappa (<= 0.1): kd's variance is below lt's in" in out and "of 1 cells" in out
-    rows = [line for line in out.splitlines() if line.startswith("| cnn1d-16 -> cnn1d-16 | kd tau=4 |")]
+    rows = [line for line in out.splitlines() if line.startswith("| cnn1d-16>cnn1d-16 | kd tau=4 |")]
     assert [row.split(" | ")[2] for row in rows] == ["0.05", "1"]
     assert (root / "results" / "bias_variance_quick" / "analysis" / "bias_variance_decomposition.png").exists()
     gaps = pd.read_csv(root / "results" / "bias_variance_quick" / "analysis" / "bias_variance_gaps.csv")
@@ -272,7 +272,7 @@ def test_budget_quick_labels_every_result_with_its_budget(quick_runs):
         logged = {a.path for a in client.list_artifacts(parent.info.run_id, "analysis")}
         assert {"analysis/budget.md", "analysis/budget_pi_pg.png", "analysis/budget_increments.csv"} <= logged
     section = root / "results" / "budget_quick_epochs" / "analysis" / "budget.md"
-    assert "| cnn1d-16 -> cnn1d-16 | kd tau=4 | 0.05 | 32 |" in section.read_text()
+    assert "| cnn1d-16>cnn1d-16 | kd tau=4 | 0.05 | 32 |" in section.read_text()
     assert "kappa* steps budget" in section.read_text()
 
 

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from kdscale import schema
+
 from analysis.paired import mean_ci
 from analysis.sections import Section, Table
 from analysis.supervision import mean_sd
@@ -225,7 +227,7 @@ def section(tables: dict[str, pd.DataFrame], out_dir: Path, chance: float = 0.1,
     taus = sorted(set(any_table.loc[any_table["objective"] == "kd", "tau"].dropna()))
     seeds = max(t["seed"].nunique() for t in tables.values())
     result.add("## Recipe protocols: how much of kd's gain depends on the students' recipes", "",
-               f"{first['teacher']} > {first['student']} on {first['dataset']} (N = {first['n_teacher']}), kd at "
+               f"{schema.pair_label(first['teacher'], first['student'])} on {first['dataset']} (N = {first['n_teacher']}), kd at "
                f"tau = {_list(taus)} (alpha = 0), {seeds} seeds, under "
                + "; ".join(f"`{p}`: {PROTOCOLS[p][0]}" for p in order) + ". Searched recipes: lr and step budget "
                "by successive halving on a validation split of the student's own samples (kdscale.search).", "",

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from kdscale import schema
+
 from analysis.sections import Section, Table
 from analysis.supervision import baseline_accuracy, increments, kappa_dependence, summarize, summary_cell
 
@@ -50,7 +52,7 @@ def section(table: pd.DataFrame, results_dir: str | None, out_dir: Path) -> Sect
         seeds = int(pi[pi["kappa"] == kappa]["n"].min())
         rows.append([f"{kappa:g}", summary_cell(lt, kappa), *cells, f"{seeds}"])
     result.add("## Label smoothing against distillation (paper Table 2)", "",
-               f"{row['teacher']} > {row['student']} on {row['dataset']}, N = {row['n_teacher']}, "
+               f"{schema.pair_label(row['teacher'], row['student'])} on {row['dataset']}, N = {row['n_teacher']}, "
                f"student budget {row['budget']}. PI = acc(objective) - acc(lt), paired by seed; mean ± sd over "
                f"seeds (n per cell in the last column).", "",
                display(["kappa", "acc(lt)", *(f"PI {a}" for a in arms), "seeds"], rows))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from kdscale import schema
+
 from analysis.sections import Section
 
 NAME = "model_size"
@@ -41,7 +43,7 @@ def section(table: pd.DataFrame) -> Section:
     lines = []
     for (teacher, student, tau), rows in frame.groupby(["teacher", "student", "tau"], sort=False):
         lines += [""] if lines else []
-        lines += [f"{teacher} > {student}, kd tau={tau:g}:", "   kappa   acc(lt)   acc(kd)       PG   sd(PG)  seeds"]
+        lines += [f"{schema.pair_label(teacher, student)}, kd tau={tau:g}:", "   kappa   acc(lt)   acc(kd)       PG   sd(PG)  seeds"]
         lines += [f"  {r.kappa:6g}   {r.lt:7.4f}   {r.kd:7.4f}   {r.pg:6.3f}   {r.pg_sd:6.3f}  {int(r.seeds):5d}"
                   for r in rows.itertuples(index=False)]
     return Section(NAME, lines, {"gains": frame})

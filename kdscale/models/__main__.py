@@ -27,6 +27,8 @@ def main() -> None:
             except SpecError:
                 cells.append(f"{'-':>10}")
         print(f"{family:>10} " + " ".join(cells))
+    print(f"-: the family does not take inputs of shape {shape} (2-D models need channels, height, width: "
+          "--shape 3,32,32)")
 
 
 if __name__ == "__main__":
