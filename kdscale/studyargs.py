@@ -195,10 +195,11 @@ def run(build_spec, args: argparse.Namespace, prog: str):
 
 
 def analyse(result, print_headline: bool = True):
-    """The analysis report of a finished study, logged to its MLflow parent run; None if it failed."""
+    """The analysis report of a finished study, logged to its MLflow parent run (its files as
+    artifacts, its headline numbers as metrics); None if it failed."""
     from analysis import AnalysisError
     from analysis.report import write_report
-    from kdscale.tracking import log_artifacts
+    from kdscale.tracking import log_artifacts, log_headline
 
     try:
         report = write_report(result.store.uri)
@@ -206,6 +207,7 @@ def analyse(result, print_headline: bool = True):
         print(f"analysis: {error}", file=sys.stderr)
         return None
     log_artifacts(result.tracking_uri, result.parent_run_id, report.paths, artifact_path="analysis")
+    log_headline(result.tracking_uri, result.parent_run_id, report.tables)
     if print_headline:
         print()
         print(report.headline)

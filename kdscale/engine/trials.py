@@ -24,7 +24,7 @@ from dataclasses import replace
 from ray import tune
 
 from kdscale.config import TrialSpec, from_dict, spec_id, to_dict
-from kdscale.engine.workers import FAULT_KEY, REPORTS_KEY, ROWS_KEY, SAVED_KEY, student_trainable
+from kdscale.engine.workers import FAULT_KEY, REPORTS_KEY, ROWS_KEY, SAVED_KEY, STARTED_KEY, student_trainable
 from kdscale.errors import EnvironmentFault
 from kdscale.store import ResultsStore, resume_id
 from kdscale.trial import spec_row, training_key
@@ -130,7 +130,7 @@ class _DriverCallback(tune.Callback):
             first = self.flushed.setdefault(trial_id, now)
             if now - first >= self.flush_every_s:
                 spec, spec_dict = students[trial_id]
-                self.tracker.trial_run(trial_id, spec.label, spec_dict)
+                self.tracker.trial_run(trial_id, spec.label, spec_dict, started=result.get(STARTED_KEY))
                 self.tracker.log_reports(trial_id, self.buffer.pop(trial_id))
                 self.flushed[trial_id] = now
 

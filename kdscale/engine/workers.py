@@ -28,6 +28,7 @@ from kdscale.trial import spec_row
 
 ROWS_KEY = "kdscale_rows"  # the final report of a Tune trial: its students' results rows, as JSON
 REPORTS_KEY = "kdscale_reports"  # a per-epoch report: [[trial id, report or null], ...], as JSON
+STARTED_KEY = "kdscale_started_at"  # with each report: when the pack's training began (epoch seconds)
 SAVED_KEY = "kdscale_saved"  # in the report after the driver's Ctrl-C: the checkpoint is written
 FAULT_KEY = "kdscale_fault"  # with the final report: the environment fault that ended the trial
 STOP_POLL_S = 1.0  # how often a trial looks for the driver's Ctrl-C
@@ -78,14 +79,14 @@ def student_trainable(config: dict, teachers: dict | None = None) -> None:
             resume = torch.load(io.BytesIO(payload), weights_only=True)
         except Exception:
             resume = None  # damaged: the pack starts again
-    now = time.monotonic()
+    now, started = time.monotonic(), time.time()  # started: the run's start time in MLflow
     clock = {"count": 0, "saved": now, "polled": now, "stopping": False}
 
     def on_report(students: list, state) -> None:
         # A checkpoint every `checkpoint_every_s` seconds, not every report: a short trial that
         # loses its worker simply starts again, a long one loses at most that much work.
         clock["count"] += 1
-        metrics = {REPORTS_KEY: json.dumps([[s.id, r] for s, r in zip(specs, students)])}
+        metrics = {REPORTS_KEY: json.dumps([[s.id, r] for s, r in zip(specs, students)]), STARTED_KEY: started}
         now, stop = time.monotonic(), False
         if not clock["stopping"] and now - clock["polled"] >= STOP_POLL_S:
             clock["polled"] = now
@@ -112,7 +113,7 @@ def student_trainable(config: dict, teachers: dict | None = None) -> None:
             store.write_history(spec.id, outcome.history)
             if outcome.test_features is not None:
                 store.write_features(spec.id, outcome.test_features)
-            rows.append(outcome.row | {"node_id": node})
+            rows.append(outcome.row | {"node_id": node, "started_at": started, "finished_at": time.time()})
     except Exception as error:  # a bug or an out-of-memory is a failed row, not max_failures retries
         fault = find_fault(error)
         for spec in specs:  # no file of a trial without its row
