@@ -35,6 +35,9 @@ FLOAT_COLUMNS = ("kappa", "tau", "alpha", "epsilon", "lr", "weight_decay", "test
 BOOL_COLUMNS = ("tau_squared",)
 STRING_COLUMNS = tuple(c for c in COLUMNS if c not in INT_COLUMNS + FLOAT_COLUMNS + BOOL_COLUMNS)
 
+# A token without a label (padding, the input half of a copy task): torch's default ignore_index.
+IGNORE_LABEL = -100
+
 FINISHED = ("ok", "diverged")  # a diverged trial is a result; a failed one is tried again
 
 RESULTS_FILE = "results.parquet"
