@@ -62,8 +62,10 @@ def _canonical(value: Any) -> Any:
     if dataclasses.is_dataclass(value):
         out = {"_type": type(value).__name__}
         for f in dataclasses.fields(value):
-            if f.metadata.get("hashed", True):
-                out[f.name] = _canonical(getattr(value, f.name))
+            hashed, item = f.metadata.get("hashed", True), getattr(value, f.name)
+            # "unless-default": a field added later hashes only when set, so older ids stay valid
+            if hashed is True or (hashed == "unless-default" and item != f.default):
+                out[f.name] = _canonical(item)
         return out
     if isinstance(value, (list, tuple)):
         return [_canonical(v) for v in value]
@@ -97,6 +99,9 @@ class DataSpec:
     n_test: int | None = None  # data sets with a chosen test size (mnist1d, cifar5m-heldout); None = default
     seed: int = 0  # generation and the order of the pool; not the trial seed
     root: str | None = field(default=None, metadata={"hashed": False})  # where real files live
+    # A data set's own settings, sorted by name (the sequence tasks' lengths, kdscale/data/sequences.py);
+    # checked by the data set's `info`. Left out of the hash when empty: ids from before it stay valid.
+    options: tuple[tuple[str, Any], ...] = field(default=(), metadata={"hashed": "unless-default"})
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -105,6 +110,7 @@ class DataSpec:
         if self.n_test is not None:
             check_int("data", "n_test", self.n_test, 1)
         check_int("data", "seed", self.seed, 0)
+        object.__setattr__(self, "options", tuple(sorted((str(k), v) for k, v in dict(self.options).items())))
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,10 @@
 """Training objectives: what a student's logits are pulled towards.
 
 Every objective is a pure function of (spec, student logits, labels, teacher logits) returning the
-batch-mean loss. Shapes: logits [B, C], labels [B] (int64).
+batch-mean loss. Shapes: logits [B, C], labels [B] (int64). Token models give one prediction per
+token, logits [B, T, C] and labels [B, T]: `loss` flattens the labelled tokens (label >= 0; padding
+carries schema.IGNORE_LABEL) into the batch, so every objective is the mean over the batch's
+labelled tokens, kd at each token at temperature tau against the teacher's logits at that token.
 
 Eq. 1 of the paper (arXiv 2510.15516), with c = tau^2 when `tau_squared` else 1:
     L_kd = (1 - alpha) * c * KL(p_t^tau || p_s^tau) + alpha * CE(y, p_s)
@@ -87,9 +90,14 @@ def logit_regression(spec: ObjectiveSpec, student_logits, labels, teacher_logits
 
 
 def loss(spec: ObjectiveSpec, student_logits, labels, teacher_logits=None) -> torch.Tensor:
-    """The batch-mean loss of `spec`; teacher-based objectives need `teacher_logits`."""
+    """The batch-mean loss of `spec`; teacher-based objectives need `teacher_logits`. Per-token
+    logits [B, T, C] count each labelled token as one sample (see the module doc)."""
     if spec.uses_teacher and teacher_logits is None:
         raise SpecError(f"objective.name={spec.name!r} needs teacher logits")
+    if student_logits.dim() == 3:
+        labelled = labels >= 0
+        student_logits, labels = student_logits[labelled], labels[labelled]
+        teacher_logits = None if teacher_logits is None else teacher_logits[labelled]
     return OBJECTIVES.get(spec.name)(spec, student_logits, labels, teacher_logits)
 
 

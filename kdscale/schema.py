@@ -3,7 +3,8 @@
 One study's results, under a storage that is a local path or a URI pyarrow understands (s3://...):
 
     <storage>/<study>/results.parquet          one row per trial (COLUMNS), unique trial_id
-    <storage>/<study>/predictions/<id>.npz     probs float32 [n_test, C], labels int64 [n_test]
+    <storage>/<study>/predictions/<id>.npz     probs float32 [n_test, C], labels int64 [n_test]; token
+                                               models: pred int16 [n_test, T], labels int64 [n_test, T]
     <storage>/<study>/history/<id>.json        the trial's per-epoch reports
     <storage>/<study>/features/<id>.npy        float32 [n_test, D], for trials with extras "features"
     <storage>/_<name>/...                      kdscale's own files (tuned recipes, ...); never a study
@@ -24,16 +25,20 @@ from typing import Any
 COLUMNS = ("study", "trial_id", "status", "error", "label", "dataset", "n_teacher", "n_train", "kappa",
            "teacher", "student", "teacher_params", "student_params", "teacher_id", "objective", "tau",
            "alpha", "tau_squared", "epsilon", "seed", "budget", "lr", "weight_decay", "batch_size", "test_acc",
-           "test_loss", "test_ppl", "train_acc", "fidelity_train", "fidelity_test", "teacher_test_acc",
+           "test_loss", "test_ppl", "test_seq_acc", "train_acc", "fidelity_train", "fidelity_test", "teacher_test_acc",
            "epochs", "steps", "wall_s", "flops", "resumed_from_step", "node_id", "cka_teacher", "fa_teacher",
-           "probe_acc", "pack_size", "extras")
+           "probe_acc", "pack_size", "extras", "fp_iterations")
 INT_COLUMNS = ("n_teacher", "n_train", "teacher_params", "student_params", "seed", "batch_size", "epochs", "steps",
                "resumed_from_step", "pack_size")
 FLOAT_COLUMNS = ("kappa", "tau", "alpha", "epsilon", "lr", "weight_decay", "test_acc", "test_loss", "test_ppl",
+                 "test_seq_acc", "fp_iterations",
                  "train_acc", "fidelity_train", "fidelity_test", "teacher_test_acc", "wall_s", "flops", "cka_teacher",
                  "fa_teacher", "probe_acc")
 BOOL_COLUMNS = ("tau_squared",)
 STRING_COLUMNS = tuple(c for c in COLUMNS if c not in INT_COLUMNS + FLOAT_COLUMNS + BOOL_COLUMNS)
+
+# A token without a label (padding, the input half of a copy task): torch's default ignore_index.
+IGNORE_LABEL = -100
 
 FINISHED = ("ok", "diverged")  # a diverged trial is a result; a failed one is tried again
 
@@ -134,14 +139,28 @@ def read_bytes(fs, path: str) -> bytes | None:
 
 
 def read_predictions(fs, study_root: str, trial_id: str):
-    """(probs float32 [n_test, C], labels int64 [n_test]) of one trial, or None if it has no file."""
+    """(probs float32 [n_test, C], labels int64 [n_test]) of one trial, or None if it has no file.
+    A token model's file holds classes, not probabilities: ValueError (read_token_predictions)."""
     import numpy as np
 
     payload = read_bytes(fs, trial_file(study_root, PREDICTIONS_DIR, trial_id))
     if payload is None:
         return None
     with np.load(io.BytesIO(payload)) as saved:
+        if "probs" not in saved:
+            raise ValueError("a token model's predictions hold each token's predicted class, not probabilities")
         return np.asarray(saved["probs"]), np.asarray(saved["labels"])
+
+
+def read_token_predictions(fs, study_root: str, trial_id: str):
+    """A token model's (pred [n_test, T], labels [n_test, T], IGNORE_LABEL where none), or None."""
+    import numpy as np
+
+    payload = read_bytes(fs, trial_file(study_root, PREDICTIONS_DIR, trial_id))
+    if payload is None:
+        return None
+    with np.load(io.BytesIO(payload)) as saved:
+        return np.asarray(saved["pred"]).astype(np.int64), np.asarray(saved["labels"])
 
 
 def read_features(fs, study_root: str, trial_id: str):

@@ -226,7 +226,8 @@ def run_job(specs: list[SearchSpec], loaded, teacher_logits: dict[str, Any], dev
         rung_started = time.perf_counter()
         results = train_students(first.student, [spec.objective for spec, _, _ in members],
                                  [spec.recipe(lr, budget) for spec, lr, _ in members], [seed for _, _, seed in members],
-                                 [datas[spec.id, seed] for spec, _, seed in members], num_classes, max_reports=1)
+                                 [datas[spec.id, seed] for spec, _, seed in members], num_classes, max_reports=1,
+                                 vocab_size=loaded.info.vocab_size)
         scores: dict[tuple[str, float], list] = {}
         for (spec, lr, seed), result in zip(members, results):
             ok = result.status == "ok"

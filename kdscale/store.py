@@ -115,8 +115,13 @@ class ResultsStore:
         return schema.trial_file(self.root, kind, trial_id)
 
     def write_predictions(self, trial_id: str, probs: np.ndarray, labels: np.ndarray) -> None:
+        """Test probabilities [n, C] and labels; per token ([n, T, C]), the predicted class of each token
+        instead (schema.read_token_predictions): n T C probabilities would take megabytes a trial."""
         buffer = io.BytesIO()
-        np.savez(buffer, probs=np.asarray(probs, np.float32), labels=np.asarray(labels, np.int64))
+        if np.ndim(probs) == 3:
+            np.savez(buffer, pred=np.asarray(probs).argmax(-1).astype(np.int16), labels=np.asarray(labels, np.int64))
+        else:
+            np.savez(buffer, probs=np.asarray(probs, np.float32), labels=np.asarray(labels, np.int64))
         self._write(self._file(schema.PREDICTIONS_DIR, trial_id), buffer.getvalue())
 
     def write_features(self, trial_id: str, features: np.ndarray) -> None:

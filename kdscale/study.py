@@ -186,7 +186,7 @@ def check_models(data_spec: DataSpec, pairs, recipes=(), roles=("teacher", "stud
     for teacher_model, student_model in pairs:
         for role, model in zip(roles, (teacher_model, student_model)):
             try:
-                models.build(model, info.input_shape, info.num_classes)
+                models.build(model, info.input_shape, info.num_classes, info.vocab_size)
             except SpecError as error:
                 raise SpecError(f"{role}: {error}") from None
 
@@ -198,6 +198,9 @@ def check_study(spec: StudySpec) -> None:
 
     info = data.check(spec.data, spec.kappas)
     check_models(spec.data, spec.pairs, (spec.recipe, spec.teacher_recipe))
+    if info.vocab_size and spec.extras:
+        raise SpecError(f"study.extras={','.join(spec.extras)} is invalid for {spec.data.name}: the representation "
+                        "metrics take one feature vector per sample, a token model gives one per token")
     if spec.recipe_policy != "fixed":
         for kappa in spec.kappas:
             m = n_train(kappa, spec.data.n_teacher)

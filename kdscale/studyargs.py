@@ -194,6 +194,22 @@ def run(build_spec, args: argparse.Namespace, prog: str):
         raise SystemExit(1) from None
 
 
+def needs_ray(specs, storage: str) -> bool:
+    """Whether any search of the studies is not stored or any trial not finished in its own study:
+    a script that runs several studies in one Ray session starts none for a rerun."""
+    from kdscale.search import chosen_recipe, read_search
+    from kdscale.store import ResultsStore
+
+    for spec in specs:
+        stored = {s.id: read_search(storage, s.id) for s in spec.searches()}
+        if None in stored.values():
+            return True
+        finished = ResultsStore(storage, spec.name).finished_ids()
+        if any(t.id not in finished for t in spec.trials({i: chosen_recipe(r) for i, r in stored.items()})):
+            return True
+    return False
+
+
 def analyse(result, print_headline: bool = True):
     """The analysis report of a finished study, logged to its MLflow parent run (its files as
     artifacts, its headline numbers as metrics); None if it failed."""

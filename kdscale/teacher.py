@@ -101,7 +101,7 @@ def _train_teacher(spec: TeacherSpec, loaded: datasets.LoadedData, n_pool: int, 
     tensors = TrainData(*(torch.as_tensor(a).to(device) for a in
                           (loaded.x_pool[:n], loaded.y_pool[:n], loaded.x_test, loaded.y_test)))
     result = train(spec.model, ObjectiveSpec("lt"), spec.recipe, spec.seed, tensors, loaded.info.num_classes,
-                   on_report=on_report)
+                   on_report=on_report, vocab_size=loaded.info.vocab_size)
     if result.status != "ok":
         raise RuntimeError(f"teacher {spec.model.label} ({spec.id}) diverged; lower recipe.lr")
     directory.mkdir(parents=True, exist_ok=True)
@@ -163,7 +163,7 @@ def _load_weights(spec: TeacherSpec, directory: Path, device: str | torch.device
     from safetensors.torch import load_file
 
     info = datasets.info(spec.data)
-    model = models.build(spec.model, info.input_shape, info.num_classes).to(device)
+    model = models.build(spec.model, info.input_shape, info.num_classes, info.vocab_size).to(device)
     model.load_state_dict(load_file(str(directory / "weights.safetensors"), device=str(device)))
     return model.eval()
 

@@ -20,8 +20,8 @@ from kdscale.train import TrainData, train_students
 @dataclass
 class TrialOutcome:
     row: dict[str, Any]  # one row of the results table (without `study`)
-    test_probs: np.ndarray | None  # float32 [n_test, C]
-    test_labels: np.ndarray  # int64 [n_test]
+    test_probs: np.ndarray | None  # float32 [n_test, C]; tokens [n_test, T, C]
+    test_labels: np.ndarray  # int64 [n_test]; tokens [n_test, T]
     history: list[dict[str, Any]]
     test_features: np.ndarray | None = None  # float32 [n_test, D], with extras "features"
 
@@ -84,6 +84,7 @@ def _outcome(spec: TrialSpec, result, teacher: TeacherOutputs, loaded, tensors: 
     row = spec_row(spec)
     row.update({"status": result.status, "error": None if result.status == "ok" else "loss became NaN or inf",
                 "teacher_params": teacher.params, "teacher_test_acc": teacher.test_acc, "test_ppl": None,
+                "test_seq_acc": None, "fp_iterations": None,  # token models only (metrics, below)
                 "node_id": None,  # the engine fills in where the trial ran
                 "cka_teacher": None, "fa_teacher": None, "probe_acc": None})  # with spec.extras
     row.update(result.metrics)
@@ -94,8 +95,12 @@ def _outcome(spec: TrialSpec, result, teacher: TeacherOutputs, loaded, tensors: 
     if result.status == "ok":
         from kdscale.train import agreement, predict  # fidelity to this spec's own teacher (a twin's differs)
 
-        row["fidelity_train"] = agreement(predict(result.model, tensors.x_train), tensors.teacher_train)
-        row["fidelity_test"] = agreement(result.test_probs.to(tensors.teacher_test.device), tensors.teacher_test)
+        row["fidelity_train"] = agreement(predict(result.model, tensors.x_train), tensors.teacher_train,
+                                          tensors.y_train)
+        row["fidelity_test"] = agreement(result.test_probs.to(tensors.teacher_test.device), tensors.teacher_test,
+                                         tensors.y_test)
+        if hasattr(result.model, "fixed_point_iterations"):  # the count a dense fixed-point RNN used
+            row["fp_iterations"] = result.model.fixed_point_iterations(tensors.x_test)
         if spec.extras:
             extra_metrics, features = measure_extras(spec, result.model, teacher, loaded, tensors)
             row.update(extra_metrics)
@@ -163,7 +168,8 @@ def run_pack(specs: list[TrialSpec], teachers: dict[str, TeacherOutputs] | None 
         on_report([by_key[training_key(s)] for s in specs], state)
     results = train_students(spec.student, [specs[i].objective for i in unique], [specs[i].recipe for i in unique],
                              [specs[i].seed for i in unique], [tensors[i] for i in unique], loaded.info.num_classes,
-                             on_report=None if on_report is None else report, resume=resume)
+                             on_report=None if on_report is None else report, resume=resume,
+                             vocab_size=loaded.info.vocab_size)
     result_of = {training_key(specs[i]): r for i, r in zip(unique, results)}
     return [_outcome(s, result_of[training_key(s)], teachers[s.teacher.id], loaded, t) for s, t in zip(specs, tensors)]
 

@@ -36,7 +36,7 @@ from kdscale.config import DataSpec, parse_pair
 from kdscale.recipes import study_recipes
 from kdscale.search import QUICK_SPACE, SearchSpace
 from kdscale.study import StudySpec
-from kdscale.studyargs import MAIN_KAPPAS, Grid, StudyParser, add_run_flags, analyse, finish, resources, run
+from kdscale.studyargs import MAIN_KAPPAS, Grid, StudyParser, add_run_flags, analyse, finish, needs_ray, resources, run
 
 PAIR = "cnn1d:width=16>cnn1d:width=16"
 PROTOCOLS = ("fixed", "lt", "fair")  # the order they run in: lt's searches serve fair
@@ -69,21 +69,6 @@ def build_specs(args: argparse.Namespace) -> dict[str, StudySpec]:
         search=space) for policy in PROTOCOLS}
 
 
-def needs_ray(specs: dict[str, StudySpec], storage: str) -> bool:
-    """Whether any search is not stored or any trial not finished in its own study (a rerun starts no Ray)."""
-    from kdscale.search import chosen_recipe, read_search
-    from kdscale.store import ResultsStore
-
-    for spec in specs.values():
-        stored = {s.id: read_search(storage, s.id) for s in spec.searches()}
-        if None in stored.values():
-            return True
-        finished = ResultsStore(storage, spec.name).finished_ids()
-        if any(t.id not in finished for t in spec.trials({i: chosen_recipe(r) for i, r in stored.items()})):
-            return True
-    return False
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from kdscale import data
@@ -100,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     from kdscale.engine import ray_session
 
     results = {}
-    with ray_session(args.address, args.verbose, start=needs_ray(specs, args.storage)):
+    with ray_session(args.address, args.verbose, start=needs_ray(specs.values(), args.storage)):
         for policy, spec in specs.items():
             results[policy] = run(lambda _: spec, args, "fair_recipe")
             if results[policy] is None or not results[policy].complete:

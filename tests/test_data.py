@@ -96,7 +96,8 @@ def test_digits_is_real_and_fixed():
 @pytest.mark.parametrize("spec, kappas, message", [
     (DataSpec(name="digits", n_teacher=500), [3.0], "maximum kappa is 2.874"),
     (DataSpec(name="digits", n_teacher=5000), [], "data.n_teacher=5000"),
-    (DataSpec(name="cifar7"), [], "unknown 'cifar7'; known: caltech101, cifar10, cifar100, cifar5m, cifar5m-heldout, digits, dtd, fgvc_aircraft, flowers102, food101, imagefolder, mnist1d, stanford_cars"),
+    (DataSpec(name="cifar7"), [], "unknown 'cifar7'; known: a5, caltech101, cifar10, cifar100, cifar5m, cifar5m-heldout, copy, digits, dtd, "
+     "fgvc_aircraft, flowers102, food101, imagefolder, mnist1d, modsum, modsum-brackets, s3, s5, stanford_cars"),
     (DataSpec(name="digits", n_test=100), [], "data.n_test"),
 ])
 def test_bad_data_requests_are_clear(spec, kappas, message):

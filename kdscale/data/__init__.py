@@ -22,18 +22,25 @@ DATASETS: Registry = Registry("dataset")
 
 @dataclass(frozen=True)
 class DataInfo:
-    input_shape: tuple[int, ...]  # one sample, channels first
+    input_shape: tuple[int, ...]  # one sample, channels first; tokens: (T,), the training length
     num_classes: int
     pool_size: int | None  # samples in the training stream; None = generated without limit
     n_test: int
+    vocab_size: int | None = None  # None: real-valued inputs; V: int64 tokens in [0, V), one label per token
+
+    def example(self, n: int = 1):
+        """A zero input batch of n samples of the right shape and dtype (to build or time a model)."""
+        import torch
+
+        return torch.zeros(n, *self.input_shape, dtype=torch.int64 if self.vocab_size else torch.float32)
 
 
 @dataclass
 class LoadedData:
     info: DataInfo
-    x_pool: np.ndarray  # float32 [n_pool, *input_shape], the stream's first n_pool samples
-    y_pool: np.ndarray  # int64 [n_pool]
-    x_test: np.ndarray
+    x_pool: np.ndarray  # float32 [n_pool, *input_shape], the stream's first n_pool samples; tokens int64 [n_pool, T]
+    y_pool: np.ndarray  # int64 [n_pool]; tokens [n_pool, T], schema.IGNORE_LABEL where a token has none
+    x_test: np.ndarray  # tokens: [n_test, T_test], test sequences may be longer than training ones
     y_test: np.ndarray
 
 
@@ -104,7 +111,7 @@ def fixed_stream(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, n
 
 
 # The registry lines: importing a data set's module registers it.
-from kdscale.data import mnist1d, digits, cifar, cifar5m, imagefolder, transfer  # noqa: E402,F401
+from kdscale.data import mnist1d, digits, cifar, cifar5m, imagefolder, transfer, sequences  # noqa: E402,F401
 
 __all__ = ["DATASETS", "DataInfo", "LoadedData", "info", "check", "load", "max_kappa", "default_n_teacher",
            "fixed_stream", "student_indices", "stream_length_for", "stratified_order", "rng_for"]

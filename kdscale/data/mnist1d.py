@@ -5,19 +5,17 @@ download is never used. `make_dataset` normalises each call by that call's own m
 two pool sizes would come from two slightly different distributions; here the stream is made in
 chunks of CHUNK raw samples, each seeded by (data seed, chunk), and every sample is normalised by
 the mean and std of the first training chunk. A pool of any size is then a prefix of a larger one.
-Chunks are cached on disk keyed by the generation arguments, so a second load is instant.
+Chunks are cached on disk keyed by the generation arguments (kdscale/data/chunks.py), so a second
+load is instant.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 
 import numpy as np
 
 from kdscale.config import DataSpec
-from kdscale.data import DATASETS, DataInfo
-from kdscale.fileio import atomic_path, cache_dir
+from kdscale.data import DATASETS, DataInfo, chunks
 
 CHUNK = 4000  # samples per generated chunk: 400 per class, shuffled
 DEFAULT_N_TEST = 2000
@@ -60,24 +58,11 @@ def _make_chunk(args: dict, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _chunk(args: dict, data_seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
-    key = hashlib.sha256(json.dumps({"args": args, "seed": data_seed}, sort_keys=True).encode())
-    path = cache_dir() / "mnist1d" / key.hexdigest()[:16] / f"chunk_{index:07d}.npz"
-    if path.exists():
-        try:
-            with np.load(path) as cached:
-                return cached["x"], cached["y"]
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged cache file is regenerated below
-    x, y = _make_chunk(args, seed=(data_seed * 7_919_993 + index) % (2**32))
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, x=x, y=y)
-    return x, y
+    return chunks.chunk("mnist1d", args, data_seed, index, lambda seed: _make_chunk(args, seed))
 
 
 def _stream(args: dict, data_seed: int, first_chunk: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    chunks = [_chunk(args, data_seed, first_chunk + i) for i in range(-(-n // CHUNK))]
-    return np.concatenate([c[0] for c in chunks])[:n], np.concatenate([c[1] for c in chunks])[:n]
+    return chunks.stream("mnist1d", args, data_seed, first_chunk, n, CHUNK, lambda seed: _make_chunk(args, seed))
 
 
 @DATASETS.register("mnist1d")

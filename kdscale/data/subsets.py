@@ -28,13 +28,20 @@ def rng_for(*key: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(k) for k in key])))
 
 
+def strata(labels) -> np.ndarray:
+    """The class of each sample, the unit of stratification; sequences (labels [n, T], one per
+    token) have no one class, so they form one stratum and their orders are plain shuffles."""
+    labels = np.asarray(labels)
+    return labels if labels.ndim == 1 else np.zeros(len(labels), dtype=np.int64)
+
+
 def stratified_order(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A random order of `labels`' positions in which every prefix is class-stratified.
 
     Each class's samples are shuffled, the r-th of n_c gets the key (r + u) / n_c with u uniform
     in [0, 1), and positions are sorted by key: classes interleave in proportion to their size.
     """
-    labels = np.asarray(labels)
+    labels = strata(labels)
     keys = np.empty(len(labels), dtype=np.float64)
     for c in np.unique(labels):
         where = np.flatnonzero(labels == c)
@@ -100,7 +107,7 @@ def validation_counts(class_counts, n_val: int) -> np.ndarray:
 def validation_split(labels, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(fit positions, validation positions) into `labels` (one student's M samples): n_val =
     round(val_fraction * M), at least 1, class-stratified by `validation_counts`, drawn by seed."""
-    labels = np.asarray(labels)
+    labels = strata(labels)
     n = len(labels)
     n_val = min(max(1, int(math.floor(val_fraction * n + 0.5))), n - 1)
     classes = np.unique(labels)

@@ -29,15 +29,13 @@ def _cost(job: list[SearchSpec]) -> float:
     """A job's work, roughly: its searches x their student-steps x the student's forward FLOPs."""
     import math
 
-    import torch
-
     from kdscale import data as datasets, models
     from kdscale.train import forward_flops
 
     first = job[0]
     info = datasets.info(first.data)
-    flops = forward_flops(models.build(first.student, info.input_shape, info.num_classes),
-                          torch.zeros(1, *info.input_shape))
+    flops = forward_flops(models.build(first.student, info.input_shape, info.num_classes, info.vocab_size),
+                          info.example())
     n_fit = first.n_train - max(1, math.floor(first.space.val_fraction * first.n_train + 0.5))
     steps = sum(budget * keep for budget, keep in first.space.rungs(n_fit, first.base.batch_size))
     return len(job) * steps * (flops + 1e4)  # + a step's fixed cost, in FLOP-equivalents

@@ -182,8 +182,6 @@ def make_packs(trials: list[TrialSpec], pack_size: int | None) -> list[list[Tria
     (PACK_MAX_FLOPS), where packing was measured faster; an explicit size packs every packable one;
     1 turns packing off (twins still train once).
     """
-    import torch
-
     from kdscale import data as datasets, models
     from kdscale.train import forward_flops, packable
 
@@ -194,8 +192,8 @@ def make_packs(trials: list[TrialSpec], pack_size: int | None) -> list[list[Tria
         key = (trial.student, trial.recipe, trial.data)
         if key not in can_pack:
             info = datasets.info(trial.data)
-            model = models.build(trial.student, info.input_shape, info.num_classes)
-            small = forward_flops(model, torch.zeros(1, *info.input_shape)) <= PACK_MAX_FLOPS
+            model = models.build(trial.student, info.input_shape, info.num_classes, info.vocab_size)
+            small = forward_flops(model, info.example()) <= PACK_MAX_FLOPS
             can_pack[key] = packable(model) and (small or pack_size is not None)
         group = _pack_key(trial) if can_pack[key] and size > 1 else training_key(trial)
         groups.setdefault(group, []).append(trial)

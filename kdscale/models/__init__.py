@@ -13,6 +13,13 @@ Families (`python -m kdscale.models` prints their parameter counts at a few widt
 - `resnet18`: CIFAR-style ResNet-18 from torchvision's BasicBlock, stages width * (1, 2, 4, 8).
 - `resnet50`: CIFAR-style ResNet-50 from torchvision's Bottleneck, inner channels width * (1, 2, 4, 8).
 
+Token families (int64 tokens [B, T] in, one prediction per token out; `build` needs the data's
+`vocab_size`), in models/rnn.py, options `depth` (layers, default 1):
+- `diagrnn`: a diagonal linear RNN, input-dependent, computed as a parallel scan over time.
+- `fprnn`: a dense linear RNN computed as the fixed point of the diagonal one; options
+  `iterations` (default 64) and `tol` (default 0: no early stop).
+- `lstm`: torch's LSTM, the nonlinear baseline.
+
 A new family is one file with a builder `(width, input_shape, num_classes, **options)` decorated
 with `@MODELS.register("name")`, and one import line below. The builder's keyword arguments are
 its options: `build` checks option names against them, the builder checks their values.
@@ -30,11 +37,11 @@ from kdscale.errors import SpecError
 from kdscale.models.base import MODELS, Classifier, count_params
 
 # One line per family: importing the module registers its builder.
-from kdscale.models import mlp, cnn1d, cnn2d, resnet, resnet50  # noqa: F401  (registration)
+from kdscale.models import mlp, cnn1d, cnn2d, resnet, resnet50, rnn  # noqa: F401  (registration)
 
-__all__ = ["MODELS", "Classifier", "build", "count_params", "allowed_options"]
+__all__ = ["MODELS", "Classifier", "build", "count_params", "allowed_options", "reads_tokens"]
 
-_POSITIONAL = ("width", "input_shape", "num_classes")  # what every builder takes before options
+_POSITIONAL = ("width", "input_shape", "num_classes", "vocab_size")  # what builders take before options
 
 
 def allowed_options(family: str) -> list[str]:
@@ -43,8 +50,15 @@ def allowed_options(family: str) -> list[str]:
     return [name for name in parameters if name not in _POSITIONAL]
 
 
-def build(spec: ModelSpec | str, input_shape: tuple[int, ...], num_classes: int) -> Classifier:
-    """The model `spec` describes, for inputs of `input_shape` (without the batch dimension).
+def reads_tokens(family: str) -> bool:
+    """Does the family take token inputs (its builder a `vocab_size`)?"""
+    return "vocab_size" in inspect.signature(MODELS.get(family)).parameters
+
+
+def build(spec: ModelSpec | str, input_shape: tuple[int, ...], num_classes: int,
+          vocab_size: int | None = None) -> Classifier:
+    """The model `spec` describes, for inputs of `input_shape` (without the batch dimension):
+    real-valued ones, or int64 tokens in [0, vocab_size) when `vocab_size` is given.
 
     Every failure is a SpecError naming the field, raised before any weight is allocated.
     """
@@ -61,6 +75,10 @@ def build(spec: ModelSpec | str, input_shape: tuple[int, ...], num_classes: int)
     num_classes = int(num_classes)
 
     builder = MODELS.get(spec.family)  # unknown family: SpecError listing the known ones
+    tokens = {"vocab_size": _check_vocab(spec.family, vocab_size)} if reads_tokens(spec.family) else {}
+    if vocab_size is not None and not tokens:
+        raise SpecError(f"model.family={spec.family!r} is invalid for token inputs: use one of "
+                        f"{', '.join(f for f in MODELS.names() if reads_tokens(f))}")
     options = dict(spec.options)
     # A spec may pin its class count; a teacher and a student trained on different label sets
     # could not be compared, so a mismatch with the data set is an error, not a silent override.
@@ -75,4 +93,13 @@ def build(spec: ModelSpec | str, input_shape: tuple[int, ...], num_classes: int)
         if name not in allowed:
             raise SpecError(f"model.options: {spec.family} takes no option {name!r}; "
                             f"allowed: {', '.join(allowed) or 'none'}")
-    return builder(spec.width, input_shape, num_classes, **options)
+    return builder(spec.width, input_shape, num_classes, **options, **tokens)
+
+
+def _check_vocab(family: str, vocab_size) -> int:
+    if vocab_size is None:
+        raise SpecError(f"model.family={family!r} is invalid for real-valued inputs: it reads tokens; use one of "
+                        f"{', '.join(f for f in MODELS.names() if not reads_tokens(f))}")
+    if not isinstance(vocab_size, numbers.Integral) or isinstance(vocab_size, bool) or vocab_size < 1:
+        raise SpecError(f"model.vocab_size={vocab_size!r} is invalid: must be an integer >= 1")
+    return int(vocab_size)

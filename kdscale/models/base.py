@@ -3,6 +3,8 @@
 Distillation studies look inside a model as well as at its output (feature-kernel CKA to the
 teacher, linear probes), so every model splits into `features(x) -> [B, D]`, the penultimate
 representation phi, and one linear `head: D -> num_classes`, with `forward(x) = head(features(x))`.
+Token models (kdscale/models/rnn.py) take int64 tokens [B, T] and give features [B, T, D] and
+logits [B, T, num_classes], one per token; their builders take the data's `vocab_size`.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ class Classifier(nn.Module):
 
     head: nn.Linear
     feature_dim: int  # D, the width of phi
+    packable = True  # False: cannot train in a vmapped pack (kdscale.train.packable)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -56,3 +59,9 @@ def bool_option(name: str, value) -> bool:
     if value not in (True, False) or (isinstance(value, float)):
         raise SpecError(f"model.options.{name}={value!r} is invalid: must be true or false (or 1 or 0)")
     return bool(value)
+
+
+def float_option(name: str, value, minimum: float) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= minimum or value == float("inf"):
+        raise SpecError(f"model.options.{name}={value!r} is invalid: must be a finite number >= {minimum:g}")
+    return float(value)

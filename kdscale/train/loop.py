@@ -17,6 +17,10 @@ subset (one step per epoch) does not evaluate after every step. The running loss
 the device and read at reports only (no per-step host synchronisation). A student whose loss turns
 NaN or infinite is marked diverged at the next report and its numbers are dropped; the others
 train on, unaffected (its gradients never reach theirs); the run ends when none is left.
+
+Samples are vectors or images with one label, or token sequences with one label per token (int64
+inputs [M, T], labels [M, T], per-token logits): the objectives count each labelled token as one
+sample and the metrics add the per-sequence accuracy (kdscale.objectives, kdscale.train.metrics).
 """
 from __future__ import annotations
 
@@ -27,11 +31,11 @@ from typing import Any, Callable
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from kdscale import models, objectives
 from kdscale.augment import augment
 from kdscale.config import ModelSpec, ObjectiveSpec, RecipeSpec
+from kdscale.train.metrics import accuracy, agreement, test_metrics
 from kdscale.train.schedule import (StackedSGD, derive_seed, lr_factor, make_optimizer, plan_steps, precision_context,
                                     shared_recipe)
 from kdscale.train.students import Pack, Single, predict
@@ -39,13 +43,14 @@ from kdscale.train.students import Pack, Single, predict
 
 @dataclass
 class TrainData:
-    """Tensors of one student. Teacher logits are aligned with the rows of x_train / x_test."""
+    """Tensors of one student. Teacher logits are aligned with the rows of x_train / x_test.
+    Token data (int64 x [M, T]) have labels [M, T] and logits [M, T, C] (kdscale.train.metrics)."""
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
-    teacher_train: torch.Tensor | None = None  # float [M, C]
-    teacher_test: torch.Tensor | None = None  # float [n_test, C]
+    teacher_train: torch.Tensor | None = None  # float [M, C]; tokens [M, T, C]
+    teacher_test: torch.Tensor | None = None  # float [n_test, C]; tokens [n_test, T_test, C]
     teacher_model: nn.Module | None = None  # needed with augmentation: run on each augmented batch
 
 
@@ -54,13 +59,8 @@ class TrainResult:
     status: str  # "ok" or "diverged"
     metrics: dict[str, Any]
     model: nn.Module
-    test_probs: torch.Tensor | None  # float [n_test, C] on CPU; None when diverged
+    test_probs: torch.Tensor | None  # float [n_test, C] (tokens [n_test, T, C]) on CPU; None when diverged
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-def agreement(logits: torch.Tensor, other: torch.Tensor) -> float:
-    """Top-1 agreement (fidelity when `other` is the teacher's logits)."""
-    return (logits.argmax(1) == other.argmax(1)).float().mean().item()
 
 
 def forward_flops(model: nn.Module, sample: torch.Tensor) -> float:
@@ -87,17 +87,17 @@ def _channels_last(datas: list[TrainData], model: nn.Module) -> nn.Module:
 
 def train(model_spec: ModelSpec, objective: ObjectiveSpec, recipe: RecipeSpec, seed: int, data: TrainData,
           num_classes: int, on_report: Callable[[dict, Callable[[], dict]], None] | None = None,
-          resume: dict | None = None, max_reports: int = 20) -> TrainResult:
+          resume: dict | None = None, max_reports: int = 20, vocab_size: int | None = None) -> TrainResult:
     """Train one student: `train_students` with S = 1; `on_report(report, state)` gets its report."""
     report = None if on_report is None else (lambda reports, state: on_report(reports[0], state))
     return train_students(model_spec, [objective], recipe, [seed], [data], num_classes, report, resume,
-                          max_reports)[0]
+                          max_reports, vocab_size)[0]
 
 
 def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[ObjectiveSpec],
                    recipe: RecipeSpec | list[RecipeSpec], seeds: list[int], datas: list[TrainData], num_classes: int,
                    on_report: Callable[[list[dict | None], Callable[[], dict]], None] | None = None,
-                   resume: dict | None = None, max_reports: int = 20) -> list[TrainResult]:
+                   resume: dict | None = None, max_reports: int = 20, vocab_size: int | None = None) -> list[TrainResult]:
     """Train one student per seed on its own `datas[i]` (all with the same number of samples), each
     with `objective`, or with its own objective when given a list, and return their results.
 
@@ -108,6 +108,7 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
     diverged one); `state()` builds a checkpoint (weights, optimizer, step, generators) that
     `resume` takes back to continue where it was. A result's `flops` counts the student's own
     forward and backward passes; what a teacher adds is its caller's to count (kdscale.trial).
+    `vocab_size` is the data's token count for token inputs (kdscale.data.DataInfo), else None.
     """
     started = time.perf_counter()
     size = len(seeds)
@@ -132,7 +133,7 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
     for seed in seeds:  # initialisation from the seed alone, the global RNG untouched
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(seed, 1))
-            built.append(models.build(model_spec, input_shape, num_classes).to(device))
+            built.append(models.build(model_spec, input_shape, num_classes, vocab_size).to(device))
     students = Single(_channels_last(datas, built[0])) if size == 1 else Pack(built)
     autocast = precision_context(recipe, device)
     if all(r == recipe for r in recipes):
@@ -227,8 +228,7 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
                 if alive[s]:
                     y_test = datas[s].y_test
                     report = {"epoch": epoch, "step": step, "train_loss": train_losses[s],
-                              "test_acc": (test_logits[s].argmax(1) == y_test).float().mean().item(),
-                              "test_loss": F.cross_entropy(test_logits[s], y_test).item(),
+                              **test_metrics(test_logits[s], y_test),
                               "lr": recipes[s].lr * lr_factor(recipe, max(0, step - 1), per_epoch, total)}
                     histories[s].append(report)
                 reports.append(report)
@@ -284,14 +284,12 @@ def _results(students, datas, alive, histories, counts, seen, started) -> list[T
             train_logits = predict(model, data.x_train)
             if torch.isfinite(train_logits).all() and torch.isfinite(test_logits[s]).all():
                 status = "ok"
-                metrics.update(
-                    test_acc=(test_logits[s].argmax(1) == data.y_test).float().mean().item(),
-                    test_loss=F.cross_entropy(test_logits[s], data.y_test).item(),
-                    train_acc=(train_logits.argmax(1) == data.y_train).float().mean().item())
+                metrics.update(**test_metrics(test_logits[s], data.y_test),
+                               train_acc=accuracy(train_logits, data.y_train))
                 if data.teacher_train is not None:
-                    metrics["fidelity_train"] = agreement(train_logits, data.teacher_train)
+                    metrics["fidelity_train"] = agreement(train_logits, data.teacher_train, data.y_train)
                 if data.teacher_test is not None:
-                    metrics["fidelity_test"] = agreement(test_logits[s], data.teacher_test)
-                probs = test_logits[s].softmax(1).float().cpu()
+                    metrics["fidelity_test"] = agreement(test_logits[s], data.teacher_test, data.y_test)
+                probs = test_logits[s].softmax(-1).float().cpu()
         results.append(TrainResult(status, metrics, model, probs, histories[s]))
     return results

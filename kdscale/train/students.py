@@ -107,8 +107,10 @@ def _functional_copy(model: nn.Module) -> nn.Module:
 
 
 def packable(model: nn.Module) -> bool:
-    """Can this model be trained in a pack? Not with a batch norm PackBatchNorm cannot take."""
-    return not any(isinstance(module, nn.modules.batchnorm._BatchNorm) and (
+    """Can this model be trained in a pack? Not one that says it cannot (`packable = False`: an op
+    vmap has no rule for, or a loop that stops at a data-dependent point), nor one with a batch
+    norm PackBatchNorm cannot take."""
+    return getattr(model, "packable", True) and not any(isinstance(module, nn.modules.batchnorm._BatchNorm) and (
         module.momentum is None or not module.affine or not module.track_running_stats)
         for module in model.modules())
 
@@ -118,7 +120,7 @@ class Pack:
 
     def __init__(self, models: list[nn.Module]):
         if not packable(models[0]):
-            raise ValueError("this model cannot be packed (batch norm without momentum or affine)")
+            raise ValueError("this model cannot be packed (see kdscale.train.packable)")
         self.students = models
         self.params, self.buffers = stack_module_state(models)
         self.base = _functional_copy(models[0])  # the architecture; its weights come from `params`
