@@ -100,6 +100,7 @@ def _run(spec: StudySpec, store: ResultsStore, tracker: StudyTracker, address, c
         log(f"marked {tracker.killed} MLflow run(s) left RUNNING by an earlier driver as KILLED")
     started_ray, interrupted, teachers, status, raising = False, False, None, "FAILED", True
     trials, pending, skipped, reused, search_s, train_s, searched = None, [], 0, {}, 0.0, 0.0, 0
+    t0 = time.perf_counter()
     try:
         try:
             searches = spec.searches()
@@ -160,6 +161,10 @@ def _run(spec: StudySpec, store: ResultsStore, tracker: StudyTracker, address, c
         except EnvironmentFault:
             if not raising:  # nothing else is being raised: the close's own fault is the news
                 raise
+    if complete and (searched or pending):
+        total = time.perf_counter() - t0
+        log(f"study {spec.name}: done in {total:.0f} s: searches {search_s:.0f} s ({searched} run), students "
+            f"{train_s:.0f} s ({len(pending)} trained), teachers and the rest {total - search_s - train_s:.0f} s")
     if not complete:
         missing = "the searches" if trials is None else f"{sum(t.id not in done for t in trials)} trial(s)"
         log(f"study {spec.name}: {missing} not finished{' (interrupted)' if interrupted else ''}; run the same "
