@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     print(render(model_size.section(result.table)), end="")  # the gain tables, as fixed-width text
     if not args.no_analysis and result.complete and analyse(result) is None:
         return 1
-    print(f"MLflow: mlflow ui --backend-store-uri {result.tracking_uri}   (study {result.store.study!r})")
+    print(f"MLflow: mlflow ui --backend-store-uri {result.tracking_uri}, then open "
+          f"http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (study {result.store.study!r})")
     return 0 if result.complete else 1
 
 

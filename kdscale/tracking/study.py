@@ -146,11 +146,12 @@ class StudyTracker:
 
     def log_reports(self, trial_id: str, reports: Iterable[dict[str, Any]]) -> None:
         """Per-epoch metrics (each report's `step` is its x axis), in one batch. The schedule's current lr is
-        charted as `lr_now`, so that `lr` stays the recipe's setting (a param)."""
+        charted as `lr_now`, so that `lr` stays the recipe's setting (a param); the epoch is left out (the
+        step is the x axis, and a chart of the epoch against it says nothing)."""
         run_id, _ = self.runs[trial_id]
         now = int(time.time() * 1000)
         metrics = [m for report in reports
-                   for m in metrics_of({("lr_now" if k == "lr" else k): v for k, v in report.items() if k != "step"},
+                   for m in metrics_of({("lr_now" if k == "lr" else k): v for k, v in report.items() if k not in ("step", "epoch")},
                                        int(report["step"]), now)]
         if metrics:
             self._log(run_id, metrics=metrics)
