@@ -267,4 +267,15 @@ def finish(result, args: argparse.Namespace, make_section) -> int:
     log_artifacts(result.tracking_uri, result.parent_run_id, [path, *section.figures, *csvs] +
                   ([report.markdown_path] if report else []), artifact_path="analysis")
     print(f"report: {path}")
+    print(mlflow_hint(result))
     return 0
+
+
+def mlflow_hint(result) -> str:
+    """The last line of every study: how to open its runs in MLflow's Model training view (MLflow 3
+    opens on its GenAI view unless the URL says otherwise)."""
+    uri, view = result.tracking_uri, "#/experiments?workflowType=machine_learning"
+    if uri.startswith(("http://", "https://")):
+        return f"MLflow: {uri.rstrip('/')}/{view} (study {result.store.study!r})"
+    return (f"MLflow: mlflow ui --backend-store-uri {uri}, then open http://127.0.0.1:5000/{view} "
+            f"(study {result.store.study!r})")

@@ -26,8 +26,8 @@ from kdscale.data import default_n_teacher
 from kdscale.errors import SpecError
 from kdscale.recipes import study_recipes
 from kdscale.study import StudySpec
-from kdscale.studyargs import (MAIN_KAPPAS, MAIN_PAIRS, Grid, StudyParser, add_run_flags, analyse, recipe_fields,
-                               resources, run)
+from kdscale.studyargs import (MAIN_KAPPAS, MAIN_PAIRS, Grid, StudyParser, add_run_flags, analyse, mlflow_hint,
+                               recipe_fields, resources, run)
 
 GRID = Grid("model_size", kappas=MAIN_KAPPAS, pairs=MAIN_PAIRS, quick=dict(
     pairs=("cnn1d:width=16>cnn1d:width=16", "cnn1d:width=64>cnn1d:width=4", "cnn1d:width=8>cnn1d:width=16"),
@@ -111,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     print(render(model_size.section(result.table)), end="")  # the gain tables, as fixed-width text
     if not args.no_analysis and result.complete and analyse(result) is None:
         return 1
-    print(f"MLflow: mlflow ui --backend-store-uri {result.tracking_uri}, then open "
-          f"http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (study {result.store.study!r})")
+    print(mlflow_hint(result))
     return 0 if result.complete else 1
 
 
