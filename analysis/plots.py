@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import matplotlib
 from matplotlib.figure import Figure
 
 from analysis.fidelity import power_law
@@ -58,8 +59,12 @@ def error_vs_kappa(frame: pd.DataFrame, metric: Metric, pairs: list[str], path) 
             kappas, mean, sd = stats.index.to_numpy(), stats["mean"].to_numpy(), stats["std"].fillna(0).to_numpy()
             line, = ax.plot(kappas, mean, marker="o", ms=3, label=arm)
             ax.fill_between(kappas, mean - sd, mean + sd, color=line.get_color(), alpha=0.2, lw=0)
+        teacher = pd.to_numeric(part.get("teacher_test_acc", pd.Series(dtype=float)), errors="coerce").dropna()
+        if use_error and len(teacher) and (part["objective"] == "kd").any():  # what bounds a kd student
+            ax.axhline(1.0 - teacher.iloc[0], color="black", lw=0.8, ls=":", label="teacher")
         _pair_panel(ax, pair, ylabel)
-    figure.suptitle("Test performance against kappa (band: +-1 sd over seeds)", fontsize=10)
+    figure.suptitle("Test performance against kappa (band: +-1 sd over seeds; dotted: the teacher's)",
+                    fontsize=10)
     return _save(figure, path)
 
 
@@ -86,8 +91,35 @@ def gain_vs_kappa(summary: pd.DataFrame, cross: pd.DataFrame, higher_is_better: 
     ax.set_xlabel("kappa = M / N")
     helps = "above" if higher_is_better else "below"
     ax.set_ylabel("PG = R(kd) / R(lt)")
-    ax.set_title(f"Performance gain (kd helps {helps} 1); diamonds: kappa*, bars: its CI", fontsize=10)
+    ax.set_title(f"Performance gain (kd helps {helps} 1); error bars: +-1 se over seeds;\n"
+                 "diamonds: kappa*, thick bars: its bootstrap CI", fontsize=10)
     ax.legend(fontsize=7)
+    return _save(figure, path)
+
+
+def gain_vs_ratio(summary: pd.DataFrame, info: pd.DataFrame, higher_is_better: bool, path) -> Path:
+    """PG against P_student / P_teacher, one curve per kappa (and kd arm), whether or not a kappa*
+    exists: how the gain at a given data size depends on the pair's size ratio."""
+    ratios = info.set_index("pair")["size_ratio"]
+    frame = summary[summary["pair"].isin(ratios.index)].assign(size_ratio=lambda f: f["pair"].map(ratios))
+    figure = Figure(figsize=(7.0, 4.5), layout="constrained")
+    ax = figure.add_subplot()
+    arms = frame["arm"].nunique()
+    colors = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, max(1, frame["kappa"].nunique())))
+    for color, (kappa, by_kappa) in zip(colors, frame.groupby("kappa", sort=True)):
+        for arm, group in by_kappa.groupby("arm", sort=True):
+            group = group.sort_values("size_ratio")
+            label = f"kappa {kappa:g}" + (f" {arm}" if arms > 1 else "")
+            ax.errorbar(group["size_ratio"], group["PG_mean"], yerr=group["PG_se"].fillna(0), marker="o", ms=3,
+                        capsize=2, color=color, label=label)
+    ax.axhline(1.0, color="gray", lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_xlabel("size ratio P_student / P_teacher")
+    ax.set_ylabel("PG = R(kd) / R(lt)")
+    helps = "above" if higher_is_better else "below"
+    ax.set_title(f"Performance gain against size ratio, one line per kappa (kd helps {helps} 1;\n"
+                 "error bars: +-1 se over seeds; pairs of one ratio are joined in order)", fontsize=9)
+    ax.legend(fontsize=7, ncol=2)
     return _save(figure, path)
 
 

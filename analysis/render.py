@@ -18,7 +18,8 @@ from analysis.fits import Analysis, headline_rows
 
 SECTION_FIGURES = {
     "increments": [("error_vs_kappa", "Test performance against kappa"),
-                   ("gain_vs_kappa", "PG against kappa with kappa*")],
+                   ("gain_vs_kappa", "PG against kappa with kappa*"),
+                   ("gain_vs_ratio", "PG against size ratio at each kappa")],
     "scaling": [("kappa_star_vs_ratio", "kappa* against size ratio")],
     "fidelity": [("fidelity_gap", "Fidelity gap against kappa")],
     "bias_variance": [("bias_variance", "Bias and variance against kappa")],

@@ -22,7 +22,8 @@ DEFAULT_OUT = "analysis"
 REPORT_FILE = "report.md"
 TABLE_NAMES = ("pairs", "increments", "paired_by_seed", "crossover", "size_scaling",
                "size_scaling_points", "fidelity_fits", "fidelity_points", "bias_variance")
-FIGURE_NAMES = ("error_vs_kappa", "gain_vs_kappa", "kappa_star_vs_ratio", "fidelity_gap", "bias_variance")
+FIGURE_NAMES = ("error_vs_kappa", "gain_vs_kappa", "gain_vs_ratio", "kappa_star_vs_ratio", "fidelity_gap",
+                "bias_variance")
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,9 @@ def draw_figures(analysis: Analysis, out_dir: Path):
     if analysis.summary is not None:
         jobs["gain_vs_kappa"] = lambda p: plots.gain_vs_kappa(
             analysis.summary, analysis.cross, trials.metric.higher_is_better, p)
+        if "size_ratio" in analysis.info.columns and analysis.info["size_ratio"].nunique() > 1:
+            jobs["gain_vs_ratio"] = lambda p: plots.gain_vs_ratio(
+                analysis.summary, analysis.info, trials.metric.higher_is_better, p)
     if analysis.scaling_points is not None and analysis.scaling_points["used"].any():
         jobs["kappa_star_vs_ratio"] = lambda p: plots.kappa_star_vs_ratio(
             analysis.scaling_points, analysis.scaling_fits, p)

@@ -59,7 +59,7 @@ def test_failed_and_diverged_trials_are_excluded_and_counted(study):
 def test_figures_and_tables_are_written_next_to_the_report(study):
     results_dir, _, result = study
     names = {path.name for path in result.figure_paths}
-    assert names == {"error_vs_kappa.png", "gain_vs_kappa.png", "kappa_star_vs_ratio.png",
+    assert names == {"error_vs_kappa.png", "gain_vs_kappa.png", "gain_vs_ratio.png", "kappa_star_vs_ratio.png",
                      "fidelity_gap.png", "bias_variance.png"}
     for path in result.figure_paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
