@@ -1,5 +1,5 @@
 """Which models track state where a diagonal RNN cannot, and does a dense teacher help a student learn
-to from less data? (Movahedi et al., "Fixed-point RNNs", arXiv 2503.10799)
+from less data? (Movahedi et al., "Fixed-point RNNs", arXiv 2503.10799)
 
     python studies/state_tracking.py          # 6 tasks x 3 models x 3 seeds; kd at 4 kappas on one task
     python studies/state_tracking.py --quick  # smoke size: 1 task, 2 kappas, 2 seeds, short runs
@@ -49,7 +49,7 @@ GRID = Grid("state_tracking", kappas=(0.1, 0.25, 0.5, 1.0),
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = StudyParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = StudyParser(description=__doc__)
     GRID.add_flags(parser)
     parser.add_argument("--tasks", nargs="+", help=f"part 1's tasks (default {' '.join(TASKS)})")
     parser.add_argument("--kd-task", default="modsum-brackets", help="part 2's task (default modsum-brackets)")

@@ -11,7 +11,8 @@ FAST = ["--dataset", "digits", "--n-teacher", "400", "--teacher", "mlp:width=32"
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--dataset", "cifar7"], "dataset: unknown 'cifar7'; known: caltech101, cifar10, cifar100, cifar5m, cifar5m-heldout, digits, dtd, fgvc_aircraft, flowers102, food101, imagefolder, mnist1d, stanford_cars"),
+    (["--dataset", "cifar7"], "dataset: unknown 'cifar7'; known: a5, caltech101, cifar10, cifar100, cifar5m, cifar5m-heldout, copy, digits, dtd, fgvc_aircraft, "
+                                       "flowers102, food101, imagefolder, mnist1d, modsum, modsum-brackets, s3, s5, stanford_cars"),
     (["--student", "transformer:width=8"], "student: model.family: unknown 'transformer'"),
     (["--objective", "distill"], "objective.name='distill' is invalid: must be one of lt, kd, ls, hard, l2"),
     (["--kappa", "0"], "trial.kappa=0.0 is invalid"),
