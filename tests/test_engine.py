@@ -54,7 +54,7 @@ def test_study_lands_in_store_and_mlflow_and_reruns_train_nothing(tmp_path):
     assert first.complete and first.trained == 8 and first.skipped == 0
     table, runs = check_exactly_once(tmp_path, spec)
     assert {r["parent"] for r in runs} == {first.parent_run_id}  # nested under one parent run
-    assert "mlp-32>mlp-16 kd tau=4 kappa=0.25 seed=0" in {r["name"] for r in runs}
+    assert "kd tau=4 kappa=0.25 seed=0 mlp-32>mlp-16" in {r["name"] for r in runs}
     kd = table[table["objective"] == "kd"]
     assert (kd["fidelity_test"] > 0).all() and (table["teacher_test_acc"] > 0.5).all()
     store = ResultsStore(str(tmp_path / "results"), spec.name)
