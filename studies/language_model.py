@@ -45,7 +45,7 @@ GRID = Grid("language_model", kappas=(0.25, 0.5, 1.0, 2.0, 4.0), seeds=2,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = StudyParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = StudyParser(description=__doc__)
     GRID.add_flags(parser)
     parser.add_argument("--teachers", nargs="+", help=f"teacher models (default {' '.join(TEACHERS)})")
     parser.add_argument("--student", help=f"student model (default {STUDENT})")
