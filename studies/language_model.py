@@ -8,8 +8,8 @@ Data: `text` (kdscale/data/text.py), the King James Bible as characters (73 toke
 T = 32 characters that predict the next character at every position; N = 2000 windows (64,000
 tokens) for the teachers, M = kappa N for the students, kappa = student tokens / teacher tokens in
 0.25, 0.5, 1, 2, 4; the test set is 500 windows spread over the corpus. Teachers: gpt-32, gpt-64
-and gpt-128 (2 blocks, 4 heads; about 28k, 106k and 405k parameters), trained with labels. Student:
-gpt-32 with 1 block (about 15k parameters), lt against kd (tau = 2, tau^2 factor, alpha = 0) from
+and gpt-128 (2 blocks, 4 heads; 31k, 112k and 420k parameters), trained with labels. Student:
+gpt-32 with 1 block (18.5k parameters), lt against kd (tau = 2, tau^2 factor, alpha = 0) from
 each teacher. Printed (analysis/sections/language_model.py): test perplexity per teacher and kappa,
 the gain ppl(lt) - ppl(kd) paired by seed with its trend in kappa, and perplexity against FLOPs
 (the teacher's forward passes over the student's tokens counted) with, per teacher, whether kd
