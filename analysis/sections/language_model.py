@@ -176,6 +176,7 @@ def _draw(out_dir: Path, frame: pd.DataFrame, x: str, xlabel: str, name: str) ->
         group = group.sort_values(x)
         ax.plot(group[x], group["test_ppl"], marker="o", label=label, ls="--" if label == "lt" else "-")
     ax.set(xscale="log", xlabel=xlabel, ylabel="test perplexity")
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())  # labelled minor ticks overlap on a short log axis
     ax.legend(fontsize=8)
     path = out_dir / name
     path.parent.mkdir(parents=True, exist_ok=True)
