@@ -52,9 +52,18 @@ RECIPES.register("sequence-teacher")(RecipeSpec(optimizer="adamw", lr=3e-3, weig
 RECIPES.register("sequence-student")(RecipeSpec(optimizer="adamw", lr=3e-3, weight_decay=0.01, batch_size=64,
                                                 steps=1500, schedule="cosine", warmup=75))
 SEQUENCE_TASKS = ("s5", "a5", "s3", "modsum", "modsum-brackets", "copy")
+# Language models on `text` (kdscale/data/text.py): AdamW as nanoGPT trains GPTs (its shakespeare_char:
+# lr 1e-3, batch 64, weight decay 0.1; here 2e-3 for models of 10^4-10^5 parameters), batches of 32
+# windows, cosine decay after a warm-up. Budgets in epochs, as the paper's language models: a student
+# of larger kappa reads more tokens and costs more FLOPs (studies/language_model.py, Fig. 3).
+RECIPES.register("text-teacher")(RecipeSpec(optimizer="adamw", lr=2e-3, weight_decay=0.1, batch_size=32,
+                                            steps=None, epochs=24, schedule="cosine", warmup=1))
+RECIPES.register("text-student")(RecipeSpec(optimizer="adamw", lr=2e-3, weight_decay=0.1, batch_size=32,
+                                            steps=None, epochs=8, schedule="cosine", warmup=0.5))
 
 DEFAULTS = {"mnist1d": ("mnist1d-teacher", "mnist1d-student"), "digits": ("digits-teacher", "digits-student"),
             **{name: ("sequence-teacher", "sequence-student") for name in SEQUENCE_TASKS},
+            "text": ("text-teacher", "text-student"),
             "cifar10": ("paper-cifar10", "paper-cifar10"), "cifar5m": ("paper-cifar10", "paper-cifar10"),
             "cifar5m-heldout": ("paper-cifar10", "paper-cifar10"),
             "cifar100": ("paper-cifar100", "paper-cifar100"),

@@ -27,13 +27,13 @@ COLUMNS = ("study", "trial_id", "status", "error", "label", "dataset", "n_teache
            "alpha", "tau_squared", "epsilon", "seed", "budget", "lr", "weight_decay", "batch_size", "test_acc",
            "test_loss", "test_ppl", "test_seq_acc", "train_acc", "fidelity_train", "fidelity_test", "teacher_test_acc",
            "epochs", "steps", "wall_s", "flops", "resumed_from_step", "node_id", "cka_teacher", "fa_teacher",
-           "probe_acc", "pack_size", "extras", "fp_iterations")
+           "probe_acc", "pack_size", "extras", "fp_iterations", "teacher_test_ppl")
 INT_COLUMNS = ("n_teacher", "n_train", "teacher_params", "student_params", "seed", "batch_size", "epochs", "steps",
                "resumed_from_step", "pack_size")
 FLOAT_COLUMNS = ("kappa", "tau", "alpha", "epsilon", "lr", "weight_decay", "test_acc", "test_loss", "test_ppl",
                  "test_seq_acc", "fp_iterations",
                  "train_acc", "fidelity_train", "fidelity_test", "teacher_test_acc", "wall_s", "flops", "cka_teacher",
-                 "fa_teacher", "probe_acc")
+                 "fa_teacher", "probe_acc", "teacher_test_ppl")
 BOOL_COLUMNS = ("tau_squared",)
 STRING_COLUMNS = tuple(c for c in COLUMNS if c not in INT_COLUMNS + FLOAT_COLUMNS + BOOL_COLUMNS)
 

@@ -119,7 +119,8 @@ class ResultsStore:
         instead (schema.read_token_predictions): n T C probabilities would take megabytes a trial."""
         buffer = io.BytesIO()
         if np.ndim(probs) == 3:
-            np.savez(buffer, pred=np.asarray(probs).argmax(-1).astype(np.int16), labels=np.asarray(labels, np.int64))
+            classes = np.asarray(probs).argmax(-1).astype(np.int16 if np.shape(probs)[-1] <= 32768 else np.int32)
+            np.savez(buffer, pred=classes, labels=np.asarray(labels, np.int64))
         else:
             np.savez(buffer, probs=np.asarray(probs, np.float32), labels=np.asarray(labels, np.int64))
         self._write(self._file(schema.PREDICTIONS_DIR, trial_id), buffer.getvalue())

@@ -84,10 +84,14 @@ def _outcome(spec: TrialSpec, result, teacher: TeacherOutputs, loaded, tensors: 
     row = spec_row(spec)
     row.update({"status": result.status, "error": None if result.status == "ok" else "loss became NaN or inf",
                 "teacher_params": teacher.params, "teacher_test_acc": teacher.test_acc, "test_ppl": None,
-                "test_seq_acc": None, "fp_iterations": None,  # token models only (metrics, below)
+                "teacher_test_ppl": None, "test_seq_acc": None, "fp_iterations": None,  # token models only (metrics, below)
                 "node_id": None,  # the engine fills in where the trial ran
                 "cka_teacher": None, "fa_teacher": None, "probe_acc": None})  # with spec.extras
     row.update(result.metrics)
+    if loaded.info.next_token:  # a language model: perplexity, exp(mean cross-entropy per test token)
+        row["teacher_test_ppl"] = perplexity(tensors.teacher_test, tensors.y_test)
+        if result.status == "ok":
+            row["test_ppl"] = math.exp(row["test_loss"])
     if spec.objective.uses_teacher:  # the teacher's forward passes: once per sample, or per sample seen
         row["flops"] += teacher.forward_flops * (result.metrics["samples_seen"] if spec.recipe.augment != "none"
                                                  else spec.n_train)
@@ -106,6 +110,13 @@ def _outcome(spec: TrialSpec, result, teacher: TeacherOutputs, loaded, tensors: 
             row.update(extra_metrics)
     probs = None if result.test_probs is None else result.test_probs.numpy().astype(np.float32)
     return TrialOutcome(row, probs, loaded.y_test, result.history, features)
+
+
+def perplexity(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """exp(mean cross-entropy over the labelled tokens) of logits [n, T, C] against labels [n, T]."""
+    import torch.nn.functional as F
+
+    return math.exp(F.cross_entropy(logits.float().flatten(0, -2), labels.flatten()).item())
 
 
 def run_trial(spec: TrialSpec, teacher: TeacherOutputs | None = None, device: str | torch.device | None = None,

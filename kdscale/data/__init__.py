@@ -27,6 +27,7 @@ class DataInfo:
     pool_size: int | None  # samples in the training stream; None = generated without limit
     n_test: int
     vocab_size: int | None = None  # None: real-valued inputs; V: int64 tokens in [0, V), one label per token
+    next_token: bool = False  # a language model's data: labels are the next tokens, so a row has test_ppl
 
     def example(self, n: int = 1):
         """A zero input batch of n samples of the right shape and dtype (to build or time a model)."""
@@ -111,7 +112,7 @@ def fixed_stream(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, n
 
 
 # The registry lines: importing a data set's module registers it.
-from kdscale.data import mnist1d, digits, cifar, cifar5m, imagefolder, transfer, sequences  # noqa: E402,F401
+from kdscale.data import mnist1d, digits, cifar, cifar5m, imagefolder, transfer, sequences, text  # noqa: E402,F401
 
 __all__ = ["DATASETS", "DataInfo", "LoadedData", "info", "check", "load", "max_kappa", "default_n_teacher",
            "fixed_stream", "student_indices", "stream_length_for", "stratified_order", "rng_for"]

@@ -19,6 +19,8 @@ Token families (int64 tokens [B, T] in, one prediction per token out; `build` ne
 - `fprnn`: a dense linear RNN computed as the fixed point of the diagonal one; options
   `iterations` (default 64) and `tol` (default 0: no early stop).
 - `lstm`: torch's LSTM, the nonlinear baseline.
+- `gpt` (models/gpt.py): a decoder-only transformer as nanoGPT's, `width` the embedding; options
+  `depth` (blocks, default 2), `heads` (default 4) and `context` (default: the data's length).
 
 A new family is one file with a builder `(width, input_shape, num_classes, **options)` decorated
 with `@MODELS.register("name")`, and one import line below. The builder's keyword arguments are
@@ -37,7 +39,7 @@ from kdscale.errors import SpecError
 from kdscale.models.base import MODELS, Classifier, count_params
 
 # One line per family: importing the module registers its builder.
-from kdscale.models import mlp, cnn1d, cnn2d, resnet, resnet50, rnn  # noqa: F401  (registration)
+from kdscale.models import mlp, cnn1d, cnn2d, resnet, resnet50, rnn, gpt  # noqa: F401  (registration)
 
 __all__ = ["MODELS", "Classifier", "build", "count_params", "allowed_options", "reads_tokens"]
 
