@@ -10,9 +10,10 @@ tau = 4 (chosen on MNIST-1D: README, "Choosing tau"); 3 seeds; students get 1500
 every kappa (kdscale/recipes.py). Cost and result on this project's 2-core CPU machine: README,
 "The main job".
 
-It prints, per pair, the performance gain PG = acc(kd) / acc(lt) per kappa (analysis.sections.
-model_size) and kappa* (where PG crosses 1, with a bootstrap CI over seeds), then the fits of
-`analysis`, and writes the report and figures beside the results table; MLflow (`mlflow ui`)
+It prints, per pair, the performance gain PG = acc(kd) / acc(lt) per kappa and the data
+equivalence, how many times more data lt needs to reach kd's accuracy (analysis.sections.model_size),
+and kappa* (where PG crosses 1, with a bootstrap CI over seeds), then the fits of `analysis`, and
+writes the report (these tables included) and figures beside the results table; MLflow (`mlflow ui`)
 shows the study as one parent run with a nested run per trial. Reruns train only unfinished trials.
 """
 from __future__ import annotations
@@ -20,14 +21,15 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 from kdscale.config import DataSpec, parse_pair
 from kdscale.data import default_n_teacher
 from kdscale.errors import SpecError
 from kdscale.recipes import study_recipes
 from kdscale.study import StudySpec
-from kdscale.studyargs import (MAIN_KAPPAS, MAIN_PAIRS, Grid, StudyParser, add_run_flags, analyse, recipe_fields,
-                               resources, run)
+from kdscale.studyargs import (MAIN_KAPPAS, MAIN_PAIRS, Grid, StudyParser, add_run_flags, analyse, attach_section,
+                               recipe_fields, resources, run)
 
 GRID = Grid("model_size", kappas=MAIN_KAPPAS, pairs=MAIN_PAIRS, quick=dict(
     pairs=("cnn1d:width=16>cnn1d:width=16", "cnn1d:width=64>cnn1d:width=4", "cnn1d:width=8>cnn1d:width=16"),
@@ -108,9 +110,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from analysis.sections import model_size, render  # pandas: not before the flags are checked
 
-    print(render(model_size.section(result.table)), end="")  # the gain tables, as fixed-width text
-    if not args.no_analysis and result.complete and analyse(result) is None:
-        return 1
+    section = model_size.section(result.table)
+    text = render(section)
+    print(text, end="")  # the gain and data-equivalence tables, as fixed-width text
+    if not args.no_analysis and result.complete:
+        report = analyse(result)
+        if report is None:
+            return 1
+        attach_section(result, report, Path(report.markdown_path).parent, section,
+                       "## Gains and data equivalence per pair\n\n```\n" + text + "```\n")
     print(f"MLflow: mlflow ui --backend-store-uri {result.tracking_uri}   (study {result.store.study!r})")
     return 0 if result.complete else 1
 
