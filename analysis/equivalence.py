@@ -62,7 +62,8 @@ def _ratios(log_kappas: np.ndarray, lt: np.ndarray, kd: np.ndarray) -> np.ndarra
     out[complete] = reach.reshape(-1, n) - log_kappas
     for row in np.flatnonzero(~complete & np.isfinite(lt).any(axis=1)):  # a replicate that drew no seed with some kappa
         keep = np.isfinite(lt[row])
-        out[row] = first_reach(log_kappas[keep], np.repeat(lt[row, keep][None], n, 0), np.nan_to_num(kd[row])) - log_kappas
+        reach = first_reach(log_kappas[keep], np.repeat(lt[row, keep][None], n, 0), np.nan_to_num(kd[row]))
+        out[row] = reach - log_kappas
     out[~np.isfinite(kd)] = np.nan
     return out
 
@@ -88,7 +89,8 @@ def data_equivalence(kappas, lt_by_seed, kd_by_seed, higher_is_better: bool = Tr
     frame["ratio"] = np.exp(point)
     frame["status"] = np.where(point == np.inf, BEYOND, np.where(point == -np.inf, BELOW, INSIDE))
     # At the grid's edge the ratio is only bounded: above by kappa_max / k, below by kappa_min / k.
-    frame["bound"] = np.where(point == np.inf, kappas.max() / kappas, np.where(point == -np.inf, kappas.min() / kappas, np.nan))
+    frame["bound"] = np.where(point == np.inf, kappas.max() / kappas,
+                              np.where(point == -np.inf, kappas.min() / kappas, np.nan))
     frame.loc[~np.isfinite(frame["kd"]), "status"] = "empty"
     frame[["ci_low", "ci_high", "frac_beyond"]] = np.nan
     frame["n_seeds"], frame["n_boot"] = n_seeds, 0

@@ -98,7 +98,8 @@ def accuracy_points(frame: pd.DataFrame) -> pd.DataFrame:
     student, teacher = points["test_acc"], points["teacher_test_acc"]
     points["lower"] = (student + teacher - 1.0).clip(lower=0.0)
     points["upper"] = 1.0 - (student - teacher).abs()
-    points["inside"] = (points["fidelity_test"] >= points["lower"] - 1e-6) & (points["fidelity_test"] <= points["upper"] + 1e-6)
+    fidelity = points["fidelity_test"]
+    points["inside"] = (fidelity >= points["lower"] - 1e-6) & (fidelity <= points["upper"] + 1e-6)
     points["slack"] = points["upper"] - points["fidelity_test"]
     return points
 
@@ -194,8 +195,8 @@ def section(table: pd.DataFrame, results_dir: str, out_dir: Path) -> Section:
                + f"), so dF and PI are close by construction: dF - PI = {excess.mean():+.3f} ± {excess.std():.3f} "
                "(mean ± sd over points).")
     inside = int(fidelity_points["inside"].sum())
-    result.add("", f"Test fidelity F against test accuracy a (paper Fig. 10): {inside} of {len(fidelity_points)} trials lie "
-               "within max(0, a + t - 1) <= F <= 1 - |a - t| that the teacher's accuracy t allows"
+    result.add("", f"Test fidelity F against test accuracy a (paper Fig. 10): {inside} of {len(fidelity_points)} "
+               "trials lie within max(0, a + t - 1) <= F <= 1 - |a - t| that the teacher's accuracy t allows"
                + ("" if inside == len(fidelity_points) else " (a trial outside means its metrics are inconsistent)")
                + ". Per arm, Pearson r of F with a over trials, and how far F stays below the upper bound "
                "(mean 1 - |a - t| - F; smaller: closer to the teacher than accuracy alone requires):", "")
