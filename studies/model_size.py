@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from analysis.sections import model_size, render  # pandas: not before the flags are checked
 
-    section = model_size.section(result.table)
+    out_dir = Path(result.store.root) / "analysis"  # the report's, as in studyargs.finish
+    section = model_size.section(result.table, out_dir=None if args.no_analysis else out_dir)
     text = render(section)
     print(text, end="")  # the gain and data-equivalence tables, as fixed-width text
     if not args.no_analysis and result.complete:

@@ -69,7 +69,7 @@ def test_lower_is_better_measures_flip_the_comparison():
     assert frame.loc[0.5, "ratio"] == pytest.approx(4.0)
 
 
-def test_model_size_section_reports_the_equivalence_per_pair_and_tau():
+def test_model_size_section_reports_the_equivalence_per_pair_and_tau(tmp_path):
     rng = np.random.default_rng(0)
     rows = []
     for seed in range(4):
@@ -78,7 +78,7 @@ def test_model_size_section_reports_the_equivalence_per_pair_and_tau():
             rows.append(dict(objective="lt", tau=np.nan, kappa=kappa, seed=seed, test_acc=lt_curve(kappa) + offset))
             rows.append(dict(objective="kd", tau=4.0, kappa=kappa, seed=seed, test_acc=lt_curve(3 * kappa) + offset))
     table = pd.DataFrame(rows).assign(status="ok", teacher="cnn1d-64", student="cnn1d-4")
-    section = model_size.section(table, n_boot=300)
+    section = model_size.section(table, n_boot=300, out_dir=tmp_path)
     frame = section.tables["equivalence"]
     assert set(frame["teacher"]) == {"cnn1d-64"} and (frame["tau"] == 4.0).all() and len(frame) == len(KAPPAS)
     assert frame.set_index("kappa").loc[0.1, "ratio"] == pytest.approx(3.0)
@@ -86,3 +86,4 @@ def test_model_size_section_reports_the_equivalence_per_pair_and_tau():
     assert "cnn1d-64>cnn1d-4, kd tau=4: data lt needs for kd's accuracy" in text
     assert "kappa    0.1: lt needs 3x the data (CI 3x to 3x)" in text
     assert "kappa      4: lt does not reach kd's result inside the grid: more than 1x" in text
+    assert [p.name for p in section.figures] == ["data_equivalence.png"] and section.figures[0].exists()

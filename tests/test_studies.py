@@ -48,6 +48,9 @@ def test_a_vit_student_of_a_cnn_teacher_on_digits_end_to_end(tmp_path, ray_addre
     assert len(table) == 8 and set(table["status"]) == {"ok"} and set(table["student"]) == {"vit-8-depth=1-heads=2-patch=2"}
     assert table["student_params"].nunique() == 1 and (table["pack_size"] > 1).any()  # ViT students train packed
     assert "cnn2d-4>vit-8-depth=1-heads=2-patch=2, kd tau=4: data lt needs for kd's accuracy" in done.stdout
+    analysis_dir = tmp_path / "results" / "model_size_quick_fixed" / "analysis"
+    assert "## Gains and data equivalence per pair" in (analysis_dir / "report.md").read_text()
+    assert (analysis_dir / "data_equivalence.png").exists() and (analysis_dir / "model_size_equivalence.csv").exists()
 
 
 def test_vit_flag_swaps_the_pairs_and_leaves_the_default_grid_alone():

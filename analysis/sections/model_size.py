@@ -9,6 +9,8 @@ pg_sd, seeds. Table `equivalence`: teacher, student, tau and analysis.equivalenc
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from kdscale import schema
@@ -60,9 +62,9 @@ def equivalence(table: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.Da
     return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
 
 
-def section(table: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> Section:
+def section(table: pd.DataFrame, n_boot: int = 2000, seed: int = 0, out_dir=None) -> Section:
     """The gain tables, one text block per (pair, tau), then the data-equivalence blocks; blocks
-    separated by a blank line."""
+    separated by a blank line. With out_dir, the data-equivalence figure is drawn there."""
     frame = gains(table)
     lines = []
     for (teacher, student, tau), rows in frame.groupby(["teacher", "student", "tau"], sort=False):
@@ -75,4 +77,9 @@ def section(table: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> Section:
         lines += ["", f"{schema.pair_label(teacher, student)}, kd tau={tau:g}: data lt needs for kd's accuracy "
                   f"(kappa_lt / kappa; bootstrap CI over {int(rows['n_seeds'].max())} seeds):"]
         lines += [f"  kappa {r.kappa:6g}: {eq.describe(r)}" for r in rows.itertuples(index=False)]
-    return Section(NAME, lines, {"gains": frame, "equivalence": equivalent})
+    figures = []
+    if out_dir is not None and len(equivalent):
+        from analysis.plots import data_equivalence  # matplotlib: only when a figure is asked for
+
+        figures.append(data_equivalence(equivalent, Path(out_dir) / "data_equivalence.png"))
+    return Section(NAME, lines, {"gains": frame, "equivalence": equivalent}, figures)
