@@ -195,3 +195,28 @@ def bias_variance(table: pd.DataFrame, pairs: list[str], path) -> Path:
         _pair_panel(ax, pair, "squared loss term", legend_size=6)
     figure.suptitle("Bias-variance decomposition of the squared loss over seeds (eq. 2)", fontsize=10)
     return _save(figure, path)
+
+
+def data_equivalence(frame: pd.DataFrame, path) -> Path:
+    """kappa_lt / kappa against kappa, log-log, one curve per (pair, tau) of model_size's
+    `equivalence` table: points inside the grid with their bootstrap intervals, and the bound a
+    point at the grid's edge has (a triangle pointing up: more than; down: at most)."""
+    figure = Figure(figsize=(7.0, 4.5), layout="constrained")
+    ax = figure.add_subplot()
+    for (teacher, student, tau), group in frame.groupby(["teacher", "student", "tau"], sort=False):
+        group = group.sort_values("kappa")
+        inside = group[group["status"] == "inside"]
+        low = (inside["ratio"] - inside["ci_low"]).clip(lower=0).fillna(0)
+        high = (inside["ci_high"] - inside["ratio"]).replace(np.inf, np.nan).clip(lower=0).fillna(0)
+        line = ax.errorbar(inside["kappa"], inside["ratio"], yerr=[low, high], marker="o", ms=3, capsize=2,
+                           label=f"{teacher}>{student}" + (f" tau={tau:g}" if frame["tau"].nunique() > 1 else ""))
+        color = line[0].get_color()
+        for status, marker in (("beyond", "^"), ("below", "v")):
+            edge = group[group["status"] == status]
+            ax.scatter(edge["kappa"], edge["bound"], marker=marker, color=color, s=30)
+    ax.axhline(1.0, color="gray", lw=0.8, ls="--")
+    ax.set(xscale="log", yscale="log", xlabel="kappa = M / N", ylabel="kappa_lt / kappa")
+    ax.set_title("Data lt needs to reach kd's accuracy, in units of kd's (bars: bootstrap CI over seeds;\n"
+                 "triangles: bounds at the grid's edge, up = more than, down = at most)", fontsize=9)
+    ax.legend(fontsize=7)
+    return _save(figure, path)

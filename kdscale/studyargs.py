@@ -234,15 +234,12 @@ def finish(result, args: argparse.Namespace, make_section) -> int:
     """The end of a study script: the standard analysis report, then the study's own section.
 
     `make_section(out_dir)` returns the study's analysis.sections.Section (figures drawn into
-    out_dir). The section is rendered and printed, then written with a link to each figure to
-    `<out_dir>/<name>.md` with its tables as `<name>_<table>.csv`, appended to the report, and
-    attached with its files to the study's MLflow parent run. Returns the exit status.
+    out_dir). The section is rendered and printed, then saved and appended to the report
+    (`attach_section`). Returns the exit status.
     """
     from pathlib import Path
 
-    from analysis import markdown as md
     from analysis.sections import render
-    from kdscale.tracking import log_artifacts
 
     if result is None:
         return 2
@@ -254,21 +251,34 @@ def finish(result, args: argparse.Namespace, make_section) -> int:
     section = make_section(out_dir)
     text = render(section)
     print(text.rstrip())
+    path = attach_section(result, report, out_dir, section, text)
+    print(f"report: {path}")
+    print(mlflow_hint(result))
+    return 0
+
+
+def attach_section(result, report, out_dir, section, text: str):
+    """Write a study's section `text` (Markdown) with a link to each figure to `<out_dir>/<name>.md`
+    and its tables as `<name>_<table>.csv`, append it to the report (if any), and attach its files
+    to the study's MLflow parent run. Returns the section's path."""
+    from pathlib import Path
+
+    from analysis import markdown as md
+    from kdscale.tracking import log_artifacts
+
     if section.figures:
         text = text.rstrip("\n") + "\n\n" + "".join(md.figure(Path(p).stem, p, out_dir) for p in section.figures)
-    path = out_dir / f"{section.name}.md"
+    path = Path(out_dir) / f"{section.name}.md"
     path.write_text(text)
     csvs = []
     for table_name, frame in section.tables.items():
-        csvs.append(out_dir / f"{section.name}_{table_name}.csv")
+        csvs.append(Path(out_dir) / f"{section.name}_{table_name}.csv")
         frame.to_csv(csvs[-1], index=False)
     if report:  # the section joins the study's report, beside the standard analysis
         Path(report.markdown_path).write_text(Path(report.markdown_path).read_text() + "\n" + text)
     log_artifacts(result.tracking_uri, result.parent_run_id, [path, *section.figures, *csvs] +
                   ([report.markdown_path] if report else []), artifact_path="analysis")
-    print(f"report: {path}")
-    print(mlflow_hint(result))
-    return 0
+    return path
 
 
 def mlflow_hint(result) -> str:

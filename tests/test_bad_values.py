@@ -51,6 +51,7 @@ def test_n_defaults_per_data_set():
     (["--teacher-epochs", "0"], "recipe.epochs=0 is invalid"),
     (["--student-lr", "0.1"], "--recipe fair chooses the students' lr and budget per cell: drop --student-lr"),
     (["--kappas", "1e9"], "the maximum kappa is 250"),
+    (["--vit", "--pairs", "cnn1d:width=8>vit:width=8"], "--vit and --pairs are exclusive: --vit chooses the pairs"),
 ])
 def test_model_size_refuses_bad_values_in_one_line(argv, message, tmp_path):
     assert_refused(call_script("model_size", tmp_path, *argv), message, tmp_path)

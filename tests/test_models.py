@@ -26,6 +26,9 @@ CASES = [
     ("cnn2d", 2, (), (1, 5, 12), 16),
     ("resnet18", 4, (), DIGITS, 32),
     ("resnet18", 4, (), CIFAR, 32),
+    ("vit", 8, (), MNIST1D, 8),
+    ("vit", 8, (("depth", 2), ("heads", 2), ("patch", 2)), DIGITS, 8),
+    ("vit", 12, (("mlp_ratio", 2), ("heads", 3)), CIFAR, 12),
 ]
 
 
@@ -144,6 +147,12 @@ def test_num_classes_option_must_match_the_data():
     (ModelSpec("cnn1d", 8), (1, 2), 10, r"model\.input_shape=\(1, 2\) is invalid for cnn1d"),
     (ModelSpec("mlp", 8), (0, 40), 10, r"model\.input_shape=\(0, 40\) is invalid"),
     (ModelSpec("mlp", 8), MNIST1D, 1, r"model\.num_classes=1 is invalid"),
+    (ModelSpec("vit", 6), CIFAR, 10, r"model\.options\.heads=4 is invalid for width 6: must divide the width"),
+    (ModelSpec("vit", 8, (("patch", 3),)), DIGITS, 10,
+     r"model\.options\.patch=3 is invalid for input_shape \(1, 8, 8\): must divide each of 8, 8 \(choose one of 1, 2, 4, 8\)"),
+    (ModelSpec("vit", 8, (("depth", 0),)), CIFAR, 10, r"model\.options\.depth=0 is invalid: must be an integer >= 1"),
+    (ModelSpec("vit", 8, (("dropout", 0.1),)), CIFAR, 10, r"vit takes no option 'dropout'; allowed: depth, heads, patch, mlp_ratio"),
+    (ModelSpec("vit", 8), (2, 3, 4, 5), 10, r"model\.input_shape=\(2, 3, 4, 5\) is invalid for vit"),
 ])
 def test_spec_errors_name_the_field(spec, shape, num_classes, message):
     with pytest.raises(SpecError, match=message):

@@ -21,7 +21,8 @@ def student_data(seed, n=128, n_test=200, poison=False):
 
 @pytest.mark.parametrize("family, objective", [("mlp:width=16", ObjectiveSpec("kd", tau=4.0)),
                                                ("cnn1d:width=4", ObjectiveSpec("lt")),
-                                               ("mlp:width=16,depth=3", ObjectiveSpec("l2", alpha=0.3))])
+                                               ("mlp:width=16,depth=3", ObjectiveSpec("l2", alpha=0.3)),
+                                               ("vit:width=8,depth=1,heads=2", ObjectiveSpec("kd", tau=2.0))])
 def test_a_pack_matches_its_students_trained_alone(family, objective):
     spec, recipe, seeds = ModelSpec.parse(family), RecipeSpec(lr=0.05, steps=40, batch_size=32), [0, 1, 2]
     datas = [student_data(s) for s in seeds]

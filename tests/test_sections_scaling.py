@@ -84,7 +84,20 @@ def test_fidelity_section_by_hand(tmp_path):
     assert "- all pairs pooled: r = " in text and "n = 6" in text
     assert f"- {PAIR}, kd tau=4: beta = 0.5 [" in text
     assert "beta = 1/2 is consistent with the data (F-test p >= 0.05) in 1 of 2 fits; fitted beta ranges from 0.50 to 1.00." in text
-    assert [p.name for p in section.figures] == ["fidelity_vs_kappa.png", "fidelity_gain_vs_pi.png", "fidelity_gap_fit.png"]
+    # Fig. 10: every trial inside max(0, a + t - 1) <= F <= 1 - |a - t| (t = 0.9); kd at kappa 0.25, seed 0 on
+    # the upper bound (a 0.60, F 0.70); mean distances to it: lt 0.05 everywhere, kd (0, .02 | .02, .04 | .04, .04) / 6
+    points = section.tables["accuracy_points"]
+    assert len(points) == 12 and points["inside"].all()
+    kd_point = points[(points["arm"] == "kd tau=4") & (points["kappa"] == 0.25) & (points["seed"] == 0)].iloc[0]
+    assert (kd_point["lower"], kd_point["upper"], kd_point["slack"]) == pytest.approx((0.5, 0.7, 0.0))
+    arms = section.tables["accuracy_arms"].set_index("arm")
+    assert arms.loc["lt", "slack_mean"] == pytest.approx(0.05) and arms.loc["kd tau=4", "slack_mean"] == pytest.approx(0.16 / 6)
+    lt = points[points["arm"] == "lt"]
+    assert arms.loc["lt", "r"] == pytest.approx(np.corrcoef(lt["test_acc"], lt["fidelity_test"])[0, 1])
+    assert "Test fidelity F against test accuracy a (paper Fig. 10): 12 of 12 trials lie within" in text
+    assert f"- {PAIR}, kd tau=4: r = " in text and "mean distance to the bound 0.027 (n = 6)" in text
+    assert [p.name for p in section.figures] == ["fidelity_vs_kappa.png", "fidelity_gain_vs_pi.png",
+                                                 "fidelity_vs_accuracy.png", "fidelity_gap_fit.png"]
     assert all(p.exists() for p in section.figures)
 
 

@@ -20,8 +20,11 @@ def test_model_size_quick_end_to_end(tmp_path, ray_address):
     assert len(table) == 48 and set(table["status"]) == {"ok"}
     gains = model_size.section(table)  # printed first, as fixed-width text: 3 pairs x 4 kappas
     assert done.stdout.startswith(render(gains)) and len(gains.tables["gains"]) == 12
+    assert len(gains.tables["equivalence"]) == 12 and "data lt needs for kd's accuracy" in done.stdout
     report = tmp_path / "results" / "model_size_quick" / "analysis" / "report.md"
     assert report.read_text().splitlines()[0].startswith("# ") and "| pair |" in report.read_text()
+    assert "## Gains and data equivalence per pair" in report.read_text()
+    assert (report.parent / "model_size_equivalence.csv").exists()
     runs = study_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "model_size_quick")
     assert len(runs) == 48 and {r["status"] for r in runs} == {"FINISHED"} and len({r["parent"] for r in runs}) == 1
     # offline analysis of the same results through the kdscale command
@@ -33,6 +36,33 @@ def test_model_size_quick_end_to_end(tmp_path, ray_address):
     # the whole study again: nothing is trained twice
     again = run_script("model_size", tmp_path, "--quick", "--no-analysis", address=ray_address)
     assert again.returncode == 0 and "48 already finished, 0 to train" in again.stderr
+
+
+@pytest.mark.slow
+def test_a_vit_student_of_a_cnn_teacher_on_digits_end_to_end(tmp_path, ray_address):
+    pair = "cnn2d:width=4>vit:width=8,depth=1,heads=2,patch=2"
+    done = run_script("model_size", tmp_path, "--quick", "--dataset", "digits", "--pairs", pair, "--kappas", "0.5", "1",
+                      "--recipe", "fixed", "--student-steps", "100", address=ray_address)
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = ResultsStore(str(tmp_path / "results"), "model_size_quick_fixed").table()
+    assert len(table) == 8 and set(table["status"]) == {"ok"} and set(table["student"]) == {"vit-8-depth=1-heads=2-patch=2"}
+    assert table["student_params"].nunique() == 1 and (table["pack_size"] > 1).any()  # ViT students train packed
+    assert "cnn2d-4>vit-8-depth=1-heads=2-patch=2, kd tau=4: data lt needs for kd's accuracy" in done.stdout
+    analysis_dir = tmp_path / "results" / "model_size_quick_fixed" / "analysis"
+    assert "## Gains and data equivalence per pair" in (analysis_dir / "report.md").read_text()
+    assert (analysis_dir / "data_equivalence.png").exists() and (analysis_dir / "model_size_equivalence.csv").exists()
+
+
+def test_vit_flag_swaps_the_pairs_and_leaves_the_default_grid_alone():
+    from tests.scripts import load_script
+
+    script = load_script("model_size")
+    vit = script.build_spec(script.build_parser().parse_args(["--dataset", "digits", "--vit"]))
+    assert vit.name == "model_size_vit" and {str(s) for _, s in vit.pairs} == {
+        "vit:width=16,depth=2,patch=2", "vit:width=64,depth=4,patch=2"}
+    assert {str(t) for t, _ in vit.pairs} == {"cnn2d:width=16"}  # the digits default pairs' teacher: shared
+    plain = script.build_spec(script.build_parser().parse_args(["--dataset", "digits"]))
+    assert plain.name == "model_size" and [f"{t}>{s}" for t, s in plain.pairs] == list(script.DIGITS_PAIRS)
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -224,8 +224,9 @@ def test_fidelity_quick(quick_runs):
     assert "## Fidelity to the teacher" in out and "all pairs pooled: r = " in out and "n = 4" in out
     assert "cnn1d-16>cnn1d-16, kd tau=4: beta = " in out and "test of beta = 0.5: F-test p = " in out
     analysis_dir = root / "results" / "fidelity_quick" / "analysis"
-    for name in ("fidelity_vs_kappa", "fidelity_gain_vs_pi", "fidelity_gap_fit"):
+    for name in ("fidelity_vs_kappa", "fidelity_gain_vs_pi", "fidelity_vs_accuracy", "fidelity_gap_fit"):
         assert (analysis_dir / f"{name}.png").exists()
+    assert "Test fidelity F against test accuracy a (paper Fig. 10): 8 of 8 trials lie within" in out
     assert pd.read_csv(analysis_dir / "fidelity_correlations.csv").set_index("group").loc["all", "n"] == 4
 
 

@@ -12,6 +12,8 @@ Families (`python -m kdscale.models` prints their parameter counts at a few widt
 - `cnn2d`: the paper's vanilla CNN, channels width * (1, 2, 3, 8); option `batch_norm`.
 - `resnet18`: CIFAR-style ResNet-18 from torchvision's BasicBlock, stages width * (1, 2, 4, 8).
 - `resnet50`: CIFAR-style ResNet-50 from torchvision's Bottleneck, inner channels width * (1, 2, 4, 8).
+- `vit`: a plain vision transformer on p x p patches of an image or length-p pieces of a 1-D signal,
+  `width` units per token; options `depth`, `heads`, `patch`, `mlp_ratio` (models/vit.py).
 
 Token families (int64 tokens [B, T] in, one prediction per token out; `build` needs the data's
 `vocab_size`), in models/rnn.py, options `depth` (layers, default 1):
@@ -39,7 +41,7 @@ from kdscale.errors import SpecError
 from kdscale.models.base import MODELS, Classifier, count_params
 
 # One line per family: importing the module registers its builder.
-from kdscale.models import mlp, cnn1d, cnn2d, resnet, resnet50, rnn, gpt  # noqa: F401  (registration)
+from kdscale.models import mlp, cnn1d, cnn2d, resnet, resnet50, rnn, gpt, vit  # noqa: F401  (registration)
 
 __all__ = ["MODELS", "Classifier", "build", "count_params", "allowed_options", "reads_tokens"]
 
