@@ -245,14 +245,14 @@ def test_model_size_searches_through_the_engine_and_a_rerun_trains_nothing(tmp_p
     argv = ["--dataset", "digits", "--pairs", "mlp:width=32>mlp:width=16", "--kappas", "0.1", "0.5", "1.5",
             "--seeds", "2", "--recipe", "fixed", "--student-steps", "300", "--teacher-epochs", "10", "--budget", "20",
             "--no-analysis"]
-    done = run_script("model_size", tmp_path, *argv, address=ray_address)
+    done = run_script("model_size", tmp_path, *argv, address=ray_address, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "round 1: mlp-32>mlp-16 coarse pass, +3 kappas" in done.stderr
     rounds = [line for line in done.stderr.splitlines() if line.startswith("round ")]
     assert len(rounds) >= 2 and (": done, " in rounds[-1]), rounds
     table = ResultsStore(str(tmp_path / "results"), "model_size_adaptive_fixed").table()
     assert 12 <= len(table) <= 20 and set(table["status"]) == {"ok"}
-    again = run_script("model_size", tmp_path, *argv, address=ray_address)
+    again = run_script("model_size", tmp_path, *argv, address=ray_address, timeout=600)
     assert again.returncode == 0 and [line for line in again.stderr.splitlines() if line.startswith("round ")] == rounds
     studies = [line for line in again.stderr.splitlines() if line.startswith("study model_size_adaptive_fixed: ")
                and " trials, " in line]
