@@ -22,7 +22,9 @@ A round, per pair and kd arm, from the bootstrap of kappa*:
   replicates' crossings over more kappas, each of which then needs the seeds;
 - seeds: every deciding kappa (and each new one) gets the same seeds 0..n-1, so that a seed's
   shared luck cancels between neighbours; n grows toward the count at which the interval's width
-  in log kappa, shrinking as 1/sqrt(n), would meet the target: at least +1, at most x2 a round;
+  in log kappa, shrinking as 1/sqrt(n), would meet the target: at least +1, at most x2 a round.
+  An interval is trusted only with min_seeds (8) at every deciding kappa: over n seeds a bootstrap
+  interval covers at most about 1 - 2^(1-n) (analysis.crossover), and the coarse pass has 2;
 - the budget (trials per pair, every objective counted) caps each round: n shrinks to fit, and a
   pair that cannot afford one more cell is done.
 

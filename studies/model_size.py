@@ -28,12 +28,11 @@ from dataclasses import replace
 
 from kdscale.config import DataSpec, parse_pair
 from kdscale.data import default_n_teacher
-from kdscale.errors import SpecError
+from kdscale.errors import EnvironmentFault, SpecError
 from kdscale.recipes import study_recipes
 from kdscale.study import StudySpec, check_study
 from kdscale.studyargs import (MAIN_KAPPAS, MAIN_PAIRS, Grid, StudyParser, add_run_flags, analyse, recipe_fields,
                                resources, run)
-from kdscale.errors import EnvironmentFault
 
 GRID = Grid("model_size", kappas=MAIN_KAPPAS, pairs=MAIN_PAIRS, quick=dict(
     pairs=("cnn1d:width=16>cnn1d:width=16", "cnn1d:width=64>cnn1d:width=4", "cnn1d:width=8>cnn1d:width=16"),
@@ -109,13 +108,15 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
     data = DataSpec(name=args.dataset, n_teacher=default_n_teacher(args.dataset) if args.n_teacher is None else args.n_teacher,
                     root=args.data_root)
     defaults = {"mnist1d": GRID.get(args, "pairs", GRID.pairs), "digits": DIGITS_PAIRS}.get(args.dataset, IMAGE_PAIRS)
-    adaptive = is_adaptive(args)
+    adaptive = is_adaptive(args)  # then --kappas and --seeds are the coarse pass's
     if adaptive:
-        from analysis.kappa_search import COARSE_KAPPAS
+        from analysis.kappa_search import SearchSettings
+    kappas = tuple(args.kappas or SearchSettings.coarse) if adaptive else GRID.kappa_values(args)
+    seeds = tuple(range(SearchSettings.coarse_seeds)) if adaptive and args.seeds is None else GRID.seed_values(args)
     return StudySpec(
-        name=(ADAPTIVE if adaptive else GRID).study_name(args), data=data, pairs=tuple(parse_pair(p) for p in args.pairs or defaults),
-        kappas=tuple(args.kappas or COARSE_KAPPAS) if adaptive else GRID.kappa_values(args), taus=tuple(args.taus),
-        objectives=tuple(args.objectives), seeds=GRID.seed_values(args) if args.seeds is not None or not adaptive else (0, 1), recipe=student_recipe, teacher_recipe=teacher_recipe, alpha=args.alpha,
+        name=(ADAPTIVE if adaptive else GRID).study_name(args), data=data,
+        pairs=tuple(parse_pair(p) for p in args.pairs or defaults), kappas=kappas, taus=tuple(args.taus),
+        objectives=tuple(args.objectives), seeds=seeds, recipe=student_recipe, teacher_recipe=teacher_recipe, alpha=args.alpha,
         tau_squared=not args.no_tau_squared, extras=tuple(args.extras), resources=resources(args),
         **recipe_fields(args))
 
@@ -137,7 +138,7 @@ def search_settings(args: argparse.Namespace, spec: StudySpec):
                         "(or --grid)")
     try:
         return SearchSettings(coarse=spec.kappas, coarse_seeds=len(spec.seeds), budget=args.budget,
-                              target=args.target, min_seeds=max(8, len(spec.seeds)),
+                              target=args.target, min_seeds=max(SearchSettings.min_seeds, len(spec.seeds)),
                               trials_per_cell=len(spec.objective_specs()))
     except AnalysisError as error:
         raise SpecError(f"{error} (--kappas, --seeds, --target, --budget)") from None

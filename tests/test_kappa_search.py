@@ -163,6 +163,7 @@ def test_grid_keeps_the_default_grids_trial_ids():
         assert (spec.name, hashlib.sha256(" ".join(ids).encode()).hexdigest()[:16]) == (name, digest)
     adaptive = module.build_spec(module.build_parser().parse_args([]))
     assert adaptive.name == "model_size_adaptive" and adaptive.kappas == COARSE_KAPPAS and adaptive.seeds == (0, 1)
+    assert (module.BUDGET, module.TARGET) == (SearchSettings().budget, SearchSettings().target)  # --help says them
 
 
 # --- coverage and cost over replicates (slow) ------------------------------------------------------
