@@ -141,3 +141,46 @@ if __name__ == "__main__":
     _, truth = synthetic_study(sys.argv[1], statuses={"failed": 2, "diverged": 1})
     print(f"wrote {sys.argv[1]}; true kappa*: "
           + ", ".join(f"{k}: {v:.3g}" for k, v in truth["kappa_star"].items()))
+
+
+@dataclass(frozen=True)
+class PlantedBackend:
+    """A trial backend with planted truth, for the kappa* search (analysis.kappa_search): the rows
+    lt and kd would write for (pair, kappa, seed), each the same whenever it is asked for, as a
+    trial of one id is. Per pair with planted kappa* k and seed s,
+
+        PG_s(kappa) = 1 + height * tanh(slope * (log k - log kappa) / height) + u_s + e_(s,kappa)
+
+    a curve that falls through 1 at k with `slope` per e-fold there and levels off at 1 +- height
+    (so a straight line between far-apart kappas misplaces the crossing), u_s ~ N(0, seed_sd)
+    shared by every kappa of the seed (its data draw), e ~ N(0, noise_sd). R(lt) rises with kappa.
+    """
+    kappa_stars: dict            # {SyntheticPair: planted kappa*}
+    slope: float = 0.1
+    height: float = 0.5
+    seed_sd: float = 0.01
+    noise_sd: float = 0.02
+    replicate: int = 0           # which draw of the noise
+
+    @property
+    def labels(self) -> dict:
+        return {schema.pair_label(p.teacher, p.student): p for p in self.kappa_stars}
+
+    def rows(self, pair: SyntheticPair, kappa: float, seed: int) -> list[dict]:
+        index = list(self.kappa_stars).index(pair)
+        seed_effect = np.random.default_rng([self.replicate, index, seed, 0]).normal(0.0, self.seed_sd)
+        rng = np.random.default_rng([self.replicate, index, seed, 1, int(round(kappa * 1e6))])
+        r_lt = 0.5 + 0.4 * kappa / (kappa + 0.3) + rng.normal(0.0, 0.01)
+        shift = np.log(self.kappa_stars[pair]) - np.log(kappa)
+        pg = 1.0 + self.height * np.tanh(self.slope * shift / self.height) + seed_effect \
+            + rng.normal(0.0, self.noise_sd)
+        common = dict(pair=pair, kappa=kappa, seed=seed, dataset="mnist1d", n_teacher=4000,
+                      fidelity_train=0.9, fidelity_test=0.8)
+        return [_row(**common, objective="lt", tau=4.0, test_acc=r_lt),
+                _row(**common, objective="kd", tau=4.0, test_acc=r_lt * pg)]
+
+    def table(self, design: dict) -> pd.DataFrame:
+        """The rows of a search's design {pair label: {kappa: seeds}}: seeds 0..n-1 at each kappa."""
+        pairs = self.labels
+        return pd.DataFrame([row for label, cells in design.items() for kappa, n in cells.items()
+                             for seed in range(n) for row in self.rows(pairs[label], kappa, seed)])

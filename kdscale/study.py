@@ -70,6 +70,9 @@ class StudySpec:
     variants: tuple[ObjectiveSpec, ...] = ()
     recipe_policy: str = "fair"  # fair, lt or fixed: see the module doc
     search: SearchSpace = field(default_factory=SearchSpace)
+    # An adaptive design (kdscale.adaptive) instead of the full grid: (pair index, kappa, n) per cell
+    # visited, training seeds[:n] there; each kappa one of `kappas`. Empty: pairs x kappas x seeds.
+    plan: tuple[tuple[int, float, int], ...] = ()
 
     def __post_init__(self):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name or ""):
@@ -90,6 +93,10 @@ class StudySpec:
         for pair in self.pairs:
             if len(pair) != 2:
                 raise SpecError(f"study.pairs: {pair!r} is invalid; each pair is (teacher, student)")
+        for index, kappa, n_seeds in self.plan:
+            if not (0 <= index < len(self.pairs) and kappa in self.kappas and 1 <= n_seeds <= len(self.seeds)):
+                raise SpecError(f"study.plan: cell ({index}, {kappa!r}, {n_seeds}) is invalid: needs a pair index "
+                                f"below {len(self.pairs)}, a kappa of study.kappas and 1 to {len(self.seeds)} seeds")
         if self.recipe_policy not in POLICIES:
             raise SpecError(f"study.recipe_policy={self.recipe_policy!r} is invalid: must be one of {', '.join(POLICIES)}")
         # every cell validates now, before any compute: the trials (the base recipe standing in for
@@ -116,10 +123,19 @@ class StudySpec:
 
     def cells(self):
         """(teacher model, student model, kappa, objective) of every cell, in the grid's order."""
-        for teacher_model, student_model in self.pairs:
+        for teacher_model, student_model, kappa, objective, _ in self._cells():
+            yield teacher_model, student_model, kappa, objective
+
+    def _cells(self):
+        """cells() with each cell's seeds: the grid's, or with a plan its cells and their seeds."""
+        planned = {(index, kappa): self.seeds[:n] for index, kappa, n in self.plan}
+        for index, (teacher_model, student_model) in enumerate(self.pairs):
             for kappa in self.kappas:
+                seeds = planned.get((index, kappa), ()) if self.plan else self.seeds
+                if not seeds:
+                    continue
                 for objective in self.objective_specs():
-                    yield teacher_model, student_model, kappa, objective
+                    yield teacher_model, student_model, kappa, objective, seeds
 
     def search_for(self, teacher_model: ModelSpec, student: ModelSpec, kappa: float,
                    objective: ObjectiveSpec) -> SearchSpec | None:
@@ -154,9 +170,9 @@ class StudySpec:
 
     def _trials(self, recipe_of) -> list[TrialSpec]:
         seen, out = set(), []
-        for teacher_model, student_model, kappa, objective in self.cells():
+        for teacher_model, student_model, kappa, objective, seeds in self._cells():
             recipe = recipe_of(teacher_model, student_model, kappa, objective)
-            for seed in self.seeds:
+            for seed in seeds:
                 trial = TrialSpec(self.teacher(teacher_model), student_model, kappa, objective, recipe, seed,
                                   extras=self.extras)
                 if trial.id not in seen:

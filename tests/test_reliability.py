@@ -30,7 +30,7 @@ from kdscale.store import ResultsStore
 from tests.scripts import REPO, load_script
 
 TINY = ["--dataset", "digits", "--pairs", "mlp:width=32>mlp:width=16", "--kappas", "0.25", "--seeds", "1",
-        "--recipe", "fixed", "--no-analysis"]
+        "--recipe", "fixed", "--no-analysis", "--grid"]
 
 
 def main(name: str, *argv: str):
@@ -334,7 +334,7 @@ def test_resources_no_node_has_are_refused_before_training(tmp_path, ray_address
 def test_two_drivers_of_one_study_train_every_trial_once(tmp_path, ray_address):
     """The same command started twice at once into one storage and one MLflow database."""
     argv = [sys.executable, str(REPO / "studies" / "model_size.py"), "--dataset", "digits", "--pairs",
-            "mlp:width=32>mlp:width=16", "--kappas", "0.25", "0.5", "--seeds", "2", "--recipe", "fixed",
+            "mlp:width=32>mlp:width=16", "--kappas", "0.25", "0.5", "--seeds", "2", "--recipe", "fixed", "--grid",
             "--student-steps", "1000", "--pack-size", "1", "--no-analysis", "--address", ray_address, *where(tmp_path)]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     drivers = [subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
