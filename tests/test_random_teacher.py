@@ -21,6 +21,7 @@ def small_data():
     return DataSpec(n_teacher=200, n_test=100)
 
 
+@pytest.mark.slow  # generates a data chunk: about 20 s on 2 cores
 def test_an_untrained_teacher_is_its_initialisation(tmp_path):
     from kdscale.teacher import get_teacher, load_model
 
@@ -127,6 +128,7 @@ def test_noise_inputs_match_the_data_scale_and_nest(tmp_path):
     assert float(big.std()) == pytest.approx(float(reference.std()), rel=0.05)
 
 
+@pytest.mark.slow  # generates the second task's chunk: about 12 s
 def test_the_transfer_task_is_a_different_mnist1d():
     from kdscale.representations import transfer_data
 
