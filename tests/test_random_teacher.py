@@ -140,3 +140,66 @@ def test_the_transfer_task_is_a_different_mnist1d():
         datasets.info(DataSpec(options=(("templates", "upside"),)))
     with pytest.raises(SpecError, match="extras transfer is invalid for data digits"):
         transfer_data(DataSpec("digits", n_teacher=100))
+
+
+# --- the study's section, by hand, and the script at --quick ----------------------------------------
+
+def rows():
+    out = []
+    for kappa, seed, init, scale, inputs, probe in [
+            (0.1, 0, "independent", 0.0, "data", 0.60), (0.1, 1, "independent", 0.0, "data", 0.62),
+            (0.1, 0, "near", 0.1, "data", 0.70), (0.1, 1, "near", 0.1, "data", 0.74),
+            (1.0, 0, "independent", 0.0, "data", 0.64), (1.0, 1, "independent", 0.0, "data", 0.68)]:
+        out.append({"trial_id": f"{kappa}/{seed}/{init}", "status": "ok", "kappa": kappa, "seed": seed, "init": init,
+                    "init_scale": scale, "inputs": inputs, "init_distance": 0.1 if init == "near" else 1.4,
+                    "probe_acc": probe, "teacher_probe_acc": 0.5 + 0.01 * seed,
+                    "transfer_probe_acc": 0.4, "teacher_transfer_probe_acc": 0.4})
+    return out
+
+
+def test_random_teacher_section_by_hand():
+    import pandas as pd
+
+    from analysis.sections import random_teacher, render
+
+    tables = random_teacher.numbers(pd.DataFrame(rows()))
+    cells = tables["cells"].set_index(["kappa", "start"])
+    # gains: independent at 0.1: 0.60 - 0.50 = 0.10, 0.62 - 0.51 = 0.11 -> mean 0.105, t(1) interval 0.105 +- 12.706 * 0.005
+    assert cells.loc[(0.1, "independent"), "gain_mean"] == pytest.approx(0.105)
+    assert cells.loc[(0.1, "independent"), "gain_high"] == pytest.approx(0.105 + 12.7062 * 0.005, abs=1e-4)
+    assert cells.loc[(0.1, "near 0.1"), "gain_mean"] == pytest.approx(0.215)  # 0.20, 0.23
+    versus = tables["versus_independent"].iloc[0]
+    assert versus["start"] == "near 0.1" and versus["gain_minus_independent_mean"] == pytest.approx(0.11)  # 0.10, 0.12
+    by_kappa = tables["versus_kappa"].set_index("start")
+    assert by_kappa.loc["independent", "gain_change_mean"] == pytest.approx(0.05)  # 0.04, 0.06
+    assert math.isnan(by_kappa.loc["near 0.1", "gain_change_mean"])  # no near start at kappa 1
+    text = render(random_teacher.section(pd.DataFrame(rows())))
+    assert "| data | 0.1 | near 0.1 | 0.10 | 0.720 | 0.505 | +0.215" in text
+    # lows: 0.105 - 0.0635 > 0; 0.215 - 12.706 * 0.015 = 0.024 > 0; kappa 1: 0.155 - 0.191 < 0
+    assert "beats its teacher's (interval above 0) in 2 of 3 cells" in text
+
+
+def test_random_teacher_bad_start_is_one_line(tmp_path):
+    from tests.scripts import assert_refused, call_script
+
+    done = call_script("random_teacher", tmp_path, "--quick", "--starts", "near:lots")
+    assert_refused(done, "--starts 'near:lots' is invalid", tmp_path)
+
+
+@pytest.mark.slow
+def test_random_teacher_quick(tmp_path, ray_address):
+    from kdscale.store import ResultsStore
+    from tests.scripts import run_script
+
+    done = run_script("random_teacher", tmp_path, "--quick", address=ray_address)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "random_teacher_quick: 16 trials, 0 already finished, 16 to train" in done.stderr
+    assert "## Random teachers" in done.stdout
+    table = ResultsStore(str(tmp_path / "results"), "random_teacher_quick").table()
+    assert (table["status"] == "ok").all() and len(table) == 16
+    for column in ("probe_acc", "teacher_probe_acc", "transfer_probe_acc", "teacher_transfer_probe_acc"):
+        assert table[column].between(0, 1).all(), column
+    near = table[table["init"] == "near"]
+    assert near["init_distance"].between(0.08, 0.12).all() and table["test_acc"].isna().all()
+    assert set(table["inputs"]) == {"data", "noise"} and table["teacher_id"].nunique() == 2  # one teacher a seed
+    assert (tmp_path / "results" / "random_teacher_quick" / "analysis" / "random_teacher_cells.csv").exists()
