@@ -250,5 +250,5 @@ def _train_teachers(spec: StudySpec, cache: str, log) -> dict:
             raise found from error
         out = outputs[tid]
         log(f"teacher {out.spec.model.label} [{tid}]: test_acc {out.test_acc:.4f}, {out.params:,} parameters"
-            f"{' (trained)' if out.trained else ' (cached)'}")
+            f"{(' (initialised)' if out.spec.untrained else ' (trained)') if out.trained else ' (cached)'}")
     return outputs
