@@ -21,14 +21,20 @@ from kdscale.schema import arm_label, n_train, pair_label
 
 SCHEMA_VERSION = 1  # bump when a change to training makes old cached results wrong
 
-OBJECTIVES = ("lt", "kd", "ls", "hard", "l2")
+OBJECTIVES = ("lt", "kd", "ls", "hard", "l2", "embed")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 AUGMENTATIONS = ("none", "crop-flip", "crop-flip-rotate")  # kdscale/augment.py
 PRECISIONS = ("fp32", "bf16")  # bf16: the training forward pass under torch.autocast
 # Opt-in measurements at the end of a trial (issue 5): linear CKA and feature alignment to the
 # teacher on the test set, a linear probe on the teacher's N samples, the test features themselves.
-EXTRAS = ("cka", "fa", "probe", "features")
+# Issue 18 adds the teacher's own probe on the same samples ("teacher_probe") and the probes of
+# student and teacher on a second task ("transfer": kdscale.representations.transfer).
+EXTRAS = ("cka", "fa", "probe", "features", "teacher_probe", "transfer")
+# How a student starts (TrialSpec.init): its own seed's initialisation, the teacher's
+# initialisation, that plus relative Gaussian noise, or an interpolation (kdscale/train/init.py).
+INITS = ("independent", "teacher", "near", "interpolate")
+INPUTS = ("data", "noise")  # what the student is distilled on: the data set, or Gaussian noise of its shape
 
 
 def _fail(spec: str, field_name: str, value: Any, allowed: str) -> None:
@@ -247,6 +253,9 @@ class ObjectiveSpec:
     - `hard`: (1 - alpha) * CE(argmax teacher) + alpha * CE(y).
     - `l2`: (1 - alpha) * mean squared error between student and teacher logits (the tau -> infinity
       limit of kd) + alpha * CE(y).
+    - `embed`: label free, in embedding space (Sarnthein et al., arXiv 2302.12091, after DINO):
+      CE(softmax(t / tau_teacher), softmax(s / tau)) between the outputs of teacher and student
+      projection heads (model option `projection`); tau is the student's temperature.
 
     Fields an objective does not read are reset to their defaults, so `lt` at tau 4 is the same
     trial, with the same id, as `lt` at tau 1.
@@ -256,42 +265,56 @@ class ObjectiveSpec:
     alpha: float = 0.0
     tau_squared: bool = True
     epsilon: float = 0.1
+    tau_teacher: float = field(default=0.04, metadata={"hashed": "unless-default"})  # embed only
 
     def __post_init__(self):
         check_choice("objective", "name", self.name, OBJECTIVES)
+        check_float("objective", "tau_teacher", self.tau_teacher, 0.0, low_open=True)
         check_float("objective", "tau", self.tau, 0.0, low_open=True)
         check_float("objective", "alpha", self.alpha, 0.0, 1.0)
         check_float("objective", "epsilon", self.epsilon, 0.0, 1.0, high_open=True)
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         used = {"lt": (), "kd": ("tau", "alpha", "tau_squared"), "ls": ("epsilon",),
-                "hard": ("alpha",), "l2": ("alpha",)}[self.name]
-        for name in ("tau", "alpha", "tau_squared", "epsilon"):
+                "hard": ("alpha",), "l2": ("alpha",), "embed": ("tau", "tau_teacher")}[self.name]
+        for name in ("tau", "alpha", "tau_squared", "epsilon", "tau_teacher"):
             if name not in used:
                 object.__setattr__(self, name, defaults[name])
         object.__setattr__(self, "tau", float(self.tau))
         object.__setattr__(self, "alpha", float(self.alpha))
         object.__setattr__(self, "epsilon", float(self.epsilon))
+        object.__setattr__(self, "tau_teacher", float(self.tau_teacher))
 
     @property
     def uses_teacher(self) -> bool:
-        return self.name in ("kd", "hard", "l2")
+        return self.name in ("kd", "hard", "l2", "embed")
 
     @property
     def label(self) -> str:
         """`lt`, `kd tau=4`, `ls eps=0.1`, ...: the arm's name in tables and figures (schema.arm_label)."""
-        return arm_label(self.name, self.tau, self.alpha, self.tau_squared, self.epsilon)
+        return arm_label(self.name, self.tau, self.alpha, self.tau_squared, self.epsilon, self.tau_teacher)
 
 
 @dataclass(frozen=True)
 class TeacherSpec:
-    """A teacher: a model trained with label training on the first N samples of the pool."""
+    """A teacher: a model trained with label training on the first N samples of the pool, or, when
+    `untrained`, the model at its initialisation (zero steps; arXiv 2302.12091's random teacher).
+
+    A teacher of seed s starts from the initialisation a student of seed s would have (the
+    trainer's `initial_model`), so an untrained teacher IS that initialisation. Its recipe is
+    never read and is reset to the default, so one untrained teacher has one id.
+    """
     data: DataSpec
     model: ModelSpec
     recipe: RecipeSpec
     seed: int = 0
+    untrained: bool = field(default=False, metadata={"hashed": "unless-default"})
 
     def __post_init__(self):
         check_int("teacher", "seed", self.seed, 0)
+        if self.untrained not in (True, False):
+            _fail("teacher", "untrained", self.untrained, "must be true or false")
+        if self.untrained:
+            object.__setattr__(self, "recipe", RecipeSpec())
 
     @property
     def id(self) -> str:
@@ -313,8 +336,33 @@ class TrialSpec:
     seed: int = 0
     # what to measure at the end; not hashed: it changes what is logged, not what is trained
     extras: tuple[str, ...] = field(default=(), metadata={"hashed": False})
+    # How the student starts (INITS; kdscale/train/init.py) and what it is distilled on (INPUTS).
+    # `init_scale`: the noise's scale relative to each weight tensor's RMS for `near`, the weight t
+    # of the independent initialisation for `interpolate`; reset to 0 for the others.
+    init: str = field(default="independent", metadata={"hashed": "unless-default"})
+    init_scale: float = field(default=0.0, metadata={"hashed": "unless-default"})
+    inputs: str = field(default="data", metadata={"hashed": "unless-default"})
 
     def __post_init__(self):
+        check_choice("trial", "init", self.init, INITS)
+        check_choice("trial", "inputs", self.inputs, INPUTS)
+        if self.init in ("near", "interpolate"):
+            high = 1.0 if self.init == "interpolate" else math.inf
+            check_float("trial", "init_scale", self.init_scale, 0.0, high)
+            object.__setattr__(self, "init_scale", float(self.init_scale))
+        else:
+            object.__setattr__(self, "init_scale", 0.0)
+        if self.init != "independent" and self.student != self.teacher.model:
+            _fail("trial", "init", self.init, f"starts the student from its teacher's weights, so the student "
+                  f"must be the teacher's model ({self.teacher.model}), not {self.student}")
+        if self.inputs == "noise" and not self.objective.uses_teacher:
+            _fail("trial", "inputs", self.inputs, f"has no labels: objective {self.objective.name!r} reads "
+                  "labels only; use one that reads the teacher (kd, hard, l2, embed)")
+        if self.objective.name == "embed":
+            heads = [dict(m.options).get("projection") for m in (self.teacher.model, self.student)]
+            if heads[0] is None or heads[0] != heads[1]:
+                _fail("trial", "objective", "embed", "needs teacher and student with one projection head "
+                      f"width (model option projection=K), got teacher {heads[0]}, student {heads[1]}")
         object.__setattr__(self, "extras", tuple(sorted(set(self.extras))))
         for extra in self.extras:
             check_choice("trial", "extras", extra, EXTRAS)

@@ -12,6 +12,15 @@ where p^tau = softmax(z / tau). The tau^2 factor (Hinton et al. 2015, and the pa
 keeps the soft term's gradient independent of tau; without it a high tau shrinks the gradient by
 1 / tau^2, which acts like a smaller learning rate. The factor is applied the same way for every
 alpha, including alpha = 0 (torchdistill's KDLoss drops it there, against its own docstring).
+
+`embed` is label free and lives in embedding space (Sarnthein et al., "Random Teachers are Good
+Teachers", arXiv 2302.12091, eq. 1, after DINO, Caron et al. 2021): teacher and student each end in
+a projection head to K outputs (model option `projection=K`, kdscale.models), and
+    L_embed = CE(softmax(t / tau_t), softmax(s / tau_s)) = -sum_k p_t,k log p_s,k
+with each side at its own temperature (tau_s = spec.tau, tau_t = spec.tau_teacher; DINO's 0.1 and
+0.04: a sharp teacher). No tau^2 factor: the two temperatures differ, and there is no label term.
+It differs from KL(p_t || p_s) by the teacher's entropy, a constant, so the gradients are KL's.
+DINO's teacher centring and EMA are left out: the teacher is fixed.
 """
 from __future__ import annotations
 
@@ -52,6 +61,13 @@ def logit_l2(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torc
     return 0.5 * diff.pow(2).mean(dim=1).mean()
 
 
+def embedding_loss(student_outputs: torch.Tensor, teacher_outputs: torch.Tensor, tau_student: float,
+                   tau_teacher: float) -> torch.Tensor:
+    """CE(softmax(t / tau_t), softmax(s / tau_s)), batch mean, over projection outputs [B, K]."""
+    targets = F.softmax(teacher_outputs / tau_teacher, dim=1)
+    return -(targets * F.log_softmax(student_outputs / tau_student, dim=1)).sum(dim=1).mean()
+
+
 def _with_labels(alpha: float, teacher_term: torch.Tensor, student_logits, labels) -> torch.Tensor:
     if alpha == 0.0:
         return teacher_term
@@ -87,6 +103,11 @@ def hard_teacher_labels(spec: ObjectiveSpec, student_logits, labels, teacher_log
 @OBJECTIVES.register("l2")
 def logit_regression(spec: ObjectiveSpec, student_logits, labels, teacher_logits=None):
     return _with_labels(spec.alpha, logit_l2(student_logits, teacher_logits), student_logits, labels)
+
+
+@OBJECTIVES.register("embed")
+def embedding_distillation(spec: ObjectiveSpec, student_logits, labels, teacher_logits=None):
+    return embedding_loss(student_logits, teacher_logits, spec.tau, spec.tau_teacher)
 
 
 def loss(spec: ObjectiveSpec, student_logits, labels, teacher_logits=None) -> torch.Tensor:

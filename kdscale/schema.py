@@ -27,13 +27,19 @@ COLUMNS = ("study", "trial_id", "status", "error", "label", "dataset", "n_teache
            "alpha", "tau_squared", "epsilon", "seed", "budget", "lr", "weight_decay", "batch_size", "test_acc",
            "test_loss", "test_ppl", "test_seq_acc", "train_acc", "fidelity_train", "fidelity_test", "teacher_test_acc",
            "epochs", "steps", "wall_s", "flops", "resumed_from_step", "node_id", "cka_teacher", "fa_teacher",
-           "probe_acc", "pack_size", "extras", "fp_iterations", "teacher_test_ppl")
+           "probe_acc", "pack_size", "extras", "fp_iterations", "teacher_test_ppl",
+           # issue 18 (random teachers): how the student started, what it was distilled on, and the
+           # probes of student and teacher (on the same samples, and on a second task)
+           "tau_teacher", "init", "init_scale", "init_distance", "inputs", "teacher_probe_acc",
+           "transfer_probe_acc", "teacher_transfer_probe_acc")
 INT_COLUMNS = ("n_teacher", "n_train", "teacher_params", "student_params", "seed", "batch_size", "epochs", "steps",
                "resumed_from_step", "pack_size")
 FLOAT_COLUMNS = ("kappa", "tau", "alpha", "epsilon", "lr", "weight_decay", "test_acc", "test_loss", "test_ppl",
                  "test_seq_acc", "fp_iterations",
                  "train_acc", "fidelity_train", "fidelity_test", "teacher_test_acc", "wall_s", "flops", "cka_teacher",
-                 "fa_teacher", "probe_acc", "teacher_test_ppl")
+                 "fa_teacher", "probe_acc", "teacher_test_ppl", "tau_teacher", "init_scale", "init_distance",
+                 "teacher_probe_acc",
+                 "transfer_probe_acc", "teacher_transfer_probe_acc")
 BOOL_COLUMNS = ("tau_squared",)
 STRING_COLUMNS = tuple(c for c in COLUMNS if c not in INT_COLUMNS + FLOAT_COLUMNS + BOOL_COLUMNS)
 
@@ -58,9 +64,11 @@ def pair_label(teacher: str, student: str) -> str:
 
 
 def arm_label(objective: str, tau: float | None = None, alpha: float | None = None,
-              tau_squared: bool | None = None, epsilon: float | None = None) -> str:
+              tau_squared: bool | None = None, epsilon: float | None = None,
+              tau_teacher: float | None = None) -> str:
     """The objective and the settings it reads: `lt`, `kd tau=4`, `kd tau=4 no-tau2 alpha=0.5`,
-    `ls eps=0.1`, `hard alpha=0.5`. A missing (None or NaN) setting is left out."""
+    `ls eps=0.1`, `hard alpha=0.5`, `embed tau=0.1/0.04` (student/teacher). A missing (None or
+    NaN) setting is left out."""
     def given(value):
         return value is not None and not (isinstance(value, float) and math.isnan(value))
 
@@ -71,6 +79,8 @@ def arm_label(objective: str, tau: float | None = None, alpha: float | None = No
         return text + (f" alpha={float(alpha):g}" if given(alpha) and alpha else "")
     if objective == "ls":
         return f"ls eps={float(epsilon):g}" if given(epsilon) else "ls"
+    if objective == "embed" and given(tau):
+        return f"embed tau={float(tau):g}" + (f"/{float(tau_teacher):g}" if given(tau_teacher) else "")
     if objective in ("hard", "l2") and given(alpha) and alpha:
         return f"{objective} alpha={float(alpha):g}"
     return objective
@@ -86,7 +96,8 @@ def row_arm_label(row: dict) -> str:
             missing = True
         return None if missing else item
 
-    return arm_label(str(row["objective"]), value("tau"), value("alpha"), value("tau_squared"), value("epsilon"))
+    return arm_label(str(row["objective"]), value("tau"), value("alpha"), value("tau_squared"), value("epsilon"),
+                     value("tau_teacher"))
 
 
 def typed(table):

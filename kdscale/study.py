@@ -73,6 +73,13 @@ class StudySpec:
     # An adaptive design (kdscale.adaptive) instead of the full grid: (pair index, kappa, n) per cell
     # visited, training seeds[:n] there; each kappa one of `kappas`. Empty: pairs x kappas x seeds.
     plan: tuple[tuple[int, float, int], ...] = ()
+    # Random teachers (issue 18, arXiv 2302.12091): untrained teachers, one per seed (seed
+    # teacher_seed + s, so never the student's own initialisation), and the axes of where a student
+    # starts ((init, init_scale) pairs, TrialSpec.init) and what it is distilled on (TrialSpec.inputs).
+    teacher_untrained: bool = False
+    teacher_per_seed: bool = False
+    inits: tuple[tuple[str, float], ...] = (("independent", 0.0),)
+    inputs: tuple[str, ...] = ("data",)
 
     def __post_init__(self):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name or ""):
@@ -97,6 +104,11 @@ class StudySpec:
             if not (0 <= index < len(self.pairs) and kappa in self.kappas and 1 <= n_seeds <= len(self.seeds)):
                 raise SpecError(f"study.plan: cell ({index}, {kappa!r}, {n_seeds}) is invalid: needs a pair index "
                                 f"below {len(self.pairs)}, a kappa of study.kappas and 1 to {len(self.seeds)} seeds")
+        if not self.inits or not self.inputs:
+            raise SpecError("study.inits and study.inputs must each hold at least one value")
+        if self.teacher_per_seed and self.recipe_policy != "fixed":
+            raise SpecError(f"study.recipe_policy={self.recipe_policy!r} is invalid with a teacher per seed: "
+                            "a recipe search scores one teacher; use fixed")
         if self.recipe_policy not in POLICIES:
             raise SpecError(f"study.recipe_policy={self.recipe_policy!r} is invalid: must be one of {', '.join(POLICIES)}")
         # every cell validates now, before any compute: the trials (the base recipe standing in for
@@ -104,8 +116,11 @@ class StudySpec:
         self._trials(lambda *cell: self.recipe)
         self.searches()
 
-    def teacher(self, model: ModelSpec) -> TeacherSpec:
-        return TeacherSpec(self.data, model, self.teacher_recipe, seed=self.teacher_seed)
+    def teacher(self, model: ModelSpec, seed: int = 0) -> TeacherSpec:
+        """The teacher of `model` (for trial seed `seed` when each seed has its own)."""
+        return TeacherSpec(self.data, model, self.teacher_recipe, seed=self.teacher_seed + (seed if self.teacher_per_seed
+                                                                                             else 0),
+                           untrained=self.teacher_untrained)
 
     def objective_specs(self) -> list[ObjectiveSpec]:
         specs = []
@@ -173,18 +188,21 @@ class StudySpec:
         for teacher_model, student_model, kappa, objective, seeds in self._cells():
             recipe = recipe_of(teacher_model, student_model, kappa, objective)
             for seed in seeds:
-                trial = TrialSpec(self.teacher(teacher_model), student_model, kappa, objective, recipe, seed,
-                                  extras=self.extras)
-                if trial.id not in seen:
-                    seen.add(trial.id)
-                    out.append(trial)
+                for init, scale in self.inits:
+                    for inputs in self.inputs:
+                        trial = TrialSpec(self.teacher(teacher_model, seed), student_model, kappa, objective, recipe,
+                                          seed, extras=self.extras, init=init, init_scale=scale, inputs=inputs)
+                        if trial.id not in seen:
+                            seen.add(trial.id)
+                            out.append(trial)
         return out
 
     def teachers(self) -> list[TeacherSpec]:
         unique: dict[str, TeacherSpec] = {}
         for teacher_model, _ in self.pairs:
-            spec = self.teacher(teacher_model)
-            unique.setdefault(spec.id, spec)
+            for seed in (self.seeds if self.teacher_per_seed else (0,)):
+                spec = self.teacher(teacher_model, seed)
+                unique.setdefault(spec.id, spec)
         return list(unique.values())
 
 
@@ -217,6 +235,10 @@ def check_study(spec: StudySpec) -> None:
     if info.vocab_size and spec.extras:
         raise SpecError(f"study.extras={','.join(spec.extras)} is invalid for {spec.data.name}: the representation "
                         "metrics take one feature vector per sample, a token model gives one per token")
+    if "transfer" in spec.extras:  # a data set with a second task (kdscale.representations.transfer)
+        from kdscale.representations import transfer_data
+
+        transfer_data(spec.data)
     if spec.recipe_policy != "fixed":
         for kappa in spec.kappas:
             m = n_train(kappa, spec.data.n_teacher)

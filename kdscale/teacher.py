@@ -1,4 +1,5 @@
-"""Teachers: trained once with label training on the pool's first N samples, then cached.
+"""Teachers: trained once with label training on the pool's first N samples, then cached; or, when
+the spec says `untrained`, the model at its seed's initialisation (zero steps), cached the same way.
 
 A teacher's directory, named by its spec's content hash, holds
   weights.safetensors   the model (safetensors: loading runs no pickled code)
@@ -26,7 +27,8 @@ from kdscale import data as datasets
 from kdscale import models
 from kdscale.config import ObjectiveSpec, TeacherSpec, to_dict
 from kdscale.fileio import atomic_path, cache_dir
-from kdscale.train import TrainData, forward_flops, predict, train
+from kdscale.models import count_params
+from kdscale.train import TrainData, accuracy, forward_flops, initial_model, predict, train
 
 FILES = ("weights.safetensors", "logits_test.npy", "logits_train.npy")
 
@@ -92,32 +94,56 @@ def _read_cached(directory: Path) -> dict | None:
 
 def _train_teacher(spec: TeacherSpec, loaded: datasets.LoadedData, n_pool: int, directory: Path,
                    device: torch.device, log, on_report) -> tuple[dict, np.ndarray]:
-    """Train, then write weights, test logits and logits on the stream's first `n_pool`, from the
-    model in memory; returns meta.json's content and the training logits."""
+    """Train (or, for an untrained teacher, initialise), then write weights, test logits and logits
+    on the stream's first `n_pool`, from the model in memory; returns meta.json's content and the
+    training logits."""
+    n = spec.data.n_teacher
+    info = loaded.info
+    if spec.untrained:  # zero steps: the initialisation a run of this seed starts from
+        log(f"initialising untrained teacher {spec.model.label} (seed {spec.seed}, {spec.id})")
+        model = initial_model(spec.model, spec.seed, tuple(loaded.x_pool.shape[1:]), info.num_classes,
+                              info.vocab_size).to(device)
+        metrics = {"wall_s": 0.0, "train_acc": None, "test_acc": None, "student_params": count_params(model)}
+    else:
+        log(f"training teacher {spec.model.label} on N={n} {spec.data.name} samples ({spec.id})")
+        tensors = TrainData(*(torch.as_tensor(a).to(device) for a in
+                              (loaded.x_pool[:n], loaded.y_pool[:n], loaded.x_test, loaded.y_test)))
+        result = train(spec.model, ObjectiveSpec("lt"), spec.recipe, spec.seed, tensors, info.num_classes,
+                       on_report=on_report, vocab_size=info.vocab_size)
+        if result.status != "ok":
+            raise RuntimeError(f"teacher {spec.model.label} ({spec.id}) diverged; lower recipe.lr")
+        model, metrics = result.model, result.metrics
+    meta, logits_train = _write_teacher(spec, model, loaded, n_pool, directory, device, metrics)
+    log(f"teacher {spec.model.label}: test accuracy {meta['test_acc']:.4f} "
+        f"({meta['params']:,} parameters, {meta['wall_s']:.1f} s)")
+    return meta, logits_train
+
+
+def _write_teacher(spec: TeacherSpec, model: torch.nn.Module, loaded, n_pool: int, directory: Path,
+                   device: torch.device, metrics: dict) -> tuple[dict, np.ndarray]:
     from safetensors.torch import save_file
 
-    n = spec.data.n_teacher
-    log(f"training teacher {spec.model.label} on N={n} {spec.data.name} samples ({spec.id})")
-    tensors = TrainData(*(torch.as_tensor(a).to(device) for a in
-                          (loaded.x_pool[:n], loaded.y_pool[:n], loaded.x_test, loaded.y_test)))
-    result = train(spec.model, ObjectiveSpec("lt"), spec.recipe, spec.seed, tensors, loaded.info.num_classes,
-                   on_report=on_report, vocab_size=loaded.info.vocab_size)
-    if result.status != "ok":
-        raise RuntimeError(f"teacher {spec.model.label} ({spec.id}) diverged; lower recipe.lr")
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(directory / "weights.safetensors") as tmp:
         save_file(state, str(tmp))
     x_test = torch.as_tensor(loaded.x_test).to(device)
-    _save_npy(directory / "logits_test.npy", predict(result.model, x_test).cpu().numpy())
-    logits_train = predict(result.model, torch.as_tensor(loaded.x_pool[:n_pool]).to(device)).cpu().numpy()
+    logits_test = predict(model, x_test)
+    _save_npy(directory / "logits_test.npy", logits_test.cpu().numpy())
+    logits_train = predict(model, torch.as_tensor(loaded.x_pool[:n_pool]).to(device)).cpu().numpy()
     _save_npy(directory / "logits_train.npy", logits_train)
-    meta = {"spec": to_dict(spec), "id": spec.id, "test_acc": result.metrics["test_acc"],
-            "train_acc": result.metrics["train_acc"], "params": result.metrics["student_params"],
-            "forward_flops": forward_flops(result.model, x_test), "wall_s": result.metrics["wall_s"]}
+    test_acc, train_acc = metrics["test_acc"], metrics["train_acc"]
+    if test_acc is None:  # an untrained teacher's accuracy (NaN for a projection head: no classes)
+        classes = logits_test.shape[-1] == loaded.info.num_classes
+        labels = torch.as_tensor(loaded.y_test).to(device)
+        test_acc = accuracy(logits_test, labels) if classes else float("nan")
+        n = spec.data.n_teacher
+        train_acc = accuracy(torch.as_tensor(logits_train[:n]), torch.as_tensor(loaded.y_pool[:n])) if classes \
+            else float("nan")
+    meta = {"spec": to_dict(spec), "id": spec.id, "test_acc": test_acc, "train_acc": train_acc,
+            "params": metrics["student_params"], "forward_flops": forward_flops(model, x_test),
+            "wall_s": metrics["wall_s"]}
     _write_meta(directory, meta)
-    log(f"teacher {spec.model.label}: test accuracy {meta['test_acc']:.4f} "
-        f"({meta['params']:,} parameters, {meta['wall_s']:.1f} s)")
     return meta, logits_train
 
 

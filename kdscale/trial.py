@@ -5,7 +5,7 @@ The CLI's `kdscale trial` and the engine's workers both call `run_trial`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -60,14 +60,19 @@ def spec_row(spec: TrialSpec) -> dict[str, Any]:
             "alpha": objective.alpha if objective.name in ("kd", "hard", "l2") else math.nan,
             "tau_squared": objective.tau_squared if objective.name == "kd" else None,
             "epsilon": objective.epsilon if objective.name == "ls" else math.nan,
+            "tau_teacher": objective.tau_teacher if objective.name == "embed" else math.nan,
+            "init": spec.init, "init_scale": spec.init_scale, "inputs": spec.inputs,
             "seed": spec.seed, "budget": recipe.budget, "lr": recipe.lr,
             "weight_decay": recipe.weight_decay, "batch_size": recipe.batch_size,
             "extras": ",".join(spec.extras)}  # what was measured beyond the metrics (a reuse needs as much)
 
 
-def _tensors(spec: TrialSpec, teacher: TeacherOutputs, loaded, device: torch.device, test=None) -> TrainData:
+def _tensors(spec: TrialSpec, teacher: TeacherOutputs, loaded, device: torch.device, test=None,
+             teacher_model=None) -> TrainData:
     """The trial's subset, test set and teacher logits as tensors on `device` (`test`: the test
-    set's (inputs, labels) tensors, shared by a pack's trials so it is evaluated once)."""
+    set's (inputs, labels) tensors, shared by a pack's trials so it is evaluated once). With
+    inputs "noise" the subset's inputs are Gaussian noise of their shape, and the teacher's logits
+    on them come from `teacher_model()`, the teacher as a model."""
     indices = datasets.student_indices(loaded.y_pool, spec.data.n_teacher, spec.n_train, spec.seed)
     if len(teacher.logits_train) <= indices.max():
         raise ValueError(f"teacher logits cover {len(teacher.logits_train)} samples; the trial needs "
@@ -76,22 +81,48 @@ def _tensors(spec: TrialSpec, teacher: TeacherOutputs, loaded, device: torch.dev
     def tensor(array):
         return torch.as_tensor(np.ascontiguousarray(array)).to(device)
     x_test, y_test = test if test is not None else (tensor(loaded.x_test), tensor(loaded.y_test))
+    if spec.inputs == "noise":
+        x_train = noise_inputs(loaded.x_pool[:spec.data.n_teacher], spec.n_train, spec.seed).to(device)
+        from kdscale.train import predict
+
+        return TrainData(x_train, tensor(loaded.y_pool[indices]), x_test, y_test,
+                         predict(teacher_model(), x_train), tensor(teacher.logits_test))
     return TrainData(tensor(loaded.x_pool[indices]), tensor(loaded.y_pool[indices]), x_test, y_test,
                      tensor(teacher.logits_train[indices]), tensor(teacher.logits_test))
 
 
-def _outcome(spec: TrialSpec, result, teacher: TeacherOutputs, loaded, tensors: TrainData) -> TrialOutcome:
+def noise_inputs(reference: np.ndarray, n: int, seed: int) -> torch.Tensor:
+    """n samples of Gaussian noise in the shape of `reference`'s samples, with its overall mean and
+    standard deviation (arXiv 2302.12091's control: distillation on inputs with no structure).
+    Drawn from the trial seed's own stream, so a smaller kappa's noise is a prefix of a larger's."""
+    from kdscale.train import derive_seed
+
+    generator = torch.Generator(device="cpu").manual_seed(derive_seed(seed, NOISE_INPUT_STREAM))
+    noise = torch.randn((n, *reference.shape[1:]), generator=generator, dtype=torch.float32)
+    return noise * float(reference.std()) + float(reference.mean())
+
+
+NOISE_INPUT_STREAM = 5  # derive_seed purpose (1 init, 2 batch order, 3 augmentation, 4 init noise)
+
+
+def _outcome(spec: TrialSpec, result, teacher: TeacherOutputs, loaded, tensors: TrainData,
+             init_distance: float | None = None, teacher_model=None) -> TrialOutcome:
     row = spec_row(spec)
     row.update({"status": result.status, "error": None if result.status == "ok" else "loss became NaN or inf",
                 "teacher_params": teacher.params, "teacher_test_acc": teacher.test_acc, "test_ppl": None,
                 "teacher_test_ppl": None, "test_seq_acc": None, "fp_iterations": None,  # token models only (metrics, below)
                 "node_id": None,  # the engine fills in where the trial ran
-                "cka_teacher": None, "fa_teacher": None, "probe_acc": None})  # with spec.extras
+                "cka_teacher": None, "fa_teacher": None, "probe_acc": None, "teacher_probe_acc": None,
+                "transfer_probe_acc": None, "teacher_transfer_probe_acc": None,  # with spec.extras
+                "init_distance": init_distance})
     row.update(result.metrics)
     if loaded.info.next_token:  # a language model: perplexity, exp(mean cross-entropy per test token)
         row["teacher_test_ppl"] = perplexity(tensors.teacher_test, tensors.y_test)
         if result.status == "ok":
             row["test_ppl"] = math.exp(row["test_loss"])
+    projected = "projection" in dict(spec.student.options)
+    if projected:  # K projection outputs are no classes: accuracy and loss would be noise; see probe_acc
+        row.update(test_acc=math.nan, test_loss=math.nan, train_acc=math.nan)
     if spec.objective.uses_teacher:  # the teacher's forward passes: once per sample, or per sample seen
         row["flops"] += teacher.forward_flops * (result.metrics["samples_seen"] if spec.recipe.augment != "none"
                                                  else spec.n_train)
@@ -106,9 +137,9 @@ def _outcome(spec: TrialSpec, result, teacher: TeacherOutputs, loaded, tensors: 
         if hasattr(result.model, "fixed_point_iterations"):  # the count a dense fixed-point RNN used
             row["fp_iterations"] = result.model.fixed_point_iterations(tensors.x_test)
         if spec.extras:
-            extra_metrics, features = measure_extras(spec, result.model, teacher, loaded, tensors)
+            extra_metrics, features = measure_extras(spec, result.model, teacher, loaded, tensors, teacher_model)
             row.update(extra_metrics)
-    probs = None if result.test_probs is None else result.test_probs.numpy().astype(np.float32)
+    probs = None if result.test_probs is None or projected else result.test_probs.numpy().astype(np.float32)
     return TrialOutcome(row, probs, loaded.y_test, result.history, features)
 
 
@@ -135,7 +166,8 @@ def training_key(spec: TrialSpec) -> str:
     """Trials with one training key train the same student: an objective that reads no teacher (lt,
     ls) trains alike whatever the pair's teacher is, so its trials of several pairs ("twins") train
     once and differ only in the columns that compare with the teacher (fidelity, and cka or fa)."""
-    if spec.objective.uses_teacher or {"cka", "fa"} & set(spec.extras):
+    if spec.objective.uses_teacher or spec.init != "independent" or \
+            {"cka", "fa", "teacher_probe", "transfer"} & set(spec.extras):
         return spec.id
     return spec_id((spec.data, spec.student, spec.kappa, spec.objective, spec.recipe, spec.seed, spec.extras))
 
@@ -161,7 +193,17 @@ def run_pack(specs: list[TrialSpec], teachers: dict[str, TeacherOutputs] | None 
             teachers[s.teacher.id] = get_teacher(s.teacher, n_stream, root=cache_root, device=device, log=log)
     loaded = datasets.load(spec.data, n_stream)
     test = (torch.as_tensor(loaded.x_test).to(device), torch.as_tensor(loaded.y_test).to(device))
-    tensors = [_tensors(s, teachers[s.teacher.id], loaded, device, test) for s in specs]
+    teacher_models: dict[str, torch.nn.Module] = {}
+
+    def teacher_model_of(s: TrialSpec):
+        def get():
+            from kdscale.teacher import load_model
+
+            if s.teacher.id not in teacher_models:
+                teacher_models[s.teacher.id] = load_model(teachers[s.teacher.id], device)
+            return teacher_models[s.teacher.id]
+        return get
+    tensors = [_tensors(s, teachers[s.teacher.id], loaded, device, test, teacher_model_of(s)) for s in specs]
     trained: dict[str, int] = {}  # training key -> index of the spec whose student trains
     for i, s in enumerate(specs):
         trained.setdefault(training_key(s), i)
@@ -177,16 +219,36 @@ def run_pack(specs: list[TrialSpec], teachers: dict[str, TeacherOutputs] | None 
     def report(reports, state):  # each spec gets the report of the student that trains for it
         by_key = {training_key(specs[i]): r for i, r in zip(unique, reports)}
         on_report([by_key[training_key(s)] for s in specs], state)
+    starts = [_start(s, loaded.info) for s in specs]  # (state dict or None, distance to the teacher's init)
     results = train_students(spec.student, [specs[i].objective for i in unique], [specs[i].recipe for i in unique],
                              [specs[i].seed for i in unique], [tensors[i] for i in unique], loaded.info.num_classes,
                              on_report=None if on_report is None else report, resume=resume,
-                             vocab_size=loaded.info.vocab_size)
+                             vocab_size=loaded.info.vocab_size, init_states=[starts[i][0] for i in unique])
     result_of = {training_key(specs[i]): r for i, r in zip(unique, results)}
-    return [_outcome(s, result_of[training_key(s)], teachers[s.teacher.id], loaded, t) for s, t in zip(specs, tensors)]
+    return [_outcome(s, result_of[training_key(s)], teachers[s.teacher.id], loaded, t, start[1], teacher_model_of(s))
+            for s, t, start in zip(specs, tensors, starts)]
 
 
-def measure_extras(spec: TrialSpec, model, teacher: TeacherOutputs, loaded, tensors: TrainData):
-    """The opt-in representation metrics of `spec.extras` (see kdscale.representations)."""
+def _start(spec: TrialSpec, info) -> tuple[dict | None, float]:
+    """The student's starting state (None: its seed's own initialisation, built by the trainer) and
+    its relative distance to the teacher's initialisation (NaN for another architecture)."""
+    from kdscale.train import initial_model
+    from kdscale.train.init import initial_state, relative_distance
+
+    if spec.student != spec.teacher.model:
+        return None, math.nan
+    shape = tuple(info.input_shape)
+    own = initial_model(spec.student, spec.seed, shape, info.num_classes, info.vocab_size)
+    theirs = initial_model(spec.teacher.model, spec.teacher.seed, shape, info.num_classes, info.vocab_size).state_dict()
+    state = initial_state(spec.init, spec.init_scale, own.state_dict(), theirs, spec.seed)
+    distance = relative_distance(state, theirs, {name for name, _ in own.named_parameters()})
+    return (None if spec.init == "independent" else state), distance
+
+
+def measure_extras(spec: TrialSpec, model, teacher: TeacherOutputs, loaded, tensors: TrainData,
+                   teacher_model=None):
+    """The opt-in representation metrics of `spec.extras` (see kdscale.representations);
+    `teacher_model()` gives the teacher as a model (loaded from its cache when not given)."""
     from kdscale import representations as rep
     from kdscale.teacher import teacher_features
 
@@ -205,5 +267,17 @@ def measure_extras(spec: TrialSpec, model, teacher: TeacherOutputs, loaded, tens
         probe = rep.linear_probe(rep.features_of(model, pool), loaded.y_pool[:n], student_test, loaded.y_test,
                                  num_classes=loaded.info.num_classes)
         metrics["probe_acc"] = probe.test_acc
+    if "teacher_probe" in spec.extras or "transfer" in spec.extras:
+        from kdscale.teacher import load_model
+
+        device = tensors.x_test.device
+        frozen_teacher = teacher_model() if teacher_model is not None else load_model(teacher, device)
+        n = spec.data.n_teacher
+        if "teacher_probe" in spec.extras:  # the teacher's features, the same samples and protocol
+            metrics["teacher_probe_acc"] = rep.probe_accuracy(frozen_teacher, loaded, n, device)
+        if "transfer" in spec.extras:  # both on the second task (representations.transfer)
+            second = datasets.load(replace(rep.transfer_data(spec.data), n_teacher=n), n)
+            metrics["transfer_probe_acc"] = rep.probe_accuracy(model, second, n, device)
+            metrics["teacher_transfer_probe_acc"] = rep.probe_accuracy(frozen_teacher, second, n, device)
     features = student_test.float().cpu().numpy() if "features" in spec.extras else None
     return metrics, features

@@ -137,7 +137,7 @@ def test_num_classes_option_must_match_the_data():
 
 @pytest.mark.parametrize("spec, shape, num_classes, message", [
     (ModelSpec("transformer", 8), MNIST1D, 10, r"model\.family: unknown 'transformer'; known: cnn1d, cnn2d, diagrnn, fprnn, gpt, lstm, mlp, resnet18"),
-    (ModelSpec("cnn1d", 8, (("depth", 3),)), MNIST1D, 10, r"model\.options: cnn1d takes no option 'depth'; allowed: none"),
+    (ModelSpec("cnn1d", 8, (("depth", 3),)), MNIST1D, 10, r"model\.options: cnn1d takes no option 'depth'; allowed: projection, projection_hidden"),
     (ModelSpec("mlp", 8, (("batch_norm", True),)), MNIST1D, 10, r"mlp takes no option 'batch_norm'; allowed: depth"),
     (ModelSpec("mlp", 8, (("depth", 0),)), MNIST1D, 10, r"model\.options\.depth=0 is invalid: must be an integer >= 1"),
     (ModelSpec("cnn2d", 8, (("batch_norm", "yes"),)), DIGITS, 10, r"model\.options\.batch_norm='yes' is invalid"),

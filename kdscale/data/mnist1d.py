@@ -7,6 +7,11 @@ chunks of CHUNK raw samples, each seeded by (data seed, chunk), and every sample
 the mean and std of the first training chunk. A pool of any size is then a prefix of a larger one.
 Chunks are cached on disk keyed by the generation arguments (kdscale/data/chunks.py), so a second
 load is instant.
+
+Option `templates=reversed` (`DataSpec("mnist1d", options=(("templates", "reversed"),))`) draws
+from the same generator with each class's template reversed in time: a second task with the
+same input statistics and different class shapes, the transfer task of the random-teacher study
+(kdscale.representations.transfer).
 """
 from __future__ import annotations
 
@@ -22,14 +27,27 @@ DEFAULT_N_TEST = 2000
 TEST_STREAM = 1_000_000  # chunk offset of the test stream, so test and train seeds never meet
 
 
-def _generation_args() -> dict:
+TEMPLATES = ("original", "reversed")
+
+
+def _generation_args(spec: DataSpec | None = None) -> dict:
     from mnist1d.data import get_dataset_args
+    from kdscale.errors import SpecError
+
+    options = dict(spec.options) if spec is not None else {}
+    for name, value in options.items():
+        if name != "templates":
+            raise SpecError(f"data.options: mnist1d takes no option {name!r}; allowed: templates")
+        if value not in TEMPLATES:
+            raise SpecError(f"data.options.templates={value!r} is invalid: must be one of {', '.join(TEMPLATES)}")
 
     args = get_dataset_args(as_dict=True)
     args.pop("url", None)
     args.pop("seed", None)
     args.pop("num_samples", None)
     args.pop("train_split", None)
+    if options.get("templates", "original") != "original":  # in the chunk cache's key only when set
+        args["templates"] = options["templates"]
     return args
 
 
@@ -43,6 +61,8 @@ def _make_chunk(args: dict, seed: int) -> tuple[np.ndarray, np.ndarray]:
         np.random.seed(seed)
         random.seed(seed)
         templates, view = get_templates(), ObjectView(dict(args))
+        if args.get("templates") == "reversed":
+            templates = dict(templates, x=np.ascontiguousarray(templates["x"][:, ::-1]))
         xs, ys = [], []
         per_class = CHUNK // len(templates["y"])
         for label in range(len(templates["y"])):
@@ -69,11 +89,12 @@ def _stream(args: dict, data_seed: int, first_chunk: int, n: int) -> tuple[np.nd
 class MNIST1D:
     @staticmethod
     def info(spec: DataSpec) -> DataInfo:
+        _generation_args(spec)  # a bad option fails here, before any compute
         return DataInfo((1, 40), 10, None, spec.n_test or DEFAULT_N_TEST)
 
     @staticmethod
     def load(spec: DataSpec, n_pool: int):
-        args = _generation_args()
+        args = _generation_args(spec)
         x_pool, y_pool = _stream(args, spec.seed, 0, n_pool)
         x_test, y_test = _stream(args, spec.seed, TEST_STREAM, spec.n_test or DEFAULT_N_TEST)
         x_ref = _chunk(args, spec.seed, 0)[0]

@@ -209,6 +209,9 @@ def _study_params(spec: StudySpec) -> dict:
             "alpha": spec.alpha, "tau_squared": spec.tau_squared,
             "objective_settings": [o.label for o in spec.objective_specs()],
             "budget": spec.recipe.budget, "recipe_policy": spec.recipe_policy,
+            **({"teacher_untrained": True, "teacher_per_seed": spec.teacher_per_seed,
+                "inits": [f"{i}:{s:g}" for i, s in spec.inits], "inputs": list(spec.inputs)}
+               if spec.teacher_untrained or spec.inits != (("independent", 0.0),) or spec.inputs != ("data",) else {}),
             "search": to_dict(spec.search) if spec.recipe_policy != "fixed" else None}
 
 
@@ -228,13 +231,9 @@ def _sync_tracker(store: ResultsStore, tracker: StudyTracker, trials: dict[str, 
 def _train_teachers(spec: StudySpec, cache: str, log) -> dict:
     """Every teacher of the study, trained or loaded, with logits as far into the stream as its
     largest kappa needs."""
-    needs: dict[str, int] = {}
     teachers = {t.id: t for t in spec.teachers()}
-    for teacher_model, _ in spec.pairs:
-        tid = spec.teacher(teacher_model).id
-        reach = max(datasets.stream_length_for(spec.data.n_teacher, n_train(k, spec.data.n_teacher))
-                    for k in spec.kappas)
-        needs[tid] = max(needs.get(tid, 0), reach)
+    reach = max(datasets.stream_length_for(spec.data.n_teacher, n_train(k, spec.data.n_teacher)) for k in spec.kappas)
+    needs = {tid: reach for tid in teachers}
     resources = spec.resources
     threads = max(1, int(resources.cpus_per_trial))
     task = ray.remote(num_cpus=resources.cpus_per_trial, num_gpus=resources.gpus_per_trial)(teacher_task)
@@ -251,5 +250,5 @@ def _train_teachers(spec: StudySpec, cache: str, log) -> dict:
             raise found from error
         out = outputs[tid]
         log(f"teacher {out.spec.model.label} [{tid}]: test_acc {out.test_acc:.4f}, {out.params:,} parameters"
-            f"{' (trained)' if out.trained else ' (cached)'}")
+            f"{(' (initialised)' if out.spec.untrained else ' (trained)') if out.trained else ' (cached)'}")
     return outputs

@@ -24,6 +24,12 @@ Token families (int64 tokens [B, T] in, one prediction per token out; `build` ne
 - `gpt` (models/gpt.py): a decoder-only transformer as nanoGPT's, `width` the embedding; options
   `depth` (blocks, default 2), `heads` (default 4) and `context` (default: the data's length).
 
+Every family takes the option `projection=K` (and `projection_hidden`, default 128): its linear
+head is replaced by DINO's projection head in small (arXiv 2302.12091 uses DINO's), Linear(D,
+hidden) -> GELU -> Linear(hidden, hidden) -> l2-normalise -> a cosine layer to K outputs (rows of
+its weight normalised, no bias), so every output lies in [-1, 1] and a temperature of 0.04 makes
+sharp targets. The features phi stay the family's own, so probes and CKA read the same representation.
+
 A new family is one file with a builder `(width, input_shape, num_classes, **options)` decorated
 with `@MODELS.register("name")`, and one import line below. The builder's keyword arguments are
 its options: `build` checks option names against them, the builder checks their values.
@@ -38,7 +44,9 @@ import numbers
 
 from kdscale.config import ModelSpec
 from kdscale.errors import SpecError
-from kdscale.models.base import MODELS, Classifier, count_params
+from kdscale.models.base import MODELS, Classifier, count_params, int_option
+import torch
+from torch import nn
 
 # One line per family: importing the module registers its builder.
 from kdscale.models import mlp, cnn1d, cnn2d, resnet, resnet50, rnn, gpt, vit  # noqa: F401  (registration)
@@ -46,6 +54,7 @@ from kdscale.models import mlp, cnn1d, cnn2d, resnet, resnet50, rnn, gpt, vit  #
 __all__ = ["MODELS", "Classifier", "build", "count_params", "allowed_options", "reads_tokens"]
 
 _POSITIONAL = ("width", "input_shape", "num_classes", "vocab_size")  # what builders take before options
+PROJECTION_OPTIONS = ("projection", "projection_hidden")  # every family's, handled by `build`
 
 
 def allowed_options(family: str) -> list[str]:
@@ -92,12 +101,34 @@ def build(spec: ModelSpec | str, input_shape: tuple[int, ...], num_classes: int,
             raise SpecError(f"model.options.num_classes={pinned!r} is invalid: the data set has "
                             f"{num_classes} classes, and teacher and student must have the same "
                             "class count as the data")
+    projection = {name: options.pop(name) for name in PROJECTION_OPTIONS if name in options}
     allowed = allowed_options(spec.family)
     for name in options:
         if name not in allowed:
             raise SpecError(f"model.options: {spec.family} takes no option {name!r}; "
-                            f"allowed: {', '.join(allowed) or 'none'}")
-    return builder(spec.width, input_shape, num_classes, **options, **tokens)
+                            f"allowed: {', '.join([*allowed, *PROJECTION_OPTIONS])}")
+    if "projection_hidden" in projection and "projection" not in projection:
+        raise SpecError("model.options.projection_hidden is invalid without projection=K")
+    if projection:
+        width = int_option("projection", projection["projection"], 2)
+        hidden = int_option("projection_hidden", projection.get("projection_hidden", 128), 1)
+    model = builder(spec.width, input_shape, num_classes, **options, **tokens)
+    if projection:  # drawn after the body, so a model's body starts the same with or without a head
+        model.head = Projection(model.feature_dim, hidden, width)
+    return model
+
+
+class Projection(nn.Module):
+    """DINO's projection head, small: MLP -> unit vector -> cosine similarity to K unit rows."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+        self.last = nn.Parameter(torch.randn(out_dim, hidden) / hidden ** 0.5)  # [K, hidden]
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        z = nn.functional.normalize(self.mlp(features), dim=-1)
+        return z @ nn.functional.normalize(self.last, dim=-1).T
 
 
 def _check_vocab(family: str, vocab_size) -> int:

@@ -18,9 +18,11 @@ from kdscale.tracking.client import (ROLE, STUDY, TRIAL_ID, flatten, log_batched
 
 # A trial's results: its metrics. Everything else of its row is a setting (a param) or bookkeeping.
 RESULTS = ("test_acc", "test_loss", "test_ppl", "train_acc", "fidelity_train", "fidelity_test", "teacher_test_acc",
-           "teacher_test_ppl", "cka_teacher", "fa_teacher", "probe_acc", "wall_s", "flops")
+           "teacher_test_ppl", "cka_teacher", "fa_teacher", "probe_acc", "teacher_probe_acc", "transfer_probe_acc",
+           "teacher_transfer_probe_acc", "init_distance", "wall_s", "flops")
 # The objective's fields each objective reads (the others are reset to defaults: not settings of it).
-READS = {"lt": (), "kd": ("tau", "alpha", "tau_squared"), "ls": ("epsilon",), "hard": ("alpha",), "l2": ("alpha",)}
+READS = {"lt": (), "kd": ("tau", "alpha", "tau_squared"), "ls": ("epsilon",), "hard": ("alpha",), "l2": ("alpha",),
+         "embed": ("tau", "tau_teacher")}
 
 
 def _model_label(model: dict[str, Any]) -> str:
@@ -29,8 +31,8 @@ def _model_label(model: dict[str, Any]) -> str:
 
 def _objective_label(objective: dict[str, Any]) -> str:
     read = READS[objective["name"]]
-    return arm_label(objective["name"], *(objective[k] if k in read else None
-                                          for k in ("tau", "alpha", "tau_squared", "epsilon")))
+    return arm_label(objective["name"], *(objective.get(k) if k in read else None
+                                          for k in ("tau", "alpha", "tau_squared", "epsilon", "tau_teacher")))
 
 
 def run_name(spec: dict[str, Any]) -> str:
@@ -49,6 +51,9 @@ def trial_params(spec: dict[str, Any]) -> dict[str, str]:
               "seed": spec["seed"], "teacher": _model_label(spec["teacher"]["model"]),
               "student": _model_label(spec["student"]), "budget": from_dict(RecipeSpec, recipe).budget,
               **{f"objective.{k}": objective[k] for k in READS[objective["name"]]},
+              **{k: spec[k] for k in ("init", "init_scale", "inputs") if spec.get(k, "x") not in ("x", "independent",
+                                                                                                  "data", 0.0)},
+              **({"teacher.untrained": True} if spec["teacher"].get("untrained") else {}),
               **{f"data.{k}": v for k, v in spec["teacher"]["data"].items() if k in ("name", "n_teacher", "seed", "n_test")
                  and v is not None}}
     defaults = {"warmup": 0.0, "milestones": [], "augment": "none", "precision": "fp32", "nesterov": False}

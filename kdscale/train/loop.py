@@ -85,6 +85,15 @@ def _channels_last(datas: list[TrainData], model: nn.Module) -> nn.Module:
     return model.to(memory_format=torch.channels_last)
 
 
+def initial_model(model_spec: ModelSpec, seed: int, input_shape: tuple[int, ...], num_classes: int,
+                  vocab_size: int | None = None) -> nn.Module:
+    """The model of `model_spec` as a run of `seed` starts it: drawn from the seed alone, the global
+    RNG untouched. A teacher of seed s and a student of seed s start from the same weights."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, 1))
+        return models.build(model_spec, input_shape, num_classes, vocab_size)
+
+
 def train(model_spec: ModelSpec, objective: ObjectiveSpec, recipe: RecipeSpec, seed: int, data: TrainData,
           num_classes: int, on_report: Callable[[dict, Callable[[], dict]], None] | None = None,
           resume: dict | None = None, max_reports: int = 20, vocab_size: int | None = None) -> TrainResult:
@@ -97,7 +106,8 @@ def train(model_spec: ModelSpec, objective: ObjectiveSpec, recipe: RecipeSpec, s
 def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[ObjectiveSpec],
                    recipe: RecipeSpec | list[RecipeSpec], seeds: list[int], datas: list[TrainData], num_classes: int,
                    on_report: Callable[[list[dict | None], Callable[[], dict]], None] | None = None,
-                   resume: dict | None = None, max_reports: int = 20, vocab_size: int | None = None) -> list[TrainResult]:
+                   resume: dict | None = None, max_reports: int = 20, vocab_size: int | None = None,
+                   init_states: list[dict | None] | None = None) -> list[TrainResult]:
     """Train one student per seed on its own `datas[i]` (all with the same number of samples), each
     with `objective`, or with its own objective when given a list, and return their results.
 
@@ -109,6 +119,8 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
     `resume` takes back to continue where it was. A result's `flops` counts the student's own
     forward and backward passes; what a teacher adds is its caller's to count (kdscale.trial).
     `vocab_size` is the data's token count for token inputs (kdscale.data.DataInfo), else None.
+    `init_states[i]`, when given and not None, is student i's starting state dict instead of its
+    seed's initialisation (the seed still drives its batch order and augmentation).
     """
     started = time.perf_counter()
     size = len(seeds)
@@ -129,11 +141,10 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
                              "model: cached logits belong to the un-augmented samples")
     device = datas[0].x_train.device
     input_shape = tuple(datas[0].x_train.shape[1:])
-    built = []
-    for seed in seeds:  # initialisation from the seed alone, the global RNG untouched
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(seed, 1))
-            built.append(models.build(model_spec, input_shape, num_classes, vocab_size).to(device))
+    built = [initial_model(model_spec, seed, input_shape, num_classes, vocab_size).to(device) for seed in seeds]
+    for model, state in zip(built, init_states or [None] * size):
+        if state is not None:  # a start other than the seed's own (kdscale/train/init.py)
+            model.load_state_dict(state)
     students = Single(_channels_last(datas, built[0])) if size == 1 else Pack(built)
     autocast = precision_context(recipe, device)
     if all(r == recipe for r in recipes):
