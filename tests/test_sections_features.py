@@ -120,7 +120,11 @@ def test_model_size_gain_tables_numbers_and_fixed_width_text():
         "\n"
         "t16>s64, kd tau=4:\n"
         "   kappa   acc(lt)   acc(kd)       PG   sd(PG)  seeds\n"
-        "     0.5    0.5000    0.7000    1.400      nan      1\n")
+        "     0.5    0.5000    0.7000    1.400      nan      1\n"
+        "\n"  # kd's 0.6 at kappa 0.1 is lt's at 0.1 x 20^(0.15 / 0.35) = 0.361 (log-linear between 0.45 and 0.8)
+        "t64>s4, kd tau=4: data lt needs for kd's accuracy (kappa_lt / kappa; bootstrap CI over 2 seeds):\n"
+        "  kappa    0.1: lt needs 3.61x the data (CI 2.71x to beyond the grid)\n"
+        "  kappa      2: lt needs 1x the data (CI 1x to 1x)\n")
 
 
 def test_model_size_gain_tables_of_no_finished_trial_are_empty():
