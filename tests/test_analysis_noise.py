@@ -123,6 +123,7 @@ def size_coverage(scatter, seed):
     return counts
 
 
+@pytest.mark.slow  # over 3 s: the fast tier stays under a minute
 def test_size_exponent_interval_covers_the_planted_exponent():
     """kappa* = 0.8 * ratio^0.5, 5 pairs (ratios 1/32 to 8), 8 seeds each with seed effect and
     noise sd 0.03, 200 replicates. Exact law: the exponent's interval (the bootstrap over seeds

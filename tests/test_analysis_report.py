@@ -153,6 +153,7 @@ def test_missing_or_corrupt_results_are_clear(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("analysis: error: no results table")
 
 
+@pytest.mark.slow  # over 3 s: the fast tier stays under a minute
 def test_python_m_analysis_end_to_end_without_torch_ray_or_mlflow(tmp_path):
     results_dir = tmp_path / "results"
     synthetic_study(results_dir, pairs=(SyntheticPair("mlp-8", 1000),), kappas=(0.1, 1.0), n_seeds=2)

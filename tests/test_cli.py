@@ -64,6 +64,7 @@ def test_augmented_trial_on_images_runs(tmp_path):
     assert row["status"] == "ok" and row["flops"] > 0
 
 
+@pytest.mark.slow  # over 3 s: the fast tier stays under a minute
 def test_kdscale_analyze_logs_the_report_to_a_real_mlflow_run(tmp_path, capsys):
     """analysis writes the report without mlflow; `kdscale analyze --tracking-uri --run-id` attaches
     every file it wrote to the run, under analysis/."""

@@ -47,6 +47,7 @@ def test_generation_leaves_global_rngs_alone(tmp_path, monkeypatch):
     assert np.random.rand() == expected_np and random.random() == expected_py
 
 
+@pytest.mark.slow  # over 3 s: the fast tier stays under a minute
 def test_different_data_seeds_give_different_pools():
     a = data.load(DataSpec(seed=0, n_teacher=100), 100).x_pool
     b = data.load(DataSpec(seed=1, n_teacher=100), 100).x_pool

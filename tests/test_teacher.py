@@ -38,6 +38,7 @@ def test_second_student_of_a_teacher_runs_no_teacher(tmp_path, monkeypatch):
     assert second.row["status"] == "ok" and second.row["teacher_id"] == spec.id
 
 
+@pytest.mark.slow  # over 3 s: the fast tier stays under a minute
 def test_logits_extend_only_over_new_samples(tmp_path):
     spec = TeacherSpec(DataSpec(n_teacher=200), ModelSpec.parse("mlp:width=16"), SMALL)
     first = get_teacher(spec, root=tmp_path, log=lambda m: None)
