@@ -7,6 +7,7 @@ Planted truth: PG falls through 1 at kappa* with slope 0.1 per e-fold and levels
 trial. The figures in docs/studies.md ("The adaptive kappa* search") are what the slow tests print.
 """
 import hashlib
+import os
 
 import numpy as np
 import pandas as pd
@@ -176,14 +177,19 @@ def grid_interval(replicate: int, seeds: int) -> tuple[bool, float]:
     return bool(row["ci_low"] <= planted_star(replicate) <= row["ci_high"]), width
 
 
+# Replicates of the coverage tests: 50 in the suite (a coverage of 0.96 reads below 0.90 about 0.6% of
+# the time); docs/studies.md's figures are KDSCALE_REPLICATES=200 (about 10 minutes each on 2 cores).
+REPLICATES = int(os.environ.get("KDSCALE_REPLICATES", "50"))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("target", [1.25, 1.12])
 def test_search_covers_the_planted_kappa_star_with_fewer_trials_than_a_grid(target):
-    """200 replicates: coverage of the search's interval and its trials, against the fixed grid
+    """REPLICATES replicates: coverage of the search's interval and its trials, against the fixed grid
     (8 kappas) with as many seeds as it takes to be as narrow (median width)."""
     settings = SearchSettings(target=target, budget=400)
     covered, trials, widths = [], [], []
-    for replicate in range(200):
+    for replicate in range(REPLICATES):
         _, found = one_pair_search(replicate, settings)
         step = found.steps[LABEL][0]
         covered.append(step.ci_low <= planted_star(replicate) <= step.ci_high)
@@ -212,13 +218,13 @@ PLANTED_EXPONENT, PLANTED_PREFACTOR = -0.5, 0.2
 
 @pytest.mark.slow
 def test_size_law_exponent_interval_covers_the_planted_one():
-    """200 replicates of a 5-pair search (ratios 0.012 to 2.9, kappa* = 0.2 ratio^-0.5, 0.12 to
+    """REPLICATES replicates of a 5-pair search (ratios 0.012 to 2.9, kappa* = 0.2 ratio^-0.5, 0.12 to
     1.8): each kappa*'s interval, and the exponent's interval of analysis.scaling fitted on the
     search's table, against the planted values."""
     stars = {p: PLANTED_PREFACTOR * (p.student_params / p.teacher_params) ** PLANTED_EXPONENT for p in SIZE_PAIRS}
     settings = SearchSettings()
     covered_star, covered_exponent, slopes, trials = [], [], [], []
-    for replicate in range(200):
+    for replicate in range(REPLICATES):
         backend = PlantedBackend(stars, replicate=replicate)
         found = search(backend.table, list(backend.labels), settings)
         trials.append(sum(s[0].spent for s in found.steps.values()))
