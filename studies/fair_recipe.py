@@ -14,16 +14,16 @@ and `fair`, and their common lt trials train once (the shared trial cache). Prin
 protocol and kappa, the recipes trained with, kappa* per protocol, failed trials (diverged or
 below 1.5 x chance).
 
-Cost here (2-core CPU shared with other jobs): 15 min 47 s; 16 searches (6.2 min), 120 trials
-trained (8.5 min), fair's 24 lt trials reused from lt; --quick 94 s, a rerun 14 s.
+Cost here (2-core CPU shared with other jobs, 2026-11-29, after model_size under one storage): 23.5
+min; no search run (model_size's 16 searches of this pair reused), 72 trials trained, 72 reused
+(fair's from model_size, lt's lt from fair); --quick about 2 min, a rerun 14 s.
 Answer here (3 seeds): the protocol decides the answer. fixed: PI > 0 at every kappa (+0.06 at
 0.02, +0.32 at 0.1, +0.20 at 4), kappa* > 4, but lt underfits (0.68 at kappa 4). lt: lt's
-searched lr (0.16-0.32) breaks kd at 7 of 8 kappas (all 21 kd trials at chance; kd's own search
-picks 0.01-0.04), so PI = -0.87 at kappa 4 and kappa* = 0.076 measure a broken kd. fair: kappa* =
-0.995 [0.82, 1.0]; PI +0.22 at 0.05 and +0.11 at 0.2 (CIs above 0), -0.02 at 1, -0.05 at 2 and
--0.06 at 4 (CIs below 0 at 2 and 4); lr 0.32 also broke lt itself in 4 of 9 trials at kappa 0.02,
-0.1 and 0.5 (the search scores one seed), inflating PI there. The searched lt gains +0.29
-[0.20, 0.38] over fixed at kappa 4 (0.68 to 0.97).
+searched lr (0.16-0.32) breaks kd at every kappa (23 of 24 kd trials at chance; kd's own search
+picks 0.01-0.04), so PI = -0.87 at kappa 4 and kappa* < 0.02 measure a broken kd. fair: kappa* =
+0.494 [0.467, 1.13]; PI +0.13 at 0.02, +0.07 at 0.05 and +0.16 at 0.2 (CIs above 0), -0.05 at 2
+and -0.07 at 4 (CIs below 0); lr 0.32 also broke lt itself in 3 of 6 trials at kappa 0.02 and 0.1,
+inflating PI there. The searched lt gains +0.29 [0.22, 0.37] over fixed at kappa 4 (0.68 to 0.97).
 """
 from __future__ import annotations
 
