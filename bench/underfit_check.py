@@ -67,7 +67,7 @@ def cell(student: str, kappa: float, seeds: int, storage: str, cache: str) -> di
     out = {"student": model.label, "kappa": kappa, "n_train": search.n_train}
     for name, recipe in (("chosen", chosen), ("four_times", four)):
         specs = [TrialSpec(teacher_spec, model, kappa, ObjectiveSpec("lt"), recipe, seed) for seed in range(seeds)]
-        accs = [r.row["test_acc"] for r in run_pack(specs, teacher, device="cpu")]
+        accs = [r.row["test_acc"] for r in run_pack(specs, {teacher_spec.id: teacher}, device="cpu")]
         out[name] = {"lr": recipe.lr, "steps": recipe.steps, "test_acc": accs, "mean": float(np.mean(accs)),
                      "sd": float(np.std(accs, ddof=1)) if len(accs) > 1 else math.nan}
     gain = out["four_times"]["mean"] - out["chosen"]["mean"]
