@@ -31,31 +31,14 @@ import torch
 from torch import nn
 
 from kdscale.errors import SpecError
+from kdscale.models.attention import SelfAttention
 from kdscale.models.base import MODELS, Classifier, bad_shape, int_option
-
-
-class CausalSelfAttention(nn.Module):
-    def __init__(self, width: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(width, 3 * width)
-        self.proj = nn.Linear(width, width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        length, width = x.shape[-2], x.shape[-1]
-        # [..., T, 3w] -> three [..., heads, T, w / heads]
-        q, k, v = (part.unflatten(-1, (self.heads, width // self.heads)).transpose(-3, -2)
-                   for part in self.qkv(x).split(width, dim=-1))
-        scores = (q @ k.transpose(-2, -1)) / math.sqrt(width // self.heads)  # [..., heads, T, T]
-        causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
-        attention = scores.masked_fill(~causal, float("-inf")).softmax(-1)
-        return self.proj((attention @ v).transpose(-3, -2).flatten(-2))  # [..., T, w]
 
 
 class Block(nn.Module):
     def __init__(self, width: int, heads: int):
         super().__init__()
-        self.norm1, self.attention = nn.LayerNorm(width), CausalSelfAttention(width, heads)
+        self.norm1, self.attention = nn.LayerNorm(width), SelfAttention(width, heads, causal=True)
         self.norm2 = nn.LayerNorm(width)
         self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
 

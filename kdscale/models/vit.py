@@ -29,29 +29,15 @@ import torch
 from torch import nn
 
 from kdscale.errors import SpecError
+from kdscale.models.attention import SelfAttention
 from kdscale.models.base import MODELS, Classifier, bad_shape, int_option
-
-
-class Attention(nn.Module):
-    def __init__(self, width: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(width, 3 * width)
-        self.proj = nn.Linear(width, width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, tokens, width = x.shape
-        # [B, T, 3w] -> 3 x [B, heads, T, w / heads]
-        q, k, v = self.qkv(x).view(batch, tokens, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
-        weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(width // self.heads), dim=-1)  # [B, h, T, T]
-        return self.proj((weights @ v).transpose(1, 2).reshape(batch, tokens, width))
 
 
 class Block(nn.Module):
     def __init__(self, width: int, heads: int, mlp_ratio: int):
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
-        self.attention = Attention(width, heads)
+        self.attention = SelfAttention(width, heads)
         self.mlp = nn.Sequential(nn.Linear(width, mlp_ratio * width), nn.GELU(), nn.Linear(mlp_ratio * width, width))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
