@@ -222,6 +222,11 @@ def quick_runs(tmp_path_factory, ray_address):
     return directory, done
 
 
+def trials_line(stderr: str) -> str:
+    """The driver's line that counts a study's trials (after its recipe searches' lines)."""
+    return next(line for line in stderr.splitlines() if " trials, " in line and " already finished" in line)
+
+
 def table_of(directory, study):
     from kdscale.store import ResultsStore
 
@@ -231,7 +236,7 @@ def table_of(directory, study):
 @pytest.mark.slow
 def test_label_smoothing_quick_trains_its_grid(quick_runs):
     directory, done = quick_runs
-    first = done["label_smoothing"].stderr.splitlines()[0]
+    first = trials_line(done["label_smoothing"].stderr)
     assert "label_smoothing_quick: 16 trials, 0 already finished, 16 to train" in first
     stdout = done["label_smoothing"].stdout
     assert "## Label smoothing against distillation (paper Table 2)" in stdout
@@ -253,7 +258,7 @@ def test_label_smoothing_quick_trains_its_grid(quick_runs):
 @pytest.mark.slow
 def test_hard_vs_soft_quick_adopts_lt_and_kd(quick_runs):
     directory, done = quick_runs
-    first = done["hard_vs_soft"].stderr.splitlines()[0]
+    first = trials_line(done["hard_vs_soft"].stderr)
     assert "hard_vs_soft_quick: 12 trials, 0 already finished, 8 from other studies' results, 4 to train" in first
     assert "## Hard teacher labels against soft targets" in done["hard_vs_soft"].stdout
     assert "**Answer.**" in done["hard_vs_soft"].stdout
@@ -270,7 +275,7 @@ def test_hard_vs_soft_quick_adopts_lt_and_kd(quick_runs):
 @pytest.mark.slow
 def test_temperature_quick_adopts_lt_and_the_factor_is_void_at_tau_1(quick_runs):
     directory, done = quick_runs
-    first = done["temperature"].stderr.splitlines()[0]
+    first = trials_line(done["temperature"].stderr)
     assert "temperature_quick: 24 trials, 0 already finished, 4 from other studies' results, 20 to train" in first
     stdout = done["temperature"].stdout
     assert "PI, kd with tau^2:" in stdout and "| kappa | tau=1 | tau=10 | l2 (tau→∞) |" in stdout

@@ -278,8 +278,7 @@ def part_grid(ck: Check, fig: dict) -> None:
     for t_text, s_text in pairs:
         for kappa in kappas:
             m, specs, datas = members(t_text, kappa)
-            results, seconds = ck.fit_pack(s_text, [o for _, o in specs], s_recipe, [s for s, _ in specs], datas,
-                                           teacher_forward_flops=flops[t_text])
+            results, seconds = ck.fit_pack(s_text, [o for _, o in specs], s_recipe, [s for s, _ in specs], datas)
             steps = results[0].metrics["steps"]
             ck.costs.observe(3 * flops[s_text] * min(batch, m) * pack, steps, seconds, packed=True)
             students_wall += seconds
