@@ -68,6 +68,7 @@ def test_size_scaling_slope_coverage():
     assert 0.88 <= covered / REPLICATES <= 0.99, covered
 
 
+@pytest.mark.slow  # about a second or more: the fast tier stays near a minute
 def test_expanded_percentile_bootstrap_fixes_undercoverage_and_few_seeds_cannot():
     # With 12 seeds the plain percentile interval is too narrow and the expanded one is not.
     # With 3 seeds no bootstrap interval can reach 95%: every replicate lies within the range of

@@ -199,6 +199,7 @@ def gap_rejections(beta, noise, multiplicative=True, replicates=400, seed=0, n_s
             {f["seed_scale"] for f in fits})
 
 
+@pytest.mark.slow  # about a second or more: the fast tier stays near a minute
 def test_fidelity_test_by_seed_holds_its_level_under_multiplicative_noise():
     """gap = 0.15 * kappa^-0.5 * exp(e), e ~ N(0, 0.15) per trial, 6 kappas x 5 seeds, 1000
     replicates: the test by seed rejects beta = 0.5 in 4.9%, the unweighted F-test in 9.8%."""
@@ -208,6 +209,7 @@ def test_fidelity_test_by_seed_holds_its_level_under_multiplicative_noise():
     assert f_rate > 0.08  # the problem the test by seed fixes
 
 
+@pytest.mark.slow  # about a second or more: the fast tier stays near a minute
 def test_fidelity_test_by_seed_has_power_and_holds_under_additive_noise():
     """Power: beta = 0.7 with the same multiplicative noise, 400 replicates: the test by seed rejects
     0.5 in 100% (against beta = 0.6: 99.75%). Additive noise N(0, 0.05), where gaps at large kappa

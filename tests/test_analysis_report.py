@@ -76,6 +76,7 @@ def test_headline_names_each_relation(study):
     assert "identity E||p-y||^2 = bias^2 + variance holds" in headline
 
 
+@pytest.mark.slow  # about a second or more: the fast tier stays near a minute
 def test_a_small_study_reports_what_it_cannot_compute(tmp_path):
     # 1 pair, 2 kappas, 2 seeds: kappa* exists, the size scaling cannot.
     synthetic_study(tmp_path, pairs=(SyntheticPair("mlp-8", 1000),), kappas=(0.1, 1.0), n_seeds=2)

@@ -43,6 +43,7 @@ def test_n_defaults_per_data_set():
     assert spec.data.n_teacher == 700 and spec.n_train == 1050  # digits holds 1,257: N = 4000 would not fit
 
 
+@pytest.mark.slow  # about a second or more: the fast tier stays near a minute
 @pytest.mark.parametrize("argv, message", [
     (["--seeds", "-1"], "--seeds -1 is invalid: must be an integer >= 1"),
     (["--n-teacher", "0"], "data.n_teacher=0 is invalid"),

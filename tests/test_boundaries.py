@@ -3,6 +3,8 @@ MLflow in the tracking module, torch out of `analysis`. Checked on the source's 
 import ast
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 ALLOWED = {"ray": {"kdscale/engine/__init__.py", "kdscale/engine/session.py", "kdscale/engine/driver.py",
                    "kdscale/engine/workers.py", "kdscale/engine/searches.py", "kdscale/engine/trials.py",
@@ -23,6 +25,7 @@ def imported_packages(path: Path) -> set[str]:
     return names
 
 
+@pytest.mark.slow  # about a second or more: the fast tier stays near a minute
 def test_heavy_frameworks_are_imported_only_where_the_design_allows():
     offenders = []
     for path in sorted([*REPO.glob("kdscale/**/*.py"), *REPO.glob("analysis/**/*.py"), *REPO.glob("studies/*.py")]):
@@ -130,6 +133,7 @@ def test_analysis_knows_only_the_schema_of_kdscale():
     assert callers <= {"kdscale.cli", "kdscale.studyargs", "kdscale.adaptive"}, callers
 
 
+@pytest.mark.slow  # about a second or more: the fast tier stays near a minute
 def test_importing_analysis_loads_no_torch_ray_mlflow_or_kdscale_beyond_the_schema():
     import subprocess
     import sys

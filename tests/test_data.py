@@ -36,6 +36,7 @@ def test_mnist1d_train_and_test_do_not_overlap(pool):
     assert not any(row.tobytes() in train_rows for row in pool.x_test)
 
 
+@pytest.mark.slow  # about a second or more: the fast tier stays near a minute
 def test_generation_leaves_global_rngs_alone(tmp_path, monkeypatch):
     monkeypatch.setenv("KDSCALE_CACHE", str(tmp_path))
     np.random.seed(5)

@@ -121,6 +121,7 @@ def answer_of(section):
     return next(line for line in render(section).splitlines() if line.startswith("**Answer.**"))
 
 
+@pytest.mark.slow  # about a second or more: the fast tier stays near a minute
 def test_section_tables_figures_and_the_answer_where_kd_breaks_under_lt(tmp_path):
     section = fair_recipe.section(protocols(), tmp_path, n_boot=200)
     assert set(section.tables) == {"summary", "recipes", "kappa_star", "kd_failed", "lt_failed", "lt_change"}
@@ -143,6 +144,7 @@ def test_section_tables_figures_and_the_answer_where_kd_breaks_under_lt(tmp_path
     assert "| 1 | 0.610 ± 0.014 | 0.800 ± 0.000 | 0.910 ± 0.014 | 0.100 ± 0.000 (2 failed) |" in render(section)
 
 
+@pytest.mark.slow  # about a second or more: the fast tier stays near a minute
 @pytest.mark.parametrize("fair_lt, verb", [((0.5, 0.52), "lowers"), ((0.5, 0.8), "does not measurably change")])
 def test_answer_where_kd_trains_under_lt_and_lt_does_not_gain(tmp_path, fair_lt, verb):
     text = answer_of(fair_recipe.section(protocols(lt_breaks_kd=False, fair_lt=fair_lt), tmp_path, n_boot=200))
@@ -150,6 +152,7 @@ def test_answer_where_kd_trains_under_lt_and_lt_does_not_gain(tmp_path, fair_lt,
     assert f"Searching lt's recipe {verb} acc(lt) at the largest kappa (1)" in text and "lt itself" not in text
 
 
+@pytest.mark.slow  # about a second or more: the fast tier stays near a minute
 def test_answer_where_the_searched_recipe_breaks_lt_itself(tmp_path):
     section = fair_recipe.section(protocols(small_lt=(0.1, 0.5)), tmp_path, n_boot=200)
     text = answer_of(section)  # one sentence for lt and fair, whose lt trials are the same
@@ -159,6 +162,7 @@ def test_answer_where_the_searched_recipe_breaks_lt_itself(tmp_path):
     assert "| 0.1 | 0.410 ± 0.014 | 0.610 ± 0.014 | 0.300 ± 0.283 (1 failed) | 0.700 ± 0.000 |" in render(section)
 
 
+@pytest.mark.slow  # about a second or more: the fast tier stays near a minute
 def test_answer_without_the_fair_protocol(tmp_path):
     tables = protocols()
     text = answer_of(fair_recipe.section({"fixed": tables["fixed"], "lt": tables["lt"]}, tmp_path, n_boot=200))

@@ -132,6 +132,7 @@ def test_a_tracking_uri_that_cannot_work_is_one_line_and_leaves_no_folder(tmp_pa
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.slow  # about a second or more: the fast tier stays near a minute
 def test_mlflow_artifacts_of_a_sqlite_uri_live_beside_the_database(tmp_path, monkeypatch):
     from kdscale.tracking import StudyTracker, open_experiment
 

@@ -46,6 +46,7 @@ def fidelity_table():
     return pd.DataFrame(rows)
 
 
+@pytest.mark.slow  # about a second or more: the fast tier stays near a minute
 def test_fidelity_section_by_hand(tmp_path):
     section = fidelity.section(fidelity_table(), str(tmp_path), tmp_path)
     assert section.name == "fidelity"
@@ -101,6 +102,7 @@ def test_fidelity_section_by_hand(tmp_path):
     assert all(p.exists() for p in section.figures)
 
 
+@pytest.mark.slow  # about a second or more: the fast tier stays near a minute
 def test_fidelity_section_without_a_fit(tmp_path):
     # one kappa: no power law can be fitted, so no fit is tested
     table = fidelity_table()
@@ -196,6 +198,7 @@ def probe_table(taus=(4.0, 10.0)):
     return pd.DataFrame(rows)
 
 
+@pytest.mark.slow  # about a second or more: the fast tier stays near a minute
 def test_linear_probe_section_by_hand(tmp_path):
     section = linear_probe.section(probe_table(), str(tmp_path), tmp_path)
     assert section.name == "linear_probe"
@@ -227,6 +230,7 @@ def test_linear_probe_section_by_hand(tmp_path):
     assert [p.name for p in section.figures] == ["linear_probe_pi.png"] and section.figures[0].exists()
 
 
+@pytest.mark.slow  # about a second or more: the fast tier stays near a minute
 def test_linear_probe_section_where_kd_never_clearly_helps(tmp_path):
     table = probe_table(taus=(4.0,))
     section = linear_probe.section(table[table["kappa"] == 1.0], str(tmp_path), tmp_path)
@@ -293,6 +297,7 @@ def test_budget_section_by_hand(tmp_path):
     assert [p.name for p in section.figures] == ["budget_pi_pg.png"] and section.figures[0].exists()
 
 
+@pytest.mark.slow  # about a second or more: the fast tier stays near a minute
 def test_budget_section_with_one_seed(tmp_path):
     steps, epochs = budget_tables()
     section = budget.section(steps[steps["seed"] == 0], epochs[epochs["seed"] == 0], ("s", "e"), tmp_path, n_boot=10)

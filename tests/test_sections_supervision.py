@@ -40,6 +40,7 @@ def temperature_table(pi_with, pi_without, noise=(0.0, 0.0, 0.0), fidelity=lambd
     return pd.DataFrame(rows)
 
 
+@pytest.mark.slow  # about a second or more: the fast tier stays near a minute
 def test_temperature_larger_gain_at_small_kappa_kept_without_the_factor(tmp_path):
     # best tau 3 at both kappas; its gain over tau 1 is 0.20 (sd 0.005) at kappa 0.05 and 0.02 at
     # kappa 1, CI half-width t * 0.005 / sqrt(3) = 0.0124: the CIs do not overlap
@@ -86,6 +87,7 @@ def test_temperature_larger_gain_at_small_kappa_kept_without_the_factor(tmp_path
     assert all(p.stat().st_size > 0 for p in section.figures)
 
 
+@pytest.mark.slow  # about a second or more: the fast tier stays near a minute
 def test_temperature_somewhat_larger_lost_without_the_factor_and_failing_taus(tmp_path):
     # gain of tau 3 over tau 1: 0.10 (sd 0.05) at kappa 0.05, 0.05 (sd 0.01) at kappa 1; none at
     # kappa 4, where tau 1 is best; tau 10 negative at every kappa
@@ -116,6 +118,7 @@ def test_temperature_somewhat_larger_lost_without_the_factor_and_failing_taus(tm
     assert "Below tau = 1" not in text
 
 
+@pytest.mark.slow  # about a second or more: the fast tier stays near a minute
 def test_temperature_not_larger_at_small_kappa_and_a_grid_without_tau_1(tmp_path):
     pi_with = {(1.0, 0.05): 0.0, (10.0, 0.05): 0.05, (1.0, 1.0): 0.0, (10.0, 1.0): 0.20}
     pi_without = {key: 0.0 for key in pi_with}
@@ -220,6 +223,7 @@ def test_hard_vs_soft_above_below_and_one_seed(tmp_path):
     assert section.figures == [tmp_path / "hard_vs_soft_accuracy.png"]
 
 
+@pytest.mark.slow  # about a second or more: the fast tier stays near a minute
 @pytest.mark.filterwarnings("ignore:No artists with labels found")  # the right panel has nothing to draw
 def test_hard_vs_soft_without_hard_trials(tmp_path):
     rows = [row("lt", 0.1, s, 0.5) for s in (0, 1)] + \

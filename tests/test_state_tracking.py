@@ -51,6 +51,7 @@ def hand_made(tmp_path):
     return tables
 
 
+@pytest.mark.slow  # about a second or more: the fast tier stays near a minute
 def test_the_section_on_hand_made_results(tmp_path):
     section = state_tracking.section(hand_made(tmp_path), "kd", tmp_path / "out", n_boot=50)
     solves = section.tables["solves"].set_index(["task", "model", "length"])

@@ -148,6 +148,7 @@ def test_label_smoothing_section_says_whether_ls_is_flat_and_kd_not(tmp_path):
     assert figures == [tmp_path / "label_smoothing_pi_vs_kappa.png"] and figures[0].stat().st_size > 0
 
 
+@pytest.mark.slow  # about a second or more: the fast tier stays near a minute
 def test_temperature_section_counts_and_shows_diverged_trials(tmp_path):
     rows = []
     for kappa in (0.05, 1.0):
