@@ -170,8 +170,9 @@ def resources(args: argparse.Namespace) -> Resources:
                      max_concurrent=args.max_concurrent, pack_size=args.pack_size)
 
 
-def run(build_spec, args: argparse.Namespace, prog: str):
-    """Build the study from the flags and run it (Ray is imported only after the cheap checks).
+def run(build_spec, args: argparse.Namespace, prog: str, runner=None):
+    """Build the study from the flags and run it (Ray is imported only after the cheap checks):
+    through `run_study`, or through `runner(spec, args)` (model_size's adaptive search).
 
     Returns the StudyResult, or None after printing a bad-input line `prog: error: ...` to stderr
     (the caller exits with status 2). An environment fault (a full disk, an unreachable tracking
@@ -182,6 +183,8 @@ def run(build_spec, args: argparse.Namespace, prog: str):
 
     try:
         spec = build_spec(args)
+        if runner is not None:
+            return runner(spec, args)
         from kdscale.engine import run_study
 
         return run_study(spec, storage=args.storage, tracking_uri=args.tracking_uri, address=args.address,

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from kdscale.config import DataSpec, parse_pair
 from kdscale.data import default_n_teacher
-from kdscale.errors import EnvironmentFault, SpecError
+from kdscale.errors import SpecError
 from kdscale.recipes import study_recipes
 from kdscale.study import StudySpec, check_study
 from kdscale.studyargs import (MAIN_KAPPAS, MAIN_PAIRS, Grid, StudyParser, add_run_flags, analyse, attach_section,
@@ -165,23 +165,15 @@ def search_settings(args: argparse.Namespace, spec: StudySpec):
         raise SpecError(f"{error} (--kappas, --seeds, --target, --budget)") from None
 
 
-def run_adaptive(args: argparse.Namespace):
+def run_adaptive(spec: StudySpec, args: argparse.Namespace):
     """The rounds of the kappa* search (kdscale.adaptive), each a run of the growing study."""
     from kdscale.adaptive import run_search
 
-    try:
-        spec = build_spec(args)
-        check_study(spec)  # the data's capacity and the models, as every round will, before the search's own checks
-        settings = search_settings(args, spec)
-        found, result = run_search(spec, settings, storage=args.storage, tracking_uri=args.tracking_uri,
-                                   address=args.address, cache=args.cache, verbose=args.verbose,
-                                   take_over=getattr(args, "take_over", False))
-    except SpecError as error:
-        print(f"model_size: error: {error}", file=sys.stderr)
-        return None
-    except EnvironmentFault as error:
-        print(f"model_size: error: {error}", file=sys.stderr)
-        raise SystemExit(1) from None
+    check_study(spec)  # the data's capacity and the models, as every round will, before the search's own checks
+    settings = search_settings(args, spec)
+    found, result = run_search(spec, settings, storage=args.storage, tracking_uri=args.tracking_uri,
+                               address=args.address, cache=args.cache, verbose=args.verbose,
+                               take_over=getattr(args, "take_over", False))
     if result is not None and found.complete:
         print(f"kappa* search: {found.rounds} rounds, {len(result.table)} trials", file=sys.stderr)
     return result
@@ -189,7 +181,7 @@ def run_adaptive(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    result = run_adaptive(args) if is_adaptive(args) else run(build_spec, args, "model_size")
+    result = run(build_spec, args, "model_size", runner=run_adaptive if is_adaptive(args) else None)
     if result is None:
         return 2
     from analysis.sections import model_size, render  # pandas: not before the flags are checked
