@@ -18,6 +18,8 @@ from dataclasses import replace
 from kdscale import schema
 from kdscale.study import StudySpec
 
+BUDGET, TARGET = 96, 1.25  # per pair: trials (the grid spends 48), and the interval's x/ target
+
 
 def pair_labels(spec: StudySpec) -> list[str]:
     """The results table's pair label of each of the spec's pairs (analysis names pairs so)."""
@@ -60,3 +62,64 @@ def run_search(base: StudySpec, settings, storage: str = "kdscale_results", trac
         found = search(fetch, pair_labels(base), settings, max_rounds=max_rounds, log=log,
                        metric="test_acc")
     return found, last.get("result")
+
+
+def add_adaptive_flags(parser) -> None:
+    """model_size's flags of the search: --adaptive, --grid, --target, --budget."""
+    for flag, options in (
+            ("--adaptive", dict(action="store_true", help="search kappa* adaptively (rounds of kappas and seeds) "
+                                "instead of training the fixed grid")),
+            ("--grid", dict(action="store_true", help="train the fixed grid (--kappas x --seeds): the default")),
+            ("--target", dict(type=float, default=TARGET, help=f"adaptive: stop when kappa*'s 95%% interval is within "
+                              f"x/ TARGET (default {TARGET}: +-25%%)")),
+            ("--budget", dict(type=int, default=BUDGET, help=f"adaptive: trials per pair, lt and kd counted "
+                              f"(default {BUDGET})"))):
+        parser.add_argument(flag, **options)
+
+
+def is_adaptive(args) -> bool:
+    """--adaptive, unless --grid or --quick (a grid) says otherwise."""
+    return args.adaptive and not (args.grid or args.quick)
+
+
+def coarse_pass(args, grid) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    """The coarse pass's kappas and seeds: --kappas and --seeds, or the search's defaults."""
+    from analysis.kappa_search import SearchSettings
+
+    kappas = tuple(args.kappas or SearchSettings.coarse)
+    return kappas, tuple(range(SearchSettings.coarse_seeds)) if args.seeds is None else grid.seed_values(args)
+
+
+def search_settings(args, spec: StudySpec):
+    """The adaptive search's settings from the flags (its coarse pass: the spec's kappas and seeds)."""
+    from analysis import AnalysisError
+    from kdscale.errors import SpecError
+    from analysis.kappa_search import SearchSettings
+
+    if not {"lt", "kd"} <= set(spec.objectives):
+        raise SpecError(f"--objectives {' '.join(spec.objectives)} is invalid for the adaptive search: kappa* compares "
+                        "kd with lt, so both are needed (or leave out --adaptive)")
+    if args.seeds is not None and args.seeds < 2:
+        raise SpecError(f"--seeds {args.seeds} is invalid for the adaptive search: its coarse pass needs 2 or more "
+                        "(or leave out --adaptive)")
+    try:
+        return SearchSettings(coarse=spec.kappas, coarse_seeds=len(spec.seeds), budget=args.budget,
+                              target=args.target, min_seeds=max(SearchSettings.min_seeds, len(spec.seeds)),
+                              trials_per_cell=len(spec.objective_specs()))
+    except AnalysisError as error:
+        raise SpecError(f"{error} (--kappas, --seeds, --target, --budget)") from None
+
+
+def run_adaptive(spec: StudySpec, args):
+    """model_size --adaptive: the kappa* search of `spec` with the settings of the flags `args`
+    (--budget, --target, --seeds and the run flags); the last round's StudyResult."""
+    from kdscale.study import check_study
+
+    check_study(spec)  # the data's capacity and the models, as every round will, before the search's own checks
+    settings = search_settings(args, spec)
+    found, result = run_search(spec, settings, storage=args.storage, tracking_uri=args.tracking_uri,
+                               address=args.address, cache=args.cache, verbose=args.verbose,
+                               take_over=getattr(args, "take_over", False))
+    if result is not None and found.complete:
+        print(f"kappa* search: {found.rounds} rounds, {len(result.table)} trials", file=sys.stderr)
+    return result

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from kdscale.errors import SpecError
+from kdscale.errors import SpecError, check_choice, check_float, check_int, fail as _fail
 from kdscale.schema import arm_label, n_train, pair_label
 
 SCHEMA_VERSION = 1  # bump when a change to training makes old cached results wrong
@@ -35,32 +35,6 @@ EXTRAS = ("cka", "fa", "probe", "features", "teacher_probe", "transfer")
 # initialisation, that plus relative Gaussian noise, or an interpolation (kdscale/train/init.py).
 INITS = ("independent", "teacher", "near", "interpolate")
 INPUTS = ("data", "noise")  # what the student is distilled on: the data set, or Gaussian noise of its shape
-
-
-def _fail(spec: str, field_name: str, value: Any, allowed: str) -> None:
-    raise SpecError(f"{spec}.{field_name}={value!r} is invalid: {allowed}")
-
-
-def check_int(spec: str, name: str, value: Any, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        _fail(spec, name, value, f"must be an integer >= {minimum}")
-
-
-def check_float(spec: str, name: str, value: Any, low: float, high: float = math.inf,
-                 low_open: bool = False, high_open: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-    if not ok:
-        if math.isinf(high):  # "in (0.0, inf]" would admit inf itself
-            _fail(spec, name, value, f"must be a finite number {'>' if low_open else '>='} {low:g}")
-        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
-        _fail(spec, name, value, f"must be a finite number in {lo}{low:g}, {high:g}{hi}")
-
-
-def check_choice(spec: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        _fail(spec, name, value, f"must be one of {', '.join(choices)}")
 
 
 def _canonical(value: Any) -> Any:

@@ -30,6 +30,20 @@ from kdscale.study import Resources
 MAIN_PAIRS = ("cnn1d:width=64>cnn1d:width=4", "cnn1d:width=64>cnn1d:width=16", "cnn1d:width=32>cnn1d:width=16",
               "cnn1d:width=16>cnn1d:width=16", "cnn1d:width=8>cnn1d:width=16")
 MAIN_KAPPAS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 4.0)
+# model_size's default pairs on the other data sets: digits (8x8 images),
+DIGITS_PAIRS = ("cnn2d:width=4>cnn2d:width=4", "cnn2d:width=16>cnn2d:width=4", "cnn2d:width=4>cnn2d:width=16")
+# CIFAR-sized images: the paper's ResNet-18 and vanilla CNN (20/40/60/160 channels), both ways.
+IMAGE_PAIRS = ("resnet18:width=64>cnn2d:width=20", "resnet18:width=64>resnet18:width=16",
+               "cnn2d:width=20>cnn2d:width=20", "cnn2d:width=20>resnet18:width=64")
+# --vit: CNN teachers with vision-transformer students (the paper's Fig. 9), a small and a larger
+# student per data set: 2x2 patches of 8x8 digits (16 tokens), 4x4 of 32x32 images (64), pieces of
+# 4 samples of MNIST-1D's 40 (10). ViTs learn slowly under SGD: on digits (cnn2d-16 teacher, kappa 1,
+# 600 steps) vit-16 lt reached 0.13 at SGD lr 0.01 (the digits recipe), 0.53 at 0.05, 0.87 with AdamW
+# 3e-3; the fair search (the default) gives each arm its own SGD lr and budget.
+VIT_PAIRS = {"mnist1d": ("cnn1d:width=64>vit:width=16,depth=2", "cnn1d:width=64>vit:width=64,depth=4"),
+             "digits": ("cnn2d:width=16>vit:width=16,depth=2,patch=2", "cnn2d:width=16>vit:width=64,depth=4,patch=2"),
+             "images": ("cnn2d:width=20>vit:width=64,depth=4", "resnet18:width=64>vit:width=128,depth=6")}
+
 
 
 def first_paragraph(text: str | None) -> str | None:
@@ -151,6 +165,67 @@ def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
                         f"halving rungs (default {' '.join(map(str, space.budgets))}; --quick "
                         f"{' '.join(map(str, QUICK_SPACE.budgets))})")
     parser.add_argument("--search-seeds", type=int, help=f"seeds a candidate is scored on (default {space.seeds})")
+
+
+def add_data_flags(parser: argparse.ArgumentParser) -> None:
+    """--dataset, --data-root, --n-teacher (model_size); `data_spec` reads them."""
+    for flag, options in (
+            ("--dataset", dict(default="mnist1d", help="data set (default mnist1d; also digits, cifar10, cifar100, "
+                               "cifar5m and the image sets of README's Workflows, from --data-root)")),
+            ("--data-root", dict(help="directory of a real data set's files")),
+            ("--n-teacher", dict(type=int, help="N (default 4000; digits 700; cifar5m 60000)"))):
+        parser.add_argument(flag, **options)
+
+
+def data_spec(args: argparse.Namespace):
+    """The DataSpec of the flags of add_data_flags (N: the data set's default unless --n-teacher)."""
+    from kdscale.config import DataSpec
+    from kdscale.data import default_n_teacher
+
+    n_teacher = default_n_teacher(args.dataset) if args.n_teacher is None else args.n_teacher
+    return DataSpec(name=args.dataset, n_teacher=n_teacher, root=args.data_root)
+
+
+def add_budget_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that change a study's base recipes (model_size): budgets, lr, precision, a named recipe."""
+    for flag, options in (
+            ("--student-steps", dict(type=int, help="student budget in optimizer steps")),
+            ("--student-epochs", dict(type=int, help="student budget in epochs (the paper's protocol)")),
+            ("--base-recipe", dict(help="named recipe for teachers and students, e.g. paper-cifar10 "
+                                   "(kdscale.recipes; default: the data set's); a search keeps all but its lr and "
+                                   "budget")),
+            ("--student-lr", dict(type=float, help="student learning rate, with --recipe fixed (default: the "
+                                  "data set's recipe's, 0.02 on mnist1d)")),
+            ("--precision", dict(choices=("fp32", "bf16"), help="forward precision of teachers and students "
+                                 "(bf16: autocast, for GPUs)")),
+            ("--teacher-epochs", dict(type=int, help="teacher budget in epochs (default: the data set's recipe's, "
+                                      "60 on mnist1d; --quick 30)"))):
+        parser.add_argument(flag, **options)
+
+
+def base_recipes(args: argparse.Namespace):
+    """(teacher recipe, student recipe) from --dataset, --quick and the flags of add_budget_flags;
+    a SpecError when a flag fights another or the recipe policy (a search chooses lr and budget)."""
+    from dataclasses import replace
+
+    from kdscale.errors import SpecError
+    from kdscale.recipes import study_recipes
+
+    given = {flag: value for flag, value in (("--student-steps", args.student_steps), ("--student-epochs",
+                                            args.student_epochs), ("--student-lr", args.student_lr)) if value is not None}
+    if args.recipe != "fixed" and given:
+        raise SpecError(f"--recipe {args.recipe} chooses the students' lr and budget per cell: drop "
+                        f"{' and '.join(given)}, or use --recipe fixed")
+    if args.student_steps is not None and args.student_epochs is not None:
+        raise SpecError("--student-steps and --student-epochs are exclusive: give one budget")
+    teacher, student = study_recipes(args.dataset, bool(args.quick), args.precision, named=args.base_recipe)
+    if args.student_steps is not None or args.student_epochs is not None:
+        student = student.with_budget(args.student_steps, args.student_epochs)
+    if args.student_lr is not None:
+        student = replace(student, lr=args.student_lr)
+    if args.teacher_epochs is not None:
+        teacher = teacher.with_budget(epochs=args.teacher_epochs)
+    return teacher, student
 
 
 def recipe_fields(args: argparse.Namespace) -> dict[str, Any]:

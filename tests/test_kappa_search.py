@@ -165,7 +165,9 @@ def test_grid_keeps_the_default_grids_trial_ids():
     assert module.build_spec(module.build_parser().parse_args([])).name == "model_size"  # the grid is the default
     adaptive = module.build_spec(module.build_parser().parse_args(["--adaptive"]))
     assert adaptive.name == "model_size_adaptive" and adaptive.kappas == COARSE_KAPPAS and adaptive.seeds == (0, 1)
-    assert (module.BUDGET, module.TARGET) == (SearchSettings().budget, SearchSettings().target)  # --help says them
+    from kdscale import adaptive as flags
+
+    assert (flags.BUDGET, flags.TARGET) == (SearchSettings().budget, SearchSettings().target)  # --help says them
 
 
 # --- coverage and cost over replicates (slow) ------------------------------------------------------

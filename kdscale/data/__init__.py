@@ -13,7 +13,7 @@ import numpy as np
 
 from kdscale import schema
 from kdscale.config import DataSpec
-from kdscale.errors import SpecError
+from kdscale.errors import SpecError, check_float
 from kdscale.registry import Registry
 from kdscale.data.subsets import stratified_order, stream_length_for, student_indices, rng_for
 
@@ -74,8 +74,6 @@ def default_n_teacher(name: str) -> int:
 def check(spec: DataSpec, kappas=(), role: str = "trial") -> DataInfo:
     """Fail with a one-line SpecError if the data set cannot serve N and every kappa (`role` names
     whose kappa it is in the message: trial, tune)."""
-    from kdscale.config import check_float
-
     for kappa in kappas:
         check_float(role, "kappa", kappa, 0.0, low_open=True)
     data_info = info(spec)
