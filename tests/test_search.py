@@ -7,10 +7,10 @@ import pytest
 
 from kdscale import cli
 from kdscale import data as datasets
-from kdscale.config import DataSpec, ModelSpec, ObjectiveSpec, RecipeSpec, TeacherSpec
+from kdscale.config import DataSpec, ModelSpec, ObjectiveSpec, RecipeSpec, TeacherSpec, from_dict, to_dict
 from kdscale.data import student_indices, subsets
 from kdscale.errors import SpecError
-from kdscale.search import (SearchSpace, SearchSpec, chosen_recipe, read_search, run_job, search_path,
+from kdscale.search import (LRS, SearchSpace, SearchSpec, chosen_recipe, margin_lr, read_search, run_job, search_path,
                             write_search)
 
 DIGITS = DataSpec(name="digits", n_teacher=400)
@@ -121,7 +121,9 @@ def test_successive_halving_keeps_the_best_third_and_the_winner_is_the_best_seen
         assert [(c["lr"], c["steps"]) for c in second] == [(c["lr"], 40) for c in ranked[:2]]  # ceil(4 / 3) = 2
         winner = max(result["candidates"], key=lambda c: (min(c["val_acc_by_seed"]), c["val_acc"], -c["val_loss"]))
         assert (result["best"]["lr"], result["best"]["steps"]) == (winner["lr"], winner["steps"])
-        assert chosen_recipe(result) == replace(BASE, lr=winner["lr"], steps=winner["steps"])
+        # the stability margin: half the best lr, never below the smallest searched (0.003)
+        assert chosen_recipe(result) == replace(BASE, lr=max(winner["lr"] / 2, 0.003), steps=winner["steps"])
+        assert from_dict(RecipeSpec, result["recipe"]) == chosen_recipe(result)  # the stored file says the same
         assert all(len(c["val_acc_by_seed"]) == 2 and np.mean(c["val_acc_by_seed"]) == pytest.approx(c["val_acc"])
                    for c in result["candidates"])
         assert "the validation split holds 40 samples: the choice is noisy" in result["warnings"]
@@ -202,3 +204,13 @@ def test_kdscale_tune_searches_stores_logs_and_reuses(tmp_path, capsys):
     assert cli.main(argv) == 0  # a rerun reads the stored searches and runs nothing
     again = capsys.readouterr()
     assert again.err.count("stored (") == 2 and len(search_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")) == 2
+
+
+def test_the_stability_margin_halves_the_best_lr_within_the_searched_range():
+    assert [margin_lr(lr, LRS) for lr in (0.32, 0.16, 0.02, 0.01)] == [0.16, 0.08, 0.01, 0.01]
+    assert margin_lr(0.16, (0.01, 0.04, 0.16)) == 0.08  # the quick space: between its grid points
+    # a search stored before the margin (its "recipe" at the best lr) trains at the margin all the same
+    spec = SearchSpec(data=DataSpec("digits", n_teacher=200), student=ModelSpec("mlp", width=8),
+                      objective=ObjectiveSpec("lt"), kappa=1.0, base=BASE)
+    stored = {"spec": to_dict(spec), "best": {"lr": 0.32, "steps": 1000}, "recipe": to_dict(spec.recipe(0.32, 1000))}
+    assert chosen_recipe(stored) == replace(BASE, lr=0.16, steps=1000)
