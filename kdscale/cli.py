@@ -199,19 +199,21 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def format_searches(specs, results: dict, ran: set) -> str:
     """The chosen recipe per (kappa, objective), with its validation score and any warning."""
-    from kdscale.search import LR_MARGIN, margin_lr
+    from kdscale.search import LR_MARGIN, trained_with
 
     space = specs[0].space
     lines = [f"recipe searches: {specs[0].student.label} on {specs[0].data.name} N={specs[0].data.n_teacher}; "
              f"lr in {', '.join(f'{lr:g}' for lr in space.lrs)}; steps in {', '.join(map(str, space.budgets))} "
              f"(successive halving, keep 1/{space.eta}); {space.seeds} seed(s), validation {space.val_fraction:.0%} of M",
-             f"(trains at the best lr / {LR_MARGIN:g}, the stability margin)",
-             "   kappa  objective            M   n_val   best lr  trains at   steps  val_acc  search  warnings"]
+             f"(a cell trains at the longest budget within noise of the best, at lr / {LR_MARGIN} for "
+             f"{LR_MARGIN}x the steps: kdscale.search.LR_MARGIN)",
+             "   kappa  objective            M   n_val   best lr   steps  val_acc   trains at  steps  search  warnings"]
     for spec in specs:
         result = results[spec.id]
         best = result["best"]
         lines.append(f"  {spec.kappa:6g}  {spec.objective.label:<16} {spec.n_train:5d}  {result['n_val']:6d}  "
-                     f"{best['lr']:8g}  {margin_lr(best['lr'], space.lrs):9g}  {best['steps']:6d}   {best['val_acc']:.4f}  {'ran' if spec.id in ran else 'stored':>6}"
+                     f"{best['lr']:8g}  {best['steps']:6d}   {best['val_acc']:.4f}  {trained_with(result)[0]:9g}  "
+                     f"{trained_with(result)[1]:5d}  {'ran' if spec.id in ran else 'stored':>6}"
                      f"  {'; '.join(result['warnings'])}")
     return "\n".join(lines)
 

@@ -10,7 +10,7 @@ from kdscale import data as datasets
 from kdscale.config import DataSpec, ModelSpec, ObjectiveSpec, RecipeSpec, TeacherSpec, from_dict, to_dict
 from kdscale.data import student_indices, subsets
 from kdscale.errors import SpecError
-from kdscale.search import (LRS, SearchSpace, SearchSpec, chosen_recipe, margin_lr, read_search, run_job, search_path,
+from kdscale.search import (SearchSpace, SearchSpec, chosen_recipe, trained_with, read_search, run_job, search_path,
                             write_search)
 
 DIGITS = DataSpec(name="digits", n_teacher=400)
@@ -121,9 +121,8 @@ def test_successive_halving_keeps_the_best_third_and_the_winner_is_the_best_seen
         assert [(c["lr"], c["steps"]) for c in second] == [(c["lr"], 40) for c in ranked[:2]]  # ceil(4 / 3) = 2
         winner = max(result["candidates"], key=lambda c: (min(c["val_acc_by_seed"]), c["val_acc"], -c["val_loss"]))
         assert (result["best"]["lr"], result["best"]["steps"]) == (winner["lr"], winner["steps"])
-        # the stability margin: half the best lr, never below the smallest searched (0.003)
-        assert chosen_recipe(result) == replace(BASE, lr=max(winner["lr"] / 2, 0.003), steps=winner["steps"])
         assert from_dict(RecipeSpec, result["recipe"]) == chosen_recipe(result)  # the stored file says the same
+        assert chosen_recipe(result).lr == max(chosen_recipe(result).lr, 0.003)  # never below the smallest searched
         assert all(len(c["val_acc_by_seed"]) == 2 and np.mean(c["val_acc_by_seed"]) == pytest.approx(c["val_acc"])
                    for c in result["candidates"])
         assert "the validation split holds 40 samples: the choice is noisy" in result["warnings"]
@@ -206,11 +205,29 @@ def test_kdscale_tune_searches_stores_logs_and_reuses(tmp_path, capsys):
     assert again.err.count("stored (") == 2 and len(search_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")) == 2
 
 
-def test_the_stability_margin_halves_the_best_lr_within_the_searched_range():
-    assert [margin_lr(lr, LRS) for lr in (0.32, 0.16, 0.02, 0.01)] == [0.16, 0.08, 0.01, 0.01]
-    assert margin_lr(0.16, (0.01, 0.04, 0.16)) == 0.08  # the quick space: between its grid points
-    # a search stored before the margin (its "recipe" at the best lr) trains at the margin all the same
+def _candidate(lr, steps, low, diverged=0):
+    return {"lr": lr, "steps": steps, "val_acc_min": low, "val_acc": low + 0.01, "val_loss": 1.0, "diverged": diverged}
+
+
+def test_a_cell_trains_at_the_longest_budget_within_noise_at_half_the_lr_and_twice_the_steps():
     spec = SearchSpec(data=DataSpec("digits", n_teacher=200), student=ModelSpec("mlp", width=8),
                       objective=ObjectiveSpec("lt"), kappa=1.0, base=BASE)
-    stored = {"spec": to_dict(spec), "best": {"lr": 0.32, "steps": 1000}, "recipe": to_dict(spec.recipe(0.32, 1000))}
-    assert chosen_recipe(stored) == replace(BASE, lr=0.16, steps=1000)
+
+    def stored(candidates, n_val=100):
+        finite = [c for c in candidates if not c["diverged"]]
+        best = min(finite, key=lambda c: (-c["val_acc_min"], -c["val_acc"], c["steps"]))
+        return {"spec": to_dict(spec), "n_val": n_val, "candidates": candidates, "best": best}
+
+    # one standard error of the winner's 0.60 on 100 samples: sqrt(0.6 * 0.4 / 100) = 0.049, so 0.56
+    # is within it and 0.54 is not; the diverged 4000-step run never counts
+    found = stored([_candidate(0.32, 500, 0.60), _candidate(0.16, 1000, 0.56), _candidate(0.32, 2000, 0.54),
+                    _candidate(0.08, 4000, 0.70, diverged=1)])
+    assert trained_with(found) == (0.08, 2000)  # 0.16 / 2 for 1000 x 2 steps
+    assert chosen_recipe(found) == replace(BASE, lr=0.08, steps=2000)
+    # the steps stop at the largest budget searched (4000); the lr stops at the smallest (0.01)
+    assert trained_with(stored([_candidate(0.32, 4000, 0.9)])) == (0.16, 4000)
+    assert trained_with(stored([_candidate(0.01, 500, 0.9)])) == (0.01, 500)
+    assert trained_with(stored([_candidate(0.02, 500, 0.9)])) == (0.01, 1000)
+    # a search stored before these rules (its "recipe" at the winner) trains by them all the same
+    old = {**stored([_candidate(0.32, 1000, 0.8)]), "recipe": to_dict(spec.recipe(0.32, 1000))}
+    assert chosen_recipe(old) == replace(BASE, lr=0.16, steps=2000)

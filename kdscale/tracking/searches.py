@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from kdscale.tracking.client import ROLE, STUDY, log_batched, metrics_of, open_experiment, resolve_uri
-from kdscale.search import margin_lr
+from kdscale.search import trained_with
 
 SEARCH_EXPERIMENT, SEARCH_ID = "kdscale-search", "kdscale.search_id"
 
@@ -27,8 +27,8 @@ def log_search(tracking_uri: str | None, result: dict[str, Any], study: str | No
     params = {"student": _model_label(spec["student"]), "objective": objective["name"], "kappa": spec["kappa"],
               "teacher": _model_label(spec["teacher"]["model"]) if spec.get("teacher") else "none",
               "n_fit": result["n_fit"], "n_val": result["n_val"], "best.lr": result["best"]["lr"],
-              "chosen.lr": margin_lr(result["best"]["lr"], spec["space"]["lrs"]),
-              "chosen.steps": result["best"]["steps"], "space.lrs": spec["space"]["lrs"],
+              "best.steps": result["best"]["steps"], "chosen.lr": trained_with(result)[0],
+              "chosen.steps": trained_with(result)[1], "space.lrs": spec["space"]["lrs"],
               "space.budgets": spec["space"]["budgets"], "space.seeds": spec["space"]["seeds"]}
     if objective["name"] == "kd":
         params["objective.tau"] = objective["tau"]
