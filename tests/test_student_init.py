@@ -1,0 +1,45 @@
+"""Issue 17, students started from the teacher's initialisation: the distance the trained student
+ends at, the studies' --student-init flags, and the feature_alignment smoke run with them."""
+import math
+
+import pytest
+import torch
+
+from kdscale import data as datasets
+from kdscale.config import DataSpec, ModelSpec, ObjectiveSpec, RecipeSpec, TeacherSpec, TrialSpec
+from kdscale.train import initial_model
+
+# An untrained teacher (no teacher training to pay for) whose initialisation students start from.
+TEACHER = TeacherSpec(DataSpec(name="digits", n_teacher=400), ModelSpec.parse("mlp:width=8"), RecipeSpec(), seed=3,
+                      untrained=True)
+RECIPE = RecipeSpec(lr=0.05, steps=20, batch_size=64)
+
+
+def trial(seed, init="teacher", student="mlp:width=8"):
+    return TrialSpec(TEACHER, ModelSpec.parse(student), 0.5, ObjectiveSpec("kd", tau=4.0), RECIPE, seed, init=init)
+
+
+def test_end_distance_is_the_trained_students_distance_to_the_teachers_initialisation(tmp_path):
+    from kdscale.trial import _end_distance, _start, run_pack, run_trial
+
+    info = datasets.info(TEACHER.data)
+    teacher_init = initial_model(TEACHER.model, TEACHER.seed, tuple(info.input_shape), info.num_classes)
+    quiet = dict(cache_root=tmp_path, log=lambda m: None)
+    *packed, independent = run_pack([trial(0), trial(1), trial(0, init="independent")], **quiet)
+    alone = run_trial(trial(1), **quiet)
+    for outcome in (*packed, alone):  # by hand: every parameter flattened into one vector
+        end = torch.cat([p.detach().flatten() for p in outcome.model.parameters()]).double()
+        start = torch.cat([p.detach().flatten() for p in teacher_init.parameters()]).double()
+        expected = float(torch.linalg.vector_norm(end - start) / torch.linalg.vector_norm(start))
+        assert outcome.row["init_distance"] == 0.0 and outcome.row["init"] == "teacher"
+        assert outcome.row["end_distance"] == pytest.approx(expected, rel=1e-9) and expected > 1e-4
+    assert packed[0].row["end_distance"] != packed[1].row["end_distance"]  # each seed's own batches
+    assert packed[1].row["pack_size"] == 3 and alone.row["pack_size"] == 1
+    assert packed[1].row["end_distance"] == pytest.approx(alone.row["end_distance"], rel=1e-4)  # packed = alone
+    # a student from its own seed's start ends about as far from the teacher's initialisation as
+    # two independent draws are (sqrt 2): 20 steps move it little
+    assert 1.2 < independent.row["init_distance"] < 1.6
+    assert independent.row["end_distance"] == pytest.approx(independent.row["init_distance"], rel=0.05)
+    other = _start(trial(0, init="independent", student="mlp:width=4"), info)  # another architecture: NaN
+    assert math.isnan(other.distance) and math.isnan(_end_distance(alone, other)) and other.teacher_init is None
+
