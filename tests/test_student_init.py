@@ -8,6 +8,7 @@ import torch
 from kdscale import data as datasets
 from kdscale.config import DataSpec, ModelSpec, ObjectiveSpec, RecipeSpec, TeacherSpec, TrialSpec
 from kdscale.train import initial_model
+from tests.scripts import assert_refused, call_script, load_script
 
 # An untrained teacher (no teacher training to pay for) whose initialisation students start from.
 TEACHER = TeacherSpec(DataSpec(name="digits", n_teacher=400), ModelSpec.parse("mlp:width=8"), RecipeSpec(), seed=3,
@@ -42,4 +43,36 @@ def test_end_distance_is_the_trained_students_distance_to_the_teachers_initialis
     assert independent.row["end_distance"] == pytest.approx(independent.row["init_distance"], rel=0.05)
     other = _start(trial(0, init="independent", student="mlp:width=4"), info)  # another architecture: NaN
     assert math.isnan(other.distance) and math.isnan(_end_distance(alone, other)) and other.teacher_init is None
+
+
+@pytest.mark.parametrize("script, argv, name, inits", [
+    ("feature_alignment", [], "feature_alignment", (("independent", 0.0),)),
+    ("feature_alignment", ["--student-init", "teacher"], "feature_alignment_init-teacher", (("teacher", 0.0),)),
+    ("feature_alignment", ["--quick", "--student-init", "near"], "feature_alignment_quick_init-near-0.1",
+     (("near", 0.1),)),
+    ("feature_alignment", ["--student-init", "near", "--init-scale", "0.5", "--recipe", "fixed"],
+     "feature_alignment_fixed_init-near-0.5", (("near", 0.5),)),
+    ("feature_alignment", ["--student-init", "teacher", "--name", "mine"], "mine", (("teacher", 0.0),)),
+    ("model_size", ["--pairs", "cnn1d:width=16>cnn1d:width=16", "--student-init", "teacher"],
+     "model_size_init-teacher", (("teacher", 0.0),)),
+])
+def test_a_student_init_is_a_study_of_its_own(script, argv, name, inits):
+    module = load_script(script)
+    spec = module.build_spec(module.build_parser().parse_args(argv))
+    assert spec.name == name and spec.inits == inits
+    assert {t.init for t in spec._trials(lambda *cell: spec.recipe)} == {inits[0][0]}
+
+
+@pytest.mark.parametrize("script, argv, message", [
+    ("feature_alignment", ["--student-init", "teacher", "--student", "cnn1d:width=16"],
+     "trial.init='teacher' is invalid: starts the student from its teacher's weights"),
+    ("feature_alignment", ["--student-init", "teacher", "--init-scale", "0.1"],
+     "--init-scale 0.1 is invalid with --student-init teacher"),
+    ("feature_alignment", ["--student-init", "near", "--init-scale", "-1"], "trial.init_scale=-1.0 is invalid"),
+    ("model_size", ["--student-init", "teacher"], "trial.init='teacher' is invalid"),  # the default pairs differ
+])
+def test_a_start_the_pair_cannot_take_is_refused_in_one_line(tmp_path, script, argv, message):
+    done = call_script(script, tmp_path, *argv)
+    assert done.stderr.startswith(f"{script}: error: "), done.stderr
+    assert_refused(done, message, tmp_path)
 
