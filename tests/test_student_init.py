@@ -2,13 +2,14 @@
 ends at, the studies' --student-init flags, and the feature_alignment smoke run with them."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from kdscale import data as datasets
 from kdscale.config import DataSpec, ModelSpec, ObjectiveSpec, RecipeSpec, TeacherSpec, TrialSpec
 from kdscale.train import initial_model
-from tests.scripts import assert_refused, call_script, load_script
+from tests.scripts import assert_refused, call_script, load_script, run_script
 
 # An untrained teacher (no teacher training to pay for) whose initialisation students start from.
 TEACHER = TeacherSpec(DataSpec(name="digits", n_teacher=400), ModelSpec.parse("mlp:width=8"), RecipeSpec(), seed=3,
@@ -76,3 +77,21 @@ def test_a_start_the_pair_cannot_take_is_refused_in_one_line(tmp_path, script, a
     assert done.stderr.startswith(f"{script}: error: "), done.stderr
     assert_refused(done, message, tmp_path)
 
+
+@pytest.mark.slow
+def test_feature_alignment_quick_from_the_teachers_initialisation(tmp_path, ray_address):
+    import pandas as pd
+
+    from kdscale.store import ResultsStore
+
+    done = run_script("feature_alignment", tmp_path, "--quick", "--student-init", "teacher", address=ray_address,
+                      timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Where the students started and ended" in done.stdout
+    table = ResultsStore(str(tmp_path / "results"), "feature_alignment_quick_init-teacher").table()
+    assert len(table) == 8 and set(table["status"]) == {"ok"} and set(table["init"]) == {"teacher"}
+    assert (table["init_distance"] == 0).all() and np.isfinite(table["end_distance"]).all()
+    assert (table["end_distance"] > 0).all() and table["fa_teacher"].notna().all()
+    starts = pd.read_csv(tmp_path / "results" / "feature_alignment_quick_init-teacher" / "analysis" /
+                         "feature_alignment_starts.csv")
+    assert len(starts) == 4 and set(starts["start"]) == {"teacher"} and (starts["n"] == 2).all()
