@@ -31,7 +31,10 @@ COLUMNS = ("study", "trial_id", "status", "error", "label", "dataset", "n_teache
            # issue 18 (random teachers): how the student started, what it was distilled on, and the
            # probes of student and teacher (on the same samples, and on a second task)
            "tau_teacher", "init", "init_scale", "init_distance", "inputs", "teacher_probe_acc",
-           "transfer_probe_acc", "teacher_transfer_probe_acc")
+           "transfer_probe_acc", "teacher_transfer_probe_acc",
+           # issue 17: the trained student's relative distance to its teacher's initialisation (NaN
+           # unless the student has the teacher's architecture); init_distance is the start's
+           "end_distance")
 INT_COLUMNS = ("n_teacher", "n_train", "teacher_params", "student_params", "seed", "batch_size", "epochs", "steps",
                "resumed_from_step", "pack_size")
 FLOAT_COLUMNS = ("kappa", "tau", "alpha", "epsilon", "lr", "weight_decay", "test_acc", "test_loss", "test_ppl",
@@ -39,7 +42,7 @@ FLOAT_COLUMNS = ("kappa", "tau", "alpha", "epsilon", "lr", "weight_decay", "test
                  "train_acc", "fidelity_train", "fidelity_test", "teacher_test_acc", "wall_s", "flops", "cka_teacher",
                  "fa_teacher", "probe_acc", "teacher_test_ppl", "tau_teacher", "init_scale", "init_distance",
                  "teacher_probe_acc",
-                 "transfer_probe_acc", "teacher_transfer_probe_acc")
+                 "transfer_probe_acc", "teacher_transfer_probe_acc", "end_distance")
 BOOL_COLUMNS = ("tau_squared",)
 STRING_COLUMNS = tuple(c for c in COLUMNS if c not in INT_COLUMNS + FLOAT_COLUMNS + BOOL_COLUMNS)
 

@@ -4,6 +4,7 @@
     parser = StudyParser(description=...)
     GRID.add_flags(parser)   # --quick --name --pair --kappas --seeds, defaults said in --help
     add_run_flags(parser)
+    add_init_flags(parser)   # --student-init --init-scale (optional); inits(args) is StudySpec.inits
     ...
     GRID.study_name(args), GRID.kappa_values(args), GRID.seed_values(args)
     result = run(build_spec, args, "my_study")   # None after a one-line bad-input error
@@ -106,10 +107,14 @@ class Grid:
         return self.quick.get(key, default) if args.quick else default
 
     def study_name(self, args: argparse.Namespace) -> str:
-        """--name, or the grid's name (+ _quick, + _fixed or _lt when recipes are not fair): one study
-        directory per recipe policy, since a table mixes one recipe per cell."""
+        """--name, or the grid's name (+ _quick, + _fixed or _lt when recipes are not fair, + _init-teacher
+        or _init-near-S when students do not start independently, `add_init_flags`): one study directory
+        per recipe policy and per start, since a table mixes one recipe per cell and one start."""
         policy = getattr(args, "recipe", None) or "fair"
-        return args.name or (f"{self.name}_quick" if args.quick else self.name) + ("" if policy == "fair" else f"_{policy}")
+        base = (f"{self.name}_quick" if args.quick else self.name) + ("" if policy == "fair" else f"_{policy}")
+        init, scale = inits(args)[0]
+        start = "" if init == "independent" else f"_init-{init}" + (f"-{scale:g}" if init == "near" else "")
+        return args.name or base + start
 
     def kappa_values(self, args: argparse.Namespace) -> tuple[float, ...]:
         return tuple(args.kappas or self.get(args, "kappas", self.kappas))
@@ -165,6 +170,30 @@ def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
                         f"halving rungs (default {' '.join(map(str, space.budgets))}; --quick "
                         f"{' '.join(map(str, QUICK_SPACE.budgets))})")
     parser.add_argument("--search-seeds", type=int, help=f"seeds a candidate is scored on (default {space.seeds})")
+
+
+STUDENT_INITS, NEAR_SCALE = ("independent", "teacher", "near"), 0.1  # TrialSpec.init; near's default noise
+
+
+def add_init_flags(parser: argparse.ArgumentParser) -> None:
+    """--student-init and --init-scale: where the students start; `inits` reads them."""
+    parser.add_argument("--student-init", choices=STUDENT_INITS, default="independent", help=(
+        "where students start: their own seed's initialisation (independent, default), their teacher's (teacher; "
+        "a study of its own, NAME_init-teacher), or that plus Gaussian noise of --init-scale x each weight "
+        "tensor's rms (near); teacher and near need the teacher's architecture (kdscale/train/init.py)"))
+    parser.add_argument("--init-scale", type=float, help=f"noise of --student-init near, relative to each weight "
+                        f"tensor's rms (default {NEAR_SCALE:g})")
+
+
+def inits(args: argparse.Namespace) -> tuple[tuple[str, float], ...]:
+    """StudySpec.inits of the flags of add_init_flags (independent for a parser without them); a
+    SpecError for --init-scale without near."""
+    from kdscale.errors import SpecError
+
+    init, scale = getattr(args, "student_init", "independent"), getattr(args, "init_scale", None)
+    if scale is not None and init != "near":
+        raise SpecError(f"--init-scale {scale:g} is invalid with --student-init {init}: it is near's noise")
+    return ((init, NEAR_SCALE if scale is None and init == "near" else scale or 0.0),)
 
 
 def add_data_flags(parser: argparse.ArgumentParser) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ class TrialOutcome:
     test_labels: np.ndarray  # int64 [n_test]; tokens [n_test, T]
     history: list[dict[str, Any]]
     test_features: np.ndarray | None = None  # float32 [n_test, D], with extras "features"
+    model: torch.nn.Module | None = None  # the trained student (not stored: for callers that keep it)
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -106,7 +107,7 @@ NOISE_INPUT_STREAM = 5  # derive_seed purpose (1 init, 2 batch order, 3 augmenta
 
 
 def _outcome(spec: TrialSpec, result, teacher: TeacherOutputs, loaded, tensors: TrainData,
-             init_distance: float | None = None, teacher_model=None) -> TrialOutcome:
+             start: Start | None = None, teacher_model=None) -> TrialOutcome:
     row = spec_row(spec)
     row.update({"status": result.status, "error": None if result.status == "ok" else "loss became NaN or inf",
                 "teacher_params": teacher.params, "teacher_test_acc": teacher.test_acc, "test_ppl": None,
@@ -114,7 +115,8 @@ def _outcome(spec: TrialSpec, result, teacher: TeacherOutputs, loaded, tensors: 
                 "node_id": None,  # the engine fills in where the trial ran
                 "cka_teacher": None, "fa_teacher": None, "probe_acc": None, "teacher_probe_acc": None,
                 "transfer_probe_acc": None, "teacher_transfer_probe_acc": None,  # with spec.extras
-                "init_distance": init_distance})
+                "init_distance": None if start is None else start.distance,
+                "end_distance": _end_distance(result, start)})
     row.update(result.metrics)
     if loaded.info.next_token:  # a language model: perplexity, exp(mean cross-entropy per test token)
         row["teacher_test_ppl"] = perplexity(tensors.teacher_test, tensors.y_test)
@@ -140,7 +142,18 @@ def _outcome(spec: TrialSpec, result, teacher: TeacherOutputs, loaded, tensors: 
             extra_metrics, features = measure_extras(spec, result.model, teacher, loaded, tensors, teacher_model)
             row.update(extra_metrics)
     probs = None if result.test_probs is None or projected else result.test_probs.numpy().astype(np.float32)
-    return TrialOutcome(row, probs, loaded.y_test, result.history, features)
+    return TrialOutcome(row, probs, loaded.y_test, result.history, features, result.model)
+
+
+def _end_distance(result, start: Start | None) -> float:
+    """The trained student's relative distance to its teacher's initialisation (kdscale.train.init):
+    how far training took it from there; NaN for another architecture or a diverged student."""
+    from kdscale.train.init import relative_distance
+
+    if start is None or start.teacher_init is None or result.status != "ok":
+        return math.nan
+    end = {name: value.detach().cpu() for name, value in result.model.state_dict().items()}
+    return relative_distance(end, start.teacher_init, {name for name, _ in result.model.named_parameters()})
 
 
 def perplexity(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -219,30 +232,36 @@ def run_pack(specs: list[TrialSpec], teachers: dict[str, TeacherOutputs] | None 
     def report(reports, state):  # each spec gets the report of the student that trains for it
         by_key = {training_key(specs[i]): r for i, r in zip(unique, reports)}
         on_report([by_key[training_key(s)] for s in specs], state)
-    starts = [_start(s, loaded.info) for s in specs]  # (state dict or None, distance to the teacher's init)
+    starts = [_start(s, loaded.info) for s in specs]
     results = train_students(spec.student, [specs[i].objective for i in unique], [specs[i].recipe for i in unique],
                              [specs[i].seed for i in unique], [tensors[i] for i in unique], loaded.info.num_classes,
                              on_report=None if on_report is None else report, resume=resume,
-                             vocab_size=loaded.info.vocab_size, init_states=[starts[i][0] for i in unique])
+                             vocab_size=loaded.info.vocab_size, init_states=[starts[i].state for i in unique])
     result_of = {training_key(specs[i]): r for i, r in zip(unique, results)}
-    return [_outcome(s, result_of[training_key(s)], teachers[s.teacher.id], loaded, t, start[1], teacher_model_of(s))
+    return [_outcome(s, result_of[training_key(s)], teachers[s.teacher.id], loaded, t, start, teacher_model_of(s))
             for s, t, start in zip(specs, tensors, starts)]
 
 
-def _start(spec: TrialSpec, info) -> tuple[dict | None, float]:
-    """The student's starting state (None: its seed's own initialisation, built by the trainer) and
-    its relative distance to the teacher's initialisation (NaN for another architecture)."""
+class Start(NamedTuple):
+    """Where a student starts (kdscale.train.init), measured against its teacher's initialisation."""
+    state: dict | None  # the starting state dict; None: the seed's own initialisation, built by the trainer
+    distance: float  # relative distance of the start to the teacher's initialisation; NaN: another architecture
+    teacher_init: dict | None  # the teacher's initial state dict (CPU), for the end's distance; None: NaN
+
+
+def _start(spec: TrialSpec, info) -> Start:
+    """The student's start (see Start)."""
     from kdscale.train import initial_model
     from kdscale.train.init import initial_state, relative_distance
 
     if spec.student != spec.teacher.model:
-        return None, math.nan
+        return Start(None, math.nan, None)
     shape = tuple(info.input_shape)
     own = initial_model(spec.student, spec.seed, shape, info.num_classes, info.vocab_size)
     theirs = initial_model(spec.teacher.model, spec.teacher.seed, shape, info.num_classes, info.vocab_size).state_dict()
     state = initial_state(spec.init, spec.init_scale, own.state_dict(), theirs, spec.seed)
     distance = relative_distance(state, theirs, {name for name, _ in own.named_parameters()})
-    return (None if spec.init == "independent" else state), distance
+    return Start(None if spec.init == "independent" else state, distance, theirs)
 
 
 def measure_extras(spec: TrialSpec, model, teacher: TeacherOutputs, loaded, tensors: TrainData,

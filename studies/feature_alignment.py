@@ -2,6 +2,7 @@
 
     python studies/feature_alignment.py          # MNIST-1D, cnn1d-32 > cnn1d-32, 6 kappas, 3 seeds
     python studies/feature_alignment.py --quick  # smoke size
+    python studies/feature_alignment.py --student-init teacher   # students start from the teacher's init
 
 The paper's evidence for the dark-knowledge hypothesis (arXiv 2510.15516): per kappa, linear CKA
 of kd and lt students to the teacher on the test set (its Figure 4), the pairwise CKA matrix
@@ -11,6 +12,12 @@ FA (Table 4; teacher and student have the same width here) and a linear probe re
 teacher's N samples (Figure 14). Every trial runs through the engine with extras cka, fa, probe,
 features; the section (analysis/sections/feature_alignment.py) goes into the study's analysis
 report, with its numbers as CSV, and into its MLflow parent run.
+`--student-init teacher` (or `near`, with `--init-scale`) starts every student from the teacher's
+initialisation (Table 4: FA, coordinate-wise, only means something when the student's units can be
+the teacher's), as a study of its own (feature_alignment_init-teacher); each recipe is still the one
+searched for a student that starts independently. Every row records the start's (init_distance) and
+the trained student's (end_distance) relative distance to the teacher's initialisation, and the
+section reports both beside FA and CKA.
 Cost and answer on this project's 2-core CPU machine: README, "Studies".
 """
 from __future__ import annotations
@@ -23,7 +30,8 @@ from analysis.sections import feature_alignment
 from kdscale.config import DataSpec, ModelSpec
 from kdscale.recipes import default_recipes
 from kdscale.study import StudySpec
-from kdscale.studyargs import Grid, StudyParser, add_run_flags, finish, recipe_fields, resources, run
+from kdscale.studyargs import (Grid, StudyParser, add_init_flags, add_run_flags, finish, inits, recipe_fields,
+                               resources, run)
 
 PAIR = ("cnn1d:width=32", "cnn1d:width=32")
 KAPPAS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
@@ -37,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--teacher", default=PAIR[0], help=f"teacher model (default {PAIR[0]})")
     parser.add_argument("--student", default=PAIR[1], help=f"student model (default {PAIR[1]})")
     parser.add_argument("--tau", type=float, default=4.0, help="kd temperature (default 4)")
+    add_init_flags(parser)
     add_run_flags(parser)
     return parser
 
@@ -51,7 +60,7 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
         pairs=((ModelSpec.parse(args.teacher), ModelSpec.parse(args.student)),),
         kappas=GRID.kappa_values(args), taus=(args.tau,), seeds=GRID.seed_values(args),
         recipe=student_recipe, teacher_recipe=teacher_recipe, resources=resources(args), **recipe_fields(args),
-        extras=("cka", "fa", "probe", "features"))
+        extras=("cka", "fa", "probe", "features"), inits=inits(args))
 
 
 def main(argv: list[str] | None = None) -> int:

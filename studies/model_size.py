@@ -35,8 +35,8 @@ from kdscale.config import parse_pair
 from kdscale.errors import SpecError
 from kdscale.study import StudySpec
 from kdscale.studyargs import (DIGITS_PAIRS, IMAGE_PAIRS, MAIN_KAPPAS, MAIN_PAIRS, VIT_PAIRS, Grid, StudyParser,
-                               add_budget_flags, add_data_flags, add_run_flags, analyse, attach_section, base_recipes,
-                               data_spec, mlflow_hint, recipe_fields, resources, run)
+                               add_budget_flags, add_data_flags, add_init_flags, add_run_flags, analyse, attach_section,
+                               base_recipes, data_spec, inits, mlflow_hint, recipe_fields, resources, run)
 
 GRID = Grid("model_size", kappas=MAIN_KAPPAS, pairs=MAIN_PAIRS, quick=dict(
     pairs=("cnn1d:width=16>cnn1d:width=16", "cnn1d:width=64>cnn1d:width=4", "cnn1d:width=8>cnn1d:width=16"),
@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
             ("--no-tau-squared", dict(action="store_true", help="kd without the tau^2 factor"))):
         parser.add_argument(flag, **options)
     add_budget_flags(parser)
+    add_init_flags(parser)
     add_run_flags(parser)
     return parser
 
@@ -87,7 +88,7 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
         name=name, data=data_spec(args), pairs=tuple(parse_pair(p) for p in args.pairs or defaults), kappas=kappas,
         taus=tuple(args.taus), objectives=tuple(args.objectives), seeds=seeds, recipe=student_recipe,
         teacher_recipe=teacher_recipe, alpha=args.alpha,
-        tau_squared=not args.no_tau_squared, extras=tuple(args.extras), resources=resources(args),
+        tau_squared=not args.no_tau_squared, extras=tuple(args.extras), resources=resources(args), inits=inits(args),
         **recipe_fields(args))
 
 

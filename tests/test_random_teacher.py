@@ -84,10 +84,10 @@ def test_a_near_student_at_noise_zero_trains_from_the_teacher(tmp_path):
 
     teacher = TeacherSpec(small_data(), MODEL, RecipeSpec(), seed=5, untrained=True)
     spec = TrialSpec(teacher, MODEL, 0.5, ObjectiveSpec("kd"), RecipeSpec(steps=1), seed=0, init="near", init_scale=0)
-    state, distance = _start(spec, datasets.info(spec.data))
+    state, distance, _ = _start(spec, datasets.info(spec.data))
     init = initial_model(MODEL, 5, SHAPE, 10)
     assert distance == 0.0 and all(torch.equal(state[k], v) for k, v in init.state_dict().items())
-    _, independent = _start(TrialSpec(teacher, MODEL, 0.5, ObjectiveSpec("kd"), RecipeSpec(), seed=0),
+    _, independent, _ = _start(TrialSpec(teacher, MODEL, 0.5, ObjectiveSpec("kd"), RecipeSpec(), seed=0),
                             datasets.info(spec.data))
     assert independent > 1.0
 

@@ -39,7 +39,7 @@ def test_feature_alignment_section_numbers_text_and_figures(fa_study):
     assert per.loc[(0.1, "kd"), "cka_teacher_sd"] == pytest.approx(math.sqrt(0.005))
     assert per.loc[(0.1, "lt"), "test_acc_mean"] == pytest.approx(0.5)
     assert per.loc[(1.0, "lt"), "n"] == 1 and math.isnan(per.loc[(1.0, "lt"), "cka_teacher_sd"])
-    assert (0.5, "lt") not in per.index
+    assert (0.5, "lt") not in per.index and "starts" not in section.tables
     gain = section.tables["cka_gain"].set_index("kappa")
     assert gain.loc[0.1, "mean"] == pytest.approx(0.2) and gain.loc[0.1, "se"] == pytest.approx(0.1)
     assert gain.loc[0.5, "n"] == 0 and gain.loc[1.0, "mean"] == pytest.approx(0.45) and math.isnan(gain.loc[1.0, "se"])
@@ -65,6 +65,32 @@ def test_feature_alignment_section_numbers_text_and_figures(fa_study):
     assert "Pairwise CKA at kappa = 1: kd-kd nan, lt-lt nan, kd-lt 0.500" in text
     assert [p.name for p in section.figures] == ["cka_vs_kappa.png", "cka_pairwise.png", "cka_gain_vs_pi.png"]
     assert all(p.exists() for p in section.figures)
+
+
+def test_feature_alignment_section_reports_where_students_started_and_ended(fa_study):
+    table, results_dir, out_dir = fa_study
+    assert feature_alignment.starts(table) is None  # no init column (an older table): no starts table
+    independent = table.assign(init="independent", init_scale=0.0, init_distance=1.4, end_distance=1.5)
+    assert feature_alignment.starts(independent) is None
+    ends = dict(a=0.2, b=0.4, c=0.5, d=0.7, e=0.3, f=0.6, g=0.8, h=9.9)  # h failed: left out
+    started = table.assign(init="teacher", init_scale=0.0, init_distance=0.0, end_distance=table["trial_id"].map(ends))
+    section = feature_alignment.section(started, results_dir, out_dir)
+    starts = section.tables["starts"].set_index(["kappa", "objective", "start"])
+    assert list(starts.index) == [(0.1, "kd", "teacher"), (0.1, "lt", "teacher"), (0.5, "kd", "teacher"),
+                                  (1.0, "kd", "teacher"), (1.0, "lt", "teacher")]
+    assert starts.loc[(0.1, "kd", "teacher")].to_dict() == pytest.approx(dict(
+        n=2, init_distance_mean=0.0, init_distance_sd=0.0, end_distance_mean=0.3, end_distance_sd=math.sqrt(0.02),
+        fa_teacher_mean=0.5, fa_teacher_sd=0.0, cka_teacher_mean=0.85, cka_teacher_sd=math.sqrt(0.005)))
+    assert starts.loc[(0.1, "lt", "teacher"), "end_distance_mean"] == pytest.approx(0.6)
+    assert starts.loc[(1.0, "lt", "teacher"), "n"] == 1 and math.isnan(starts.loc[(1.0, "lt", "teacher"),
+                                                                               "end_distance_sd"])
+    text = render(section)
+    assert "Where the students started and ended" in text
+    assert "| kappa | objective | start | n | start distance | end distance | FA | CKA |" in text
+    assert "| 0.1 | kd | teacher | 2 | 0.000 ± 0.000 | 0.300 ± 0.141 | 0.500 ± 0.000 | 0.850 ± 0.071 |" in text
+    assert "| 1 | lt | teacher | 1 | 0.000 ± 0.000 | 0.800 ± 0.000 | 0.500 ± 0.000 | 0.500 ± 0.000 |" in text
+    near = started.assign(init_scale=0.1, init=["near"] * 7 + ["teacher"])  # the label carries near's scale
+    assert set(feature_alignment.starts(near)["start"]) == {"near 0.1"}
 
 
 def test_feature_alignment_section_names_a_missing_features_file(fa_study, tmp_path):

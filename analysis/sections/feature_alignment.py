@@ -9,7 +9,10 @@ from the test-set features the trials stored (extras `features`).
 Tables: `per_kappa` (kappa, objective, n, mean and sd over seeds of cka_teacher, fa_teacher,
 probe_acc, test_acc), `gains` (kappa, seed, cka_gain, acc_gain), `cka_gain` (kappa, mean, se, n),
 `correlation` (r, low, high, n), `pairwise` (kappa, kd_kd, lt_lt, kd_lt: mean pairwise CKA) and
-`pairwise_cka` (kappa, a, b, cka: the matrices, long).
+`pairwise_cka` (kappa, a, b, cka: the matrices, long). When students did not all start from their
+own initialisation (`--student-init`, TrialSpec.init): `starts` (kappa, objective, start, n, mean
+and sd over seeds of init_distance, end_distance, fa_teacher and cka_teacher), the start's and the
+trained student's relative distance to the teacher's initialisation beside FA and CKA.
 """
 from __future__ import annotations
 
@@ -21,10 +24,12 @@ import pandas as pd
 
 from analysis.paired import pearson_ci
 from analysis.sections import Section, Table
+from analysis.sections.random_teacher import start_label
 from kdscale import schema
 
 NAME = "feature_alignment"
 MEASURES = ("cka_teacher", "fa_teacher", "probe_acc", "test_acc")
+START_MEASURES = ("init_distance", "end_distance", "fa_teacher", "cka_teacher")
 HEADERS = ["kappa", "CKA kd", "CKA lt", "CKA gain ± se (paired)", "FA kd", "FA lt", "probe kd", "probe lt",
            "acc kd", "acc lt"]
 
@@ -57,6 +62,22 @@ def per_kappa(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     gains = pd.DataFrame({"cka_gain": kd["cka_teacher"] - lt["cka_teacher"],
                           "acc_gain": kd["test_acc"] - lt["test_acc"]}).dropna()
     return summary, gains
+
+
+def starts(table: pd.DataFrame) -> pd.DataFrame | None:
+    """Per (kappa, objective, start): n, and mean and sd over seeds of START_MEASURES; None when every
+    finished student started from its own initialisation (or the table predates the init column)."""
+    ok = table[table["status"] == "ok"]
+    if "init" not in ok or ok["init"].fillna("independent").eq("independent").all():
+        return None
+    scales = ok["init_scale"] if "init_scale" in ok else pd.Series(0.0, index=ok.index)
+    frame = ok.assign(start=[start_label(i, float(s)) for i, s in zip(ok["init"].fillna("independent"), scales)],
+                      **{m: ok[m].astype(float) if m in ok else math.nan for m in START_MEASURES})
+    keys = ["kappa", "objective", "start"]
+    summary = frame.groupby(keys)[list(START_MEASURES)].agg(["mean", "std"])
+    summary.columns = [f"{measure}_{'sd' if stat == 'std' else stat}" for measure, stat in summary.columns]
+    summary.insert(0, "n", frame.groupby(keys).size())
+    return summary.reset_index()
 
 
 def pairwise_cka(results_dir: str, trial_ids) -> np.ndarray:
@@ -112,6 +133,9 @@ def section(table: pd.DataFrame, results_dir: str, out_dir: Path) -> Section:
     tables = {"per_kappa": flat.reset_index(), "gains": gains.reset_index(), "cka_gain": pd.DataFrame(gain_rows),
               "correlation": pd.DataFrame([{"r": r, "low": low, "high": high, "n": n}]),
               "pairwise": pd.DataFrame(pair_rows), "pairwise_cka": pd.DataFrame(cells)}
+    started = starts(table)
+    if started is not None:
+        tables["starts"] = started
     figures = draw(summary, gains, matrices, r, out_dir)
     return Section(NAME, blocks(tables, flat), tables, figures)
 
@@ -141,7 +165,23 @@ def blocks(tables: dict[str, pd.DataFrame], flat: pd.DataFrame) -> list:
     for p in tables["pairwise"].itertuples(index=False):
         lines.append(f"Pairwise CKA at kappa = {p.kappa:g}: kd-kd {p.kd_kd:.3f}, lt-lt {p.lt_lt:.3f}, "
                      f"kd-lt {p.kd_lt:.3f} (mean over pairs of different seeds).")
+    if "starts" in tables:
+        lines += ["", "Where the students started and ended: relative distance ||theta - theta_T|| / ||theta_T|| "
+                  "to the teacher's initialisation theta_T, of the start and of the trained student, beside FA and "
+                  "CKA; mean ± sd over seeds.", "", Table(start_cells(tables["starts"]))]
     return lines
+
+
+def start_cells(started: pd.DataFrame) -> pd.DataFrame:
+    """The display cells of the `starts` table."""
+    def pm(row, measure):
+        mean, sd = row[f"{measure}_mean"], row[f"{measure}_sd"]
+        return "-" if math.isnan(mean) else f"{mean:.3f} ± {0 if math.isnan(sd) else sd:.3f}"
+
+    rows = [[f"{r['kappa']:g}", r["objective"], r["start"], str(int(r["n"]))] + [pm(r, m) for m in START_MEASURES]
+            for _, r in started.iterrows()]
+    return pd.DataFrame(rows, columns=["kappa", "objective", "start", "n", "start distance", "end distance", "FA",
+                                       "CKA"])
 
 
 def draw(summary, gains, matrices, r, out_dir: Path) -> list[Path]:
