@@ -253,8 +253,11 @@ def test_budget_quick_labels_every_result_with_its_budget(quick_runs):
     root, runs = quick_runs
     done = runs["budget"]
     assert done.returncode == 0, done.stderr[-3000:]
-    # budget compares fixed recipes; the other quick studies search theirs (fair), so both budgets train
-    assert counts(done) == [(8, 0, 0, 8), (8, 0, 0, 8)]
+    # budget compares fixed recipes (lr 0.02, 500 steps --quick). A fair cell of another quick study
+    # whose search chose 0.04 at 250 steps trains at 0.02 for 500 (kdscale.search.trained_with): the
+    # same trial, reused from it; the epoch budget's trials are its own
+    steps, epochs = counts(done)
+    assert steps[:2] == (8, 0) and steps[2] + steps[3] == 8 and epochs == (8, 0, 0, 8)
     assert "## Budget: fixed steps against fixed epochs" in done.stdout
     assert "`steps=500` at every kappa" in done.stdout and "`epochs=16` at every kappa" in done.stdout
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
