@@ -25,6 +25,7 @@ def study(tmp_path_factory):
     return results_dir, truth, write_report(results_dir, n_boot=N_BOOT)
 
 
+@pytest.mark.slow  # its fixture takes 6-10 s: the fast tier stays near a minute
 def test_report_opens_with_a_paper_table_and_recovers_the_truth(study):
     results_dir, truth, result = study
     assert result.markdown_path == results_dir / "analysis" / "report.md"
@@ -47,6 +48,7 @@ def test_report_opens_with_a_paper_table_and_recovers_the_truth(study):
     assert result.tables["bias_variance"]["identity_holds"].all()
 
 
+@pytest.mark.slow  # its fixture takes 6-10 s: the fast tier stays near a minute
 def test_failed_and_diverged_trials_are_excluded_and_counted(study):
     _, _, result = study
     text = result.markdown_path.read_text()
@@ -56,6 +58,7 @@ def test_failed_and_diverged_trials_are_excluded_and_counted(study):
     assert result.tables["paired_by_seed"]["R_kd"].notna().all()
 
 
+@pytest.mark.slow  # its fixture takes 6-10 s: the fast tier stays near a minute
 def test_figures_and_tables_are_written_next_to_the_report(study):
     results_dir, _, result = study
     names = {path.name for path in result.figure_paths}
@@ -67,6 +70,7 @@ def test_figures_and_tables_are_written_next_to_the_report(study):
     assert (results_dir / "analysis" / "crossover.csv").exists()
 
 
+@pytest.mark.slow  # its fixture takes 6-10 s: the fast tier stays near a minute
 def test_headline_names_each_relation(study):
     _, _, result = study
     headline = result.headline

@@ -15,6 +15,7 @@ def pool():
     return data.load(DataSpec(n_teacher=4000), 12000)
 
 
+@pytest.mark.slow  # its fixture takes 6-10 s: the fast tier stays near a minute
 def test_mnist1d_shapes_and_normalisation(pool):
     assert pool.x_pool.shape == (12000, 1, 40) and pool.x_pool.dtype == np.float32
     assert pool.x_test.shape == (2000, 1, 40) and pool.y_test.dtype == np.int64
@@ -23,6 +24,7 @@ def test_mnist1d_shapes_and_normalisation(pool):
     assert np.bincount(pool.y_pool[:4000]).tolist() == [400] * 10
 
 
+@pytest.mark.slow  # its fixture takes 6-10 s: the fast tier stays near a minute
 def test_mnist1d_pool_is_a_prefix_of_a_larger_pool_and_cached(pool):
     start = time.perf_counter()
     small = data.load(DataSpec(n_teacher=4000), 4000)
@@ -31,6 +33,7 @@ def test_mnist1d_pool_is_a_prefix_of_a_larger_pool_and_cached(pool):
     np.testing.assert_array_equal(small.x_test, pool.x_test)
 
 
+@pytest.mark.slow  # its fixture takes 6-10 s: the fast tier stays near a minute
 def test_mnist1d_train_and_test_do_not_overlap(pool):
     train_rows = {row.tobytes() for row in pool.x_pool}
     assert not any(row.tobytes() in train_rows for row in pool.x_test)
@@ -55,6 +58,7 @@ def test_different_data_seeds_give_different_pools():
     assert not np.allclose(a, b)
 
 
+@pytest.mark.slow  # its fixture takes 6-10 s: the fast tier stays near a minute
 def test_student_subsets_are_nested_stratified_and_inside_the_teacher(pool):
     n = 4000
     previous = np.array([], dtype=int)
@@ -74,6 +78,7 @@ def test_student_subsets_are_nested_stratified_and_inside_the_teacher(pool):
     assert np.bincount(pool.y_pool[data.student_indices(pool.y_pool, n, 80, seed=0)]).tolist() == [8] * 10
 
 
+@pytest.mark.slow  # its fixture takes 6-10 s: the fast tier stays near a minute
 def test_seeds_draw_different_subsets(pool):
     a = data.student_indices(pool.y_pool, 4000, 400, seed=0)
     b = data.student_indices(pool.y_pool, 4000, 400, seed=1)
