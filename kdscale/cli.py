@@ -210,10 +210,10 @@ def format_searches(specs, results: dict, ran: set) -> str:
              "   kappa  objective            M   n_val   best lr   steps  val_acc   trains at  steps  search  warnings"]
     for spec in specs:
         result = results[spec.id]
-        best = result["best"]
+        best, (lr, steps) = result["best"], trained_with(result)
         lines.append(f"  {spec.kappa:6g}  {spec.objective.label:<16} {spec.n_train:5d}  {result['n_val']:6d}  "
-                     f"{best['lr']:8g}  {best['steps']:6d}   {best['val_acc']:.4f}  {trained_with(result)[0]:9g}  "
-                     f"{trained_with(result)[1]:5d}  {'ran' if spec.id in ran else 'stored':>6}"
+                     f"{best['lr']:8g}  {best['steps']:6d}   {best['val_acc']:.4f}  {lr:9g}  "
+                     f"{steps:5d}  {'ran' if spec.id in ran else 'stored':>6}"
                      f"  {'; '.join(result['warnings'])}")
     return "\n".join(lines)
 

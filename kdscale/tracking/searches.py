@@ -23,12 +23,12 @@ def log_search(tracking_uri: str | None, result: dict[str, Any], study: str | No
     spec = result["spec"]
     run = client.create_run(experiment_id, run_name=result["label"], tags={
         ROLE: "search", SEARCH_ID: result["id"], **({STUDY: study} if study else {})})
-    objective = spec["objective"]
+    objective, (lr, steps) = spec["objective"], trained_with(result)
     params = {"student": _model_label(spec["student"]), "objective": objective["name"], "kappa": spec["kappa"],
               "teacher": _model_label(spec["teacher"]["model"]) if spec.get("teacher") else "none",
               "n_fit": result["n_fit"], "n_val": result["n_val"], "best.lr": result["best"]["lr"],
-              "best.steps": result["best"]["steps"], "chosen.lr": trained_with(result)[0],
-              "chosen.steps": trained_with(result)[1], "space.lrs": spec["space"]["lrs"],
+              "best.steps": result["best"]["steps"], "chosen.lr": lr, "chosen.steps": steps,
+              "space.lrs": spec["space"]["lrs"],
               "space.budgets": spec["space"]["budgets"], "space.seeds": spec["space"]["seeds"]}
     if objective["name"] == "kd":
         params["objective.tau"] = objective["tau"]
