@@ -63,7 +63,8 @@ def test_feature_alignment_section_numbers_text_and_figures(fa_study):
     assert "r = 0.904, 95% CI [nan, nan] (Fisher z), n = 3." in text
     assert "Pairwise CKA at kappa = 0.1: kd-kd 1.000, lt-lt 0.500, kd-lt 0.250" in text
     assert "Pairwise CKA at kappa = 1: kd-kd nan, lt-lt nan, kd-lt 0.500" in text
-    assert [p.name for p in section.figures] == ["cka_vs_kappa.png", "cka_pairwise.png", "cka_gain_vs_pi.png"]
+    assert [p.name for p in section.figures] == ["cka_vs_kappa.png", "cka_pairwise.png", "cka_gain_vs_pi.png",
+                                             "feature_spectrum.png"]
     assert all(p.exists() for p in section.figures)
 
 

@@ -4,7 +4,8 @@ Per kappa: linear CKA of kd and lt students to the teacher on the test set (the 
 feature alignment FA, a linear probe refitted on the teacher's N samples, test accuracy; the CKA
 gain CKA(kd) - CKA(lt) paired by seed and its correlation with the accuracy gain (Figure 18); and
 the pairwise CKA between students of different seeds at the smallest and largest kappa (Figure 5),
-from the test-set features the trials stored (extras `features`).
+from the test-set features the trials stored (extras `features`); from the same features, each
+student's eigenspectrum (Figure 17; analysis.spectrum): its participation ratio and decay exponent.
 
 Tables: `per_kappa` (kappa, objective, n, mean and sd over seeds of cka_teacher, fa_teacher,
 probe_acc, test_acc), `gains` (kappa, seed, cka_gain, acc_gain), `cka_gain` (kappa, mean, se, n),
@@ -12,7 +13,9 @@ probe_acc, test_acc), `gains` (kappa, seed, cka_gain, acc_gain), `cka_gain` (kap
 `pairwise_cka` (kappa, a, b, cka: the matrices, long). When students did not all start from their
 own initialisation (`--student-init`, TrialSpec.init): `starts` (kappa, objective, start, n, mean
 and sd over seeds of init_distance, end_distance, fa_teacher and cka_teacher), the start's and the
-trained student's relative distance to the teacher's initialisation beside FA and CKA.
+trained student's relative distance to the teacher's initialisation beside FA and CKA. `spectra`
+(kappa, objective, n, mean and sd over seeds of participation_ratio and decay_exponent, dimension)
+for the students whose features were stored.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis import spectrum
 from analysis.paired import pearson_ci
 from analysis.sections import Section, Table
 from analysis.sections.random_teacher import start_label
@@ -97,6 +101,34 @@ def pairwise_cka(results_dir: str, trial_ids) -> np.ndarray:
     return matrix
 
 
+def spectra(table: pd.DataFrame, results_dir: str) -> tuple[pd.DataFrame, dict]:
+    """Per (kappa, objective): n, mean and sd over seeds of the participation ratio and the decay
+    exponent, and the feature dimension; and the mean normalised spectrum of each (kappa, objective).
+    Students without stored features are left out (n counts those with)."""
+    fs, root = schema.filesystem(results_dir)
+    rows, curves = [], {}
+    for row in table[table["status"] == "ok"].itertuples(index=False):
+        features = schema.read_features(fs, root, row.trial_id)
+        if features is None or len(features) < 2:
+            continue
+        lam = spectrum.eigenspectrum(features)
+        rows.append({"kappa": row.kappa, "objective": row.objective, **spectrum.summarise(features)})
+        if lam.sum() > 0:
+            curves.setdefault((row.kappa, row.objective), []).append(lam / lam.sum())
+    columns = ["kappa", "objective", "n", "participation_ratio_mean", "participation_ratio_sd",
+               "decay_exponent_mean", "decay_exponent_sd", "dimension"]
+    if not rows:
+        return pd.DataFrame(columns=columns), {}
+    frame = pd.DataFrame(rows)
+    grouped = frame.groupby(["kappa", "objective"])
+    out = grouped[["participation_ratio", "decay_exponent"]].agg(["mean", "std"])
+    out.columns = [f"{m}_{'sd' if stat == 'std' else stat}" for m, stat in out.columns]
+    out.insert(0, "n", grouped.size())
+    out["dimension"] = grouped["dimension"].max()
+    means = {key: np.mean([c[:min(map(len, cs))] for c in cs], axis=0) for key, cs in curves.items()}
+    return out.reset_index()[columns], means
+
+
 def section(table: pd.DataFrame, results_dir: str, out_dir: Path) -> Section:
     """The study's section and figures (Figures 4, 5 and 18 of the paper) in out_dir."""
     summary, gains = per_kappa(table)
@@ -136,7 +168,8 @@ def section(table: pd.DataFrame, results_dir: str, out_dir: Path) -> Section:
     started = starts(table)
     if started is not None:
         tables["starts"] = started
-    figures = draw(summary, gains, matrices, r, out_dir)
+    tables["spectra"], curves = spectra(table, results_dir)
+    figures = draw(summary, gains, matrices, r, out_dir) + draw_spectra(curves, out_dir)
     return Section(NAME, blocks(tables, flat), tables, figures)
 
 
@@ -169,7 +202,27 @@ def blocks(tables: dict[str, pd.DataFrame], flat: pd.DataFrame) -> list:
         lines += ["", "Where the students started and ended: relative distance ||theta - theta_T|| / ||theta_T|| "
                   "to the teacher's initialisation theta_T, of the start and of the trained student, beside FA and "
                   "CKA; mean ± sd over seeds.", "", Table(start_cells(tables["starts"]))]
+    if len(tables["spectra"]):
+        lines += ["", "Eigenspectrum of the students' test-set features (Fig. 17): participation ratio PR = "
+                  "(sum lambda)^2 / sum lambda^2 of the covariance eigenvalues (the effective number of directions, "
+                  "out of D) and the decay exponent alpha of lambda_i ~ i^-alpha over the leading half of the "
+                  "spectrum; mean ± sd over seeds.", "", Table(spectrum_cells(tables["spectra"]))]
     return lines
+
+
+def spectrum_cells(spectra: pd.DataFrame) -> pd.DataFrame:
+    """The display cells of the `spectra` table: one row per kappa, kd beside lt."""
+    def pm(kappa, objective, measure):
+        hit = spectra[(spectra["kappa"] == kappa) & (spectra["objective"] == objective)]
+        if not len(hit):
+            return "-"
+        mean, sd = hit.iloc[0][f"{measure}_mean"], hit.iloc[0][f"{measure}_sd"]
+        return f"{mean:.2f} ± {0 if math.isnan(sd) else sd:.2f}"
+
+    rows = [[f"{k:g}", f"{spectra[spectra['kappa'] == k]['dimension'].max():.0f}"] +
+            [pm(k, o, m) for m in ("participation_ratio", "decay_exponent") for o in ("kd", "lt")]
+            for k in sorted(set(spectra["kappa"]))]
+    return pd.DataFrame(rows, columns=["kappa", "D", "PR kd", "PR lt", "alpha kd", "alpha lt"])
 
 
 def start_cells(started: pd.DataFrame) -> pd.DataFrame:
@@ -227,3 +280,29 @@ def draw(summary, gains, matrices, r, out_dir: Path) -> list[Path]:
     fig.savefig(figures[-1], dpi=120, bbox_inches="tight")
     plt.close(fig)
     return figures
+
+
+def draw_spectra(curves: dict, out_dir: Path) -> list[Path]:
+    """Mean normalised eigenspectra of kd and lt students at the smallest and largest kappa (Fig. 17)."""
+    if not curves:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kappas = sorted({k for k, _ in curves})
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for kappa, style in zip(sorted({kappas[0], kappas[-1]}), ("-", "--")):
+        for objective, colour in (("kd", "tab:blue"), ("lt", "tab:orange")):
+            if (kappa, objective) in curves:
+                curve = curves[(kappa, objective)]
+                ax.plot(np.arange(1, len(curve) + 1), curve, style, color=colour, label=f"{objective}, kappa={kappa:g}")
+    ax.set(xscale="log", yscale="log", xlabel="eigenvalue rank i", ylabel="lambda_i / sum lambda",
+           title="Eigenspectrum of the students' features (paper Fig. 17)")
+    ax.legend()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "feature_spectrum.png"
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return [path]
