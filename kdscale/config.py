@@ -30,7 +30,7 @@ PRECISIONS = ("fp32", "bf16")  # bf16: the training forward pass under torch.aut
 # teacher on the test set, a linear probe on the teacher's N samples, the test features themselves.
 # Issue 18 adds the teacher's own probe on the same samples ("teacher_probe") and the probes of
 # student and teacher on a second task ("transfer": kdscale.representations.transfer).
-EXTRAS = ("cka", "fa", "probe", "features", "teacher_probe", "transfer")
+EXTRAS = ("cka", "fa", "probe", "features", "teacher_probe", "transfer", "ntk")
 # How a student starts (TrialSpec.init): its own seed's initialisation, the teacher's
 # initialisation, that plus relative Gaussian noise, or an interpolation (kdscale/train/init.py).
 INITS = ("independent", "teacher", "near", "interpolate")

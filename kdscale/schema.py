@@ -34,7 +34,9 @@ COLUMNS = ("study", "trial_id", "status", "error", "label", "dataset", "n_teache
            "transfer_probe_acc", "teacher_transfer_probe_acc",
            # issue 17: the trained student's relative distance to its teacher's initialisation (NaN
            # unless the student has the teacher's architecture); init_distance is the start's
-           "end_distance")
+           "end_distance",
+           # issue 17: CKA of the student's and the teacher's empirical NTKs on test samples (Fig. 16)
+           "ntk_teacher")
 INT_COLUMNS = ("n_teacher", "n_train", "teacher_params", "student_params", "seed", "batch_size", "epochs", "steps",
                "resumed_from_step", "pack_size")
 FLOAT_COLUMNS = ("kappa", "tau", "alpha", "epsilon", "lr", "weight_decay", "test_acc", "test_loss", "test_ppl",
@@ -42,7 +44,7 @@ FLOAT_COLUMNS = ("kappa", "tau", "alpha", "epsilon", "lr", "weight_decay", "test
                  "train_acc", "fidelity_train", "fidelity_test", "teacher_test_acc", "wall_s", "flops", "cka_teacher",
                  "fa_teacher", "probe_acc", "teacher_test_ppl", "tau_teacher", "init_scale", "init_distance",
                  "teacher_probe_acc",
-                 "transfer_probe_acc", "teacher_transfer_probe_acc", "end_distance")
+                 "transfer_probe_acc", "teacher_transfer_probe_acc", "end_distance", "ntk_teacher")
 BOOL_COLUMNS = ("tau_squared",)
 STRING_COLUMNS = tuple(c for c in COLUMNS if c not in INT_COLUMNS + FLOAT_COLUMNS + BOOL_COLUMNS)
 

@@ -103,6 +103,29 @@ def noise_inputs(reference: np.ndarray, n: int, seed: int) -> torch.Tensor:
     return noise * float(reference.std()) + float(reference.mean())
 
 
+NTK_PROBE = 100  # test samples of the NTK alignment (extras "ntk"): [100, 100] kernels, as the bench's
+
+
+def _check_ntk(spec: TrialSpec, info) -> None:
+    """Extras "ntk" needs real-valued inputs and a Jacobian within the NTK's memory bound: checked
+    before any teacher or student trains, so a trial that cannot measure it costs nothing."""
+    from kdscale import models
+    from kdscale.errors import SpecError
+    from kdscale.representations.ntk import MAX_JACOBIAN_ELEMENTS
+
+    if info.vocab_size is not None:
+        raise SpecError(f"extras 'ntk' needs real-valued inputs; data set {spec.data.name!r} has tokens "
+                        "(an NTK over token ids is not defined here)")
+    params = max(models.count_params(models.build(m, info.input_shape, info.num_classes, info.vocab_size))
+                 for m in (spec.student, spec.teacher.model))
+    elements = NTK_PROBE * info.num_classes * params
+    if elements > MAX_JACOBIAN_ELEMENTS:
+        raise SpecError(f"extras 'ntk': the NTK's Jacobian of {NTK_PROBE} probes x {info.num_classes} classes x "
+                        f"{params:,} parameters has {elements:,} elements, above the bound "
+                        f"of {MAX_JACOBIAN_ELEMENTS:,} (kdscale.representations.ntk): leave 'ntk' out for models "
+                        "this large")
+
+
 NOISE_INPUT_STREAM = 5  # derive_seed purpose (1 init, 2 batch order, 3 augmentation, 4 init noise)
 
 
@@ -114,7 +137,7 @@ def _outcome(spec: TrialSpec, result, teacher: TeacherOutputs, loaded, tensors: 
                 "teacher_test_ppl": None, "test_seq_acc": None, "fp_iterations": None,  # token models only (metrics, below)
                 "node_id": None,  # the engine fills in where the trial ran
                 "cka_teacher": None, "fa_teacher": None, "probe_acc": None, "teacher_probe_acc": None,
-                "transfer_probe_acc": None, "teacher_transfer_probe_acc": None,  # with spec.extras
+                "transfer_probe_acc": None, "teacher_transfer_probe_acc": None, "ntk_teacher": None,  # with spec.extras
                 "init_distance": None if start is None else start.distance,
                 "end_distance": _end_distance(result, start)})
     row.update(result.metrics)
@@ -180,7 +203,7 @@ def training_key(spec: TrialSpec) -> str:
     ls) trains alike whatever the pair's teacher is, so its trials of several pairs ("twins") train
     once and differ only in the columns that compare with the teacher (fidelity, and cka or fa)."""
     if spec.objective.uses_teacher or spec.init != "independent" or \
-            {"cka", "fa", "teacher_probe", "transfer"} & set(spec.extras):
+            {"cka", "fa", "teacher_probe", "transfer", "ntk"} & set(spec.extras):
         return spec.id
     return spec_id((spec.data, spec.student, spec.kappa, spec.objective, spec.recipe, spec.seed, spec.extras))
 
@@ -199,6 +222,9 @@ def run_pack(specs: list[TrialSpec], teachers: dict[str, TeacherOutputs] | None 
            for other in specs):
         raise ValueError("a pack's trials must share their data, number of samples and student")
     device = resolve_device(device)
+    for s in specs:
+        if "ntk" in s.extras:
+            _check_ntk(s, datasets.info(s.data))
     n_stream = datasets.stream_length_for(spec.data.n_teacher, spec.n_train)
     teachers = dict(teachers or {})
     for s in specs:
@@ -286,11 +312,13 @@ def measure_extras(spec: TrialSpec, model, teacher: TeacherOutputs, loaded, tens
         probe = rep.linear_probe(rep.features_of(model, pool), loaded.y_pool[:n], student_test, loaded.y_test,
                                  num_classes=loaded.info.num_classes)
         metrics["probe_acc"] = probe.test_acc
-    if "teacher_probe" in spec.extras or "transfer" in spec.extras:
+    if {"teacher_probe", "transfer", "ntk"} & set(spec.extras):
         from kdscale.teacher import load_model
 
         device = tensors.x_test.device
         frozen_teacher = teacher_model() if teacher_model is not None else load_model(teacher, device)
+        if "ntk" in spec.extras:  # Fig. 16: on the first NTK_PROBE test samples, in the trace form
+            metrics["ntk_teacher"] = rep.ntk_alignment(model, frozen_teacher, tensors.x_test[:NTK_PROBE])
         n = spec.data.n_teacher
         if "teacher_probe" in spec.extras:  # the teacher's features, the same samples and protocol
             metrics["teacher_probe_acc"] = rep.probe_accuracy(frozen_teacher, loaded, n, device)

@@ -8,9 +8,10 @@ The paper's evidence for the dark-knowledge hypothesis (arXiv 2510.15516): per k
 of kd and lt students to the teacher on the test set (its Figure 4), the pairwise CKA matrix
 between kd and lt students of different seeds (Figure 5), and the correlation of the CKA gain
 (CKA(kd) - CKA(lt), paired by seed) with the accuracy gain PI (Figure 18). Also feature alignment
-FA (Table 4; teacher and student have the same width here) and a linear probe refitted on the
-teacher's N samples (Figure 14). Every trial runs through the engine with extras cka, fa, probe,
-features; the section (analysis/sections/feature_alignment.py) goes into the study's analysis
+FA (Table 4; teacher and student have the same width here), the alignment of the student's and
+the teacher's empirical NTKs on 100 test samples (Figure 16), a linear probe refitted on the
+teacher's N samples (Figure 14) and the eigenspectrum of the students' features (Figure 17).
+Every trial runs through the engine with extras cka, fa, ntk, probe, features; the section (analysis/sections/feature_alignment.py) goes into the study's analysis
 report, with its numbers as CSV, and into its MLflow parent run.
 `--student-init teacher` (or `near`, with `--init-scale`) starts every student from the teacher's
 initialisation (Table 4: FA, coordinate-wise, only means something when the student's units can be
@@ -60,7 +61,7 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
         pairs=((ModelSpec.parse(args.teacher), ModelSpec.parse(args.student)),),
         kappas=GRID.kappa_values(args), taus=(args.tau,), seeds=GRID.seed_values(args),
         recipe=student_recipe, teacher_recipe=teacher_recipe, resources=resources(args), **recipe_fields(args),
-        extras=("cka", "fa", "probe", "features"), inits=inits(args))
+        extras=("cka", "fa", "ntk", "probe", "features"), inits=inits(args))
 
 
 def main(argv: list[str] | None = None) -> int:

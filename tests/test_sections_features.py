@@ -10,7 +10,7 @@ from analysis.sections import Table, feature_alignment, model_size, render
 
 def fa_row(trial_id, kappa, objective, seed, cka, acc, status="ok"):
     return dict(trial_id=trial_id, status=status, kappa=kappa, objective=objective, seed=seed, cka_teacher=cka,
-                fa_teacher=0.5, probe_acc=0.6, test_acc=acc)
+                fa_teacher=0.5, ntk_teacher=0.4 if objective == "kd" else None, probe_acc=0.6, test_acc=acc)
 
 
 @pytest.fixture
@@ -57,8 +57,9 @@ def test_feature_alignment_section_numbers_text_and_figures(fa_study):
     text = render(section)
     assert [b for b in section.blocks if isinstance(b, Table)] and text.startswith("## Feature alignment to the teacher\n")
     assert ("| 0.1 | 0.850 ± 0.071 | 0.650 ± 0.071 | +0.200 ± 0.100 | 0.500 ± 0.000 | 0.500 ± 0.000 | "
-            "0.600 ± 0.000 | 0.600 ± 0.000 | 0.650 ± 0.071 | 0.500 ± 0.000 |") in text
-    assert "| 0.5 | 0.900 ± 0.000 | - | - | 0.500 ± 0.000 | - | 0.600 ± 0.000 | - | 0.700 ± 0.000 | - |" in text
+            "0.400 ± 0.000 | - | 0.600 ± 0.000 | 0.600 ± 0.000 | 0.650 ± 0.071 | 0.500 ± 0.000 |") in text
+    assert ("| 0.5 | 0.900 ± 0.000 | - | - | 0.500 ± 0.000 | - | 0.400 ± 0.000 | - | 0.600 ± 0.000 | - | "
+            "0.700 ± 0.000 | - |") in text
     assert "| 1 | 0.950 ± 0.000 | 0.500 ± 0.000 | +0.450 ± nan |" in text
     assert "r = 0.904, 95% CI [nan, nan] (Fisher z), n = 3." in text
     assert "Pairwise CKA at kappa = 0.1: kd-kd 1.000, lt-lt 0.500, kd-lt 0.250" in text

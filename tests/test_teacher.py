@@ -115,3 +115,41 @@ def test_twins_lt_of_two_pairs_train_once_and_keep_their_own_fidelity(tmp_path):
     assert lt_a.row["fidelity_test"] != lt_b.row["fidelity_test"]  # a weak and a stronger teacher
     teacher_flops = get_teacher(other, root=tmp_path).forward_flops * specs[2].n_train
     assert kd.row["flops"] == pytest.approx(lt_b.row["flops"] + teacher_flops)  # same student steps
+
+
+@pytest.mark.slow  # trains a teacher and a student (the fast tier stays under a minute)
+def test_ntk_extra_is_the_alignment_of_the_trained_student_and_teacher(tmp_path):
+    """extras "ntk": CKA of the trained student's and the teacher's empirical NTKs on the first
+    NTK_PROBE test samples, as kdscale.representations computes it for the two models directly."""
+    import torch
+
+    from kdscale import data as datasets
+    from kdscale.representations import ntk_alignment
+    from kdscale.teacher import load_model
+    from kdscale.trial import NTK_PROBE
+
+    teacher = digits_teacher()
+    spec = TrialSpec(teacher, ModelSpec.parse("mlp:width=16"), 0.5, ObjectiveSpec("kd", tau=4.0), SMALL, 0,
+                     extras=("ntk",))
+    outcome = run_trial(spec, cache_root=tmp_path, log=lambda m: None)
+    loaded = datasets.load(teacher.data, 400)
+    teacher_model = load_model(get_teacher(teacher, root=tmp_path, log=lambda m: None))
+    expected = ntk_alignment(outcome.model, teacher_model, torch.as_tensor(loaded.x_test[:NTK_PROBE]))
+    assert 0.0 < outcome.row["ntk_teacher"] <= 1.0
+    assert outcome.row["ntk_teacher"] == pytest.approx(expected, abs=1e-9)
+    assert run_trial(student(teacher), cache_root=tmp_path, log=lambda m: None).row["ntk_teacher"] is None
+
+
+def test_ntk_extra_refuses_tokens_and_oversized_models_before_any_training(tmp_path, monkeypatch):
+    from kdscale.errors import SpecError
+
+    forbid_teacher_compute(monkeypatch)
+    tokens = TeacherSpec(DataSpec(name="s5", n_teacher=64), ModelSpec.parse("diagrnn:width=8"), TEACHER_RECIPE)
+    with pytest.raises(SpecError, match="extras 'ntk' needs real-valued inputs; data set 's5' has tokens"):
+        run_trial(TrialSpec(tokens, ModelSpec.parse("diagrnn:width=8"), 0.5, ObjectiveSpec("lt"), SMALL, 0,
+                            extras=("ntk",)), cache_root=tmp_path, log=lambda m: None)
+    wide = TeacherSpec(DataSpec(name="digits", n_teacher=400), ModelSpec.parse("mlp:width=4096"), TEACHER_RECIPE)
+    with pytest.raises(SpecError, match=r"extras 'ntk': the NTK's Jacobian of 100 probes x 10 classes x .* above"):
+        run_trial(TrialSpec(wide, ModelSpec.parse("mlp:width=16"), 0.5, ObjectiveSpec("kd"), SMALL, 0,
+                            extras=("ntk",)), cache_root=tmp_path, log=lambda m: None)
+    assert not (tmp_path / "teachers").exists()  # nothing trained, nothing cached

@@ -1,14 +1,14 @@
 """The feature-alignment study's section: do kd students learn features closer to the teacher's?
 
 Per kappa: linear CKA of kd and lt students to the teacher on the test set (the paper's Figure 4),
-feature alignment FA, a linear probe refitted on the teacher's N samples, test accuracy; the CKA
+feature alignment FA, the alignment of their empirical NTKs (Figure 16; extras `ntk`), a linear probe refitted on the teacher's N samples, test accuracy; the CKA
 gain CKA(kd) - CKA(lt) paired by seed and its correlation with the accuracy gain (Figure 18); and
 the pairwise CKA between students of different seeds at the smallest and largest kappa (Figure 5),
 from the test-set features the trials stored (extras `features`); from the same features, each
 student's eigenspectrum (Figure 17; analysis.spectrum): its participation ratio and decay exponent.
 
 Tables: `per_kappa` (kappa, objective, n, mean and sd over seeds of cka_teacher, fa_teacher,
-probe_acc, test_acc), `gains` (kappa, seed, cka_gain, acc_gain), `cka_gain` (kappa, mean, se, n),
+ntk_teacher, probe_acc, test_acc), `gains` (kappa, seed, cka_gain, acc_gain), `cka_gain` (kappa, mean, se, n),
 `correlation` (r, low, high, n), `pairwise` (kappa, kd_kd, lt_lt, kd_lt: mean pairwise CKA) and
 `pairwise_cka` (kappa, a, b, cka: the matrices, long). When students did not all start from their
 own initialisation (`--student-init`, TrialSpec.init): `starts` (kappa, objective, start, n, mean
@@ -32,10 +32,10 @@ from analysis.sections.random_teacher import start_label
 from kdscale import schema
 
 NAME = "feature_alignment"
-MEASURES = ("cka_teacher", "fa_teacher", "probe_acc", "test_acc")
+MEASURES = ("cka_teacher", "fa_teacher", "ntk_teacher", "probe_acc", "test_acc")
 START_MEASURES = ("init_distance", "end_distance", "fa_teacher", "cka_teacher")
-HEADERS = ["kappa", "CKA kd", "CKA lt", "CKA gain ± se (paired)", "FA kd", "FA lt", "probe kd", "probe lt",
-           "acc kd", "acc lt"]
+HEADERS = ["kappa", "CKA kd", "CKA lt", "CKA gain ± se (paired)", "FA kd", "FA lt", "NTK kd", "NTK lt", "probe kd",
+           "probe lt", "acc kd", "acc lt"]
 
 
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
@@ -60,6 +60,7 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
 def per_kappa(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Mean and sd over seeds of CKA, FA, probe and accuracy per (kappa, objective); paired gains."""
     ok = table[table["status"] == "ok"]
+    ok = ok.assign(**{m: ok[m].astype(float) if m in ok else math.nan for m in MEASURES})  # older tables lack ntk
     summary = ok.groupby(["kappa", "objective"])[list(MEASURES)].agg(["mean", "std"])
     kd = ok[ok["objective"] == "kd"].set_index(["kappa", "seed"])
     lt = ok[ok["objective"] == "lt"].set_index(["kappa", "seed"])
@@ -179,7 +180,7 @@ def blocks(tables: dict[str, pd.DataFrame], flat: pd.DataFrame) -> list:
         if (kappa, objective) not in flat.index:
             return "-"
         mean, sd = flat.loc[(kappa, objective), [f"{measure}_mean", f"{measure}_sd"]]
-        return f"{mean:.3f} ± {0 if math.isnan(sd) else sd:.3f}"
+        return "-" if math.isnan(mean) else f"{mean:.3f} ± {0 if math.isnan(sd) else sd:.3f}"
 
     rows = []
     for g in tables["cka_gain"].itertuples(index=False):
@@ -190,8 +191,9 @@ def blocks(tables: dict[str, pd.DataFrame], flat: pd.DataFrame) -> list:
     c = tables["correlation"].iloc[0]
     lines = ["## Feature alignment to the teacher", "",
              "Linear CKA of the students' test-set features to the teacher's (eq. 4 of the paper), feature "
-             "alignment FA (mean cosine of same-width feature vectors), and a linear probe refitted on the "
-             "teacher's N samples; mean ± sd over seeds.", "",
+             "alignment FA (mean cosine of same-width feature vectors), NTK alignment (CKA of the student's and "
+             "the teacher's empirical NTKs on 100 test samples, Fig. 16; '-' where not measured), and a linear "
+             "probe refitted on the teacher's N samples; mean ± sd over seeds.", "",
              Table(pd.DataFrame(rows, columns=HEADERS)),
              "", f"Correlation of the CKA gain with the accuracy gain over (kappa, seed): r = {c['r']:.3f}, "
              f"95% CI [{c['low']:.3f}, {c['high']:.3f}] (Fisher z), n = {int(c['n'])}.", ""]
@@ -217,7 +219,7 @@ def spectrum_cells(spectra: pd.DataFrame) -> pd.DataFrame:
         if not len(hit):
             return "-"
         mean, sd = hit.iloc[0][f"{measure}_mean"], hit.iloc[0][f"{measure}_sd"]
-        return f"{mean:.2f} ± {0 if math.isnan(sd) else sd:.2f}"
+        return "-" if math.isnan(mean) else f"{mean:.2f} ± {0 if math.isnan(sd) else sd:.2f}"
 
     rows = [[f"{k:g}", f"{spectra[spectra['kappa'] == k]['dimension'].max():.0f}"] +
             [pm(k, o, m) for m in ("participation_ratio", "decay_exponent") for o in ("kd", "lt")]

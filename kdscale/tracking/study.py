@@ -19,7 +19,7 @@ from kdscale.tracking.client import (ROLE, STUDY, TRIAL_ID, flatten, log_batched
 # A trial's results: its metrics. Everything else of its row is a setting (a param) or bookkeeping.
 RESULTS = ("test_acc", "test_loss", "test_ppl", "train_acc", "fidelity_train", "fidelity_test", "teacher_test_acc",
            "teacher_test_ppl", "cka_teacher", "fa_teacher", "probe_acc", "teacher_probe_acc", "transfer_probe_acc",
-           "teacher_transfer_probe_acc", "init_distance", "end_distance", "wall_s", "flops")
+           "teacher_transfer_probe_acc", "init_distance", "end_distance", "ntk_teacher", "wall_s", "flops")
 # The objective's fields each objective reads (the others are reset to defaults: not settings of it).
 READS = {"lt": (), "kd": ("tau", "alpha", "tau_squared"), "ls": ("epsilon",), "hard": ("alpha",), "l2": ("alpha",),
          "embed": ("tau", "tau_teacher")}
