@@ -63,3 +63,15 @@ def figure(title: str, path, out_dir) -> str:
 
     relative = Path(path).relative_to(out_dir) if Path(path).is_relative_to(out_dir) else Path(path)
     return f"![{title}]({relative.as_posix()})\n"
+
+
+def budgets(values: Iterable) -> str:
+    """The students' budgets in words: `student budget steps=1500` when one budget trained every row;
+    with recipes chosen per cell (fair recipes), the range, e.g. `student budgets steps=1000 to
+    steps=4000 (3 distinct: each cell's own, chosen on validation data)`."""
+    labels = sorted({str(v) for v in values if v is not None and v == v},
+                    key=lambda label: (label.split("=")[0], float(label.split("=")[-1]) if
+                                       label.split("=")[-1].replace(".", "", 1).isdigit() else math.inf, label))
+    if len(labels) <= 1:
+        return f"student budget {labels[0] if labels else MISSING}"
+    return f"student budgets {labels[0]} to {labels[-1]} ({len(labels)} distinct: each cell's own, chosen on validation data)"

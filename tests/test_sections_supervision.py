@@ -235,3 +235,12 @@ def test_hard_vs_soft_without_hard_trials(tmp_path):
     assert "| 0.1 | 0.500 ± 0.000 | - | 0.605 ± 0.007 | - | +0.105 ± 0.007 | - | 0 | - |" in text
     assert "**Answer.** No kappa has both a kd and a hard trial." in text
     assert section.figures[0].stat().st_size > 0
+
+
+def test_budgets_in_words_one_budget_or_each_cells_own():
+    from analysis.markdown import budgets
+
+    assert budgets(["steps=1500", "steps=1500"]) == "student budget steps=1500"
+    assert budgets(["steps=1000", "steps=4000", "steps=500", None]) == (
+        "student budgets steps=500 to steps=4000 (3 distinct: each cell's own, chosen on validation data)")
+    assert budgets([]) == "student budget n/a"

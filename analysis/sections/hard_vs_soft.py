@@ -15,6 +15,7 @@ import pandas as pd
 
 from kdscale import schema
 
+from analysis.markdown import budgets
 from analysis.sections import Section, Table
 from analysis.supervision import contrast, contrast_text, increments, summarize, summary_cell, usable
 
@@ -52,8 +53,8 @@ def section(table: pd.DataFrame, results_dir: str | None, out_dir: Path) -> Sect
     result = Section(NAME, tables={"accuracy": acc_frame, "pi": pi_frame, "fidelity": fidelity_frame,
                                    "soft_minus_hard": soft_frame})
     result.add("## Hard teacher labels against soft targets (paper Figure 8 right)", "",
-               f"{schema.pair_label(row['teacher'], row['student'])} on {row['dataset']}, N = {row['n_teacher']}, student budget "
-               f"{row['budget']}. Test accuracy mean ± sd over seeds; PI = acc - acc(lt) and kd - hard paired by "
+               f"{schema.pair_label(row['teacher'], row['student'])} on {row['dataset']}, N = {row['n_teacher']}, "
+               f"{budgets(table['budget'])}. Test accuracy mean ± sd over seeds; PI = acc - acc(lt) and kd - hard paired by "
                "seed, the latter with a 95% t CI; the train fidelity of hard (top-1 agreement with the "
                "teacher on the student's samples) shows how closely the student fits the teacher's labels.", "",
                Table(pd.DataFrame(rows, columns=["kappa", "acc lt", "acc hard", f"acc {kd}", "PI hard", f"PI {kd}",

@@ -17,6 +17,7 @@ import pandas as pd
 
 from kdscale import schema
 
+from analysis.markdown import budgets
 from analysis.sections import Section, Table
 from analysis.supervision import baseline_accuracy, increments, kappa_dependence, summarize, summary_cell
 
@@ -53,7 +54,7 @@ def section(table: pd.DataFrame, results_dir: str | None, out_dir: Path) -> Sect
         rows.append([f"{kappa:g}", summary_cell(lt, kappa), *cells, f"{seeds}"])
     result.add("## Label smoothing against distillation (paper Table 2)", "",
                f"{schema.pair_label(row['teacher'], row['student'])} on {row['dataset']}, N = {row['n_teacher']}, "
-               f"student budget {row['budget']}. PI = acc(objective) - acc(lt), paired by seed; mean ± sd over "
+               f"{budgets(table['budget'])}. PI = acc(objective) - acc(lt), paired by seed; mean ± sd over "
                f"seeds (n per cell in the last column).", "",
                display(["kappa", "acc(lt)", *(f"PI {a}" for a in arms), "seeds"], rows))
 

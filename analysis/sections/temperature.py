@@ -19,6 +19,7 @@ import pandas as pd
 
 from kdscale import schema
 
+from analysis.markdown import budgets
 from analysis.sections import Section, Table
 from analysis.supervision import contrast, contrast_text, increments, status_counts, summarize, summary_cell, usable
 
@@ -51,8 +52,8 @@ def section(table: pd.DataFrame, results_dir: str | None, out_dir: Path) -> Sect
 
     result = Section(NAME, tables={"pi": pi_frame, "fidelity": fidelity_frame})
     result.add("## Temperature and the tau^2 factor (paper Figure 8 left, Figure 12)", "",
-               f"{schema.pair_label(row['teacher'], row['student'])} on {row['dataset']}, N = {row['n_teacher']}, student budget "
-               f"{row['budget']}, kd with alpha = 0. PI = acc - acc(lt), paired by seed, mean ± sd over seeds; "
+               f"{schema.pair_label(row['teacher'], row['student'])} on {row['dataset']}, N = {row['n_teacher']}, "
+               f"{budgets(table['budget'])}, kd with alpha = 0. PI = acc - acc(lt), paired by seed, mean ± sd over seeds; "
                "`(k div.)`: k of the cell's trials diverged (loss NaN or inf) and are left out of its mean.", "")
     tau_columns = [f"tau={t:g}" for t in taus]
     for factor, title in ((True, WITH), (False, WITHOUT)):
