@@ -212,6 +212,8 @@ def _study_params(spec: StudySpec) -> dict:
             **({"teacher_untrained": True, "teacher_per_seed": spec.teacher_per_seed,
                 "inits": [f"{i}:{s:g}" for i, s in spec.inits], "inputs": list(spec.inputs)}
                if spec.teacher_untrained or spec.inits != (("independent", 0.0),) or spec.inputs != ("data",) else {}),
+            **({"teacher_weights": spec.teacher_weights, "teacher_weights_sha256": spec.teacher_weights_sha256}
+               if spec.teacher_weights else {}),
             "search": to_dict(spec.search) if spec.recipe_policy != "fixed" else None}
 
 
