@@ -82,6 +82,7 @@ def test_a_torch_state_dict_with_another_head_loads(tmp_path):
     assert model.head.out_features == 10 and torch.equal(model.body[0].weight, source.body[0].weight)
 
 
+@pytest.mark.slow  # importing scikit-learn alone took 2.5 s here; the separable case below stays fast
 def test_the_head_fit_is_scikit_learns_logistic_regression():
     from sklearn.linear_model import LogisticRegression
 
