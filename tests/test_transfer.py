@@ -44,7 +44,7 @@ def test_the_section_on_hand_made_results(tmp_path):
     text = render(section)
     assert "test accuracy there 0.8770" in text and "**0.7700** on the target (mnist1d, templates reversed)" in text
     assert "is above lt trained from scratch at the largest kappa (1: 0.710)" in text
-    assert "Kd tau=4 beats lt (95% CI of PI above 0) at kappa 0.1, 0.5 and loses (below 0) at 1" in text
+    assert "kd tau=4 beats lt (95% CI of PI above 0) at kappa 0.1, 0.5 and loses (below 0) at 1" in text
     assert all(path.exists() for path in section.figures)
 
 

@@ -92,8 +92,8 @@ def answer(acc, gain, stars, teacher_acc: float, kds: list[str]) -> str:
         if len(star):
             text += f" (kappa*: {describe(star.iloc[0].to_dict(), True, seed_note=False).rstrip('.')})"
         parts.append(text)
-    text = ". ".join(p[0].upper() + p[1:] for p in parts) + "."
-    return text
+    text = ". ".join(parts) + "."  # each arm's sentence opens with its name, kd in lower case
+    return text[0].upper() + text[1:]
 
 
 def draw(out_dir: Path, acc, gain, teacher_acc: float, arms: list[str]) -> Path:
@@ -105,16 +105,16 @@ def draw(out_dir: Path, acc, gain, teacher_acc: float, arms: list[str]) -> Path:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for arm in arms:
+    for index, arm in enumerate(arms):  # one colour per arm in both panels
         part = acc.xs(arm, level="arm")
         left.errorbar(part.index, part["mean"], yerr=(part["high"] - part["mean"]).fillna(0), marker="o",
-                      capsize=3, label=arm)
+                      capsize=3, label=arm, color=f"C{index}")
     left.axhline(teacher_acc, color="grey", ls="--", label="transferred teacher")
-    for arm in arms[1:]:
+    for index, arm in enumerate(arms[1:], start=1):
         part = gain[gain["arm"] == arm]
-        right.plot(part["kappa"], part["PI_mean"], marker="o", label=arm)
+        right.plot(part["kappa"], part["PI_mean"], marker="o", label=arm, color=f"C{index}")
         right.fill_between(part["kappa"], part["PI_low"].fillna(part["PI_mean"]),
-                           part["PI_high"].fillna(part["PI_mean"]), alpha=0.2)
+                           part["PI_high"].fillna(part["PI_mean"]), alpha=0.2, color=f"C{index}")
     right.axhline(0, color="grey", lw=0.8)
     left.set(xscale="log", xlabel="kappa = M / N", ylabel="test accuracy", title="students from scratch")
     right.set(xscale="log", xlabel="kappa = M / N", ylabel="PI = acc(kd) - acc(lt)", title="PI, 95% CI over seeds")
