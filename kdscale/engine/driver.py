@@ -251,6 +251,7 @@ def _train_teachers(spec: StudySpec, cache: str, log) -> dict:
                 raise
             raise found from error
         out = outputs[tid]
+        how = " (initialised)" if out.spec.untrained else " (head fitted)" if out.spec.weights else " (trained)"
         log(f"teacher {out.spec.model.label} [{tid}]: test_acc {out.test_acc:.4f}, {out.params:,} parameters"
-            f"{(' (initialised)' if out.spec.untrained else ' (trained)') if out.trained else ' (cached)'}")
+            f"{how if out.trained else ' (cached)'}")
     return outputs
