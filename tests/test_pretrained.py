@@ -129,3 +129,12 @@ def test_the_backbone_leaves_the_head_fit_as_the_file_holds_it(tmp_path):
     (tmp_path / "a.safetensors").write_bytes(b"changed")
     with pytest.raises(SpecError, match="changed since its spec was made"):
         pretrained.fit_teacher(spec, loaded, torch.device("cpu"))
+
+
+def test_kdscale_trial_refuses_a_backbone_that_does_not_fit_in_one_line(tmp_path, capsys):
+    from kdscale import cli
+
+    path = weights_file(tmp_path / "w8.safetensors", width=8)
+    code = cli.main(["trial", "--teacher", "cnn1d:width=4", "--student", "cnn1d:width=4", "--teacher-weights", path])
+    err = capsys.readouterr().err
+    assert code == 2 and "has other shapes: body.0.weight (8, 1, 5)" in err and len(err.strip().splitlines()) == 1
