@@ -86,12 +86,17 @@ def trial_spec_from_flags(args: argparse.Namespace):
     data.check(data_spec, [args.kappa])
     teacher_recipe, student_recipe = default_recipes(args.dataset)
     teacher = TeacherSpec(data_spec, ModelSpec.parse(args.teacher),
-                          recipe_from_flags(args, teacher_recipe, "teacher-"), seed=args.teacher_seed)
+                          recipe_from_flags(args, teacher_recipe, "teacher-"), seed=args.teacher_seed,
+                          weights=args.teacher_weights)
     objective = ObjectiveSpec(args.objective, tau=args.tau, alpha=args.alpha,
                               tau_squared=not args.no_tau_squared, epsilon=args.epsilon)
     spec = TrialSpec(teacher, ModelSpec.parse(args.student), args.kappa, objective,
                      recipe_from_flags(args, student_recipe), seed=args.seed, extras=tuple(args.extras))
     check_models(data_spec, [(spec.teacher.model, spec.student)], (spec.recipe, spec.teacher.recipe))
+    if teacher.weights is not None:
+        from kdscale.pretrained import check
+
+        check(teacher)
     return spec
 
 
@@ -229,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     trial.add_argument("--data-seed", type=int, default=0, help="seed of the pool's generation and order")
     trial.add_argument("--teacher", default="cnn1d:width=32", help="teacher model, family:width=W,...")
     trial.add_argument("--teacher-seed", type=int, default=0)
+    trial.add_argument("--teacher-weights", help="a pretrained teacher: its backbone from this safetensors file or "
+                       "torch state_dict, frozen, its head fitted on N (kdscale/pretrained.py)")
     trial.add_argument("--student", default="mlp:width=64", help="student model, family:width=W,...")
     trial.add_argument("--kappa", type=float, default=0.1, help="M / N, the student's share of N")
     trial.add_argument("--objective", default="kd", help="lt, kd, ls, hard or l2")

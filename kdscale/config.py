@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kdscale.errors import SpecError, check_choice, check_float, check_int, fail as _fail
+from kdscale.fileio import sha256_file
 from kdscale.schema import arm_label, n_train, pair_label
 
 SCHEMA_VERSION = 1  # bump when a change to training makes old cached results wrong
@@ -271,23 +272,39 @@ class ObjectiveSpec:
 @dataclass(frozen=True)
 class TeacherSpec:
     """A teacher: a model trained with label training on the first N samples of the pool, or, when
-    `untrained`, the model at its initialisation (zero steps; arXiv 2302.12091's random teacher).
+    `untrained`, the model at its initialisation (zero steps; arXiv 2302.12091's random teacher),
+    or, with `weights`, a pretrained backbone read from that file, frozen, with its linear head
+    alone fitted on the first N samples (kdscale/pretrained.py; the paper's Table 1).
 
     A teacher of seed s starts from the initialisation a student of seed s would have (the
-    trainer's `initial_model`), so an untrained teacher IS that initialisation. Its recipe is
-    never read and is reset to the default, so one untrained teacher has one id.
+    trainer's `initial_model`), so an untrained teacher IS that initialisation. The recipe of an
+    untrained or pretrained teacher is never read and is reset to the default, so each has one id.
+    A weights file enters the id by its content (`weights_sha256`, read once when left empty),
+    never by its path: a changed file is another teacher, a moved one the same.
     """
     data: DataSpec
     model: ModelSpec
     recipe: RecipeSpec
     seed: int = 0
     untrained: bool = field(default=False, metadata={"hashed": "unless-default"})
+    weights: str | None = field(default=None, metadata={"hashed": False})  # where the file is
+    weights_sha256: str = field(default="", metadata={"hashed": "unless-default"})  # what it is
 
     def __post_init__(self):
         check_int("teacher", "seed", self.seed, 0)
         if self.untrained not in (True, False):
             _fail("teacher", "untrained", self.untrained, "must be true or false")
-        if self.untrained:
+        if self.weights is not None:
+            if self.untrained:
+                _fail("teacher", "weights", self.weights, "cannot be given with untrained: pick one")
+            if not self.weights_sha256:
+                try:
+                    object.__setattr__(self, "weights_sha256", sha256_file(self.weights))
+                except OSError as error:
+                    _fail("teacher", "weights", self.weights, f"cannot be read ({error.strerror or error})")
+        elif self.weights_sha256:
+            _fail("teacher", "weights_sha256", self.weights_sha256, "needs teacher.weights, the file it hashes")
+        if self.untrained or self.weights is not None:
             object.__setattr__(self, "recipe", RecipeSpec())
 
     @property

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -19,6 +20,15 @@ def cache_dir() -> Path:
         where = "KDSCALE_CACHE" if given else "the default cache"
         raise SpecError(f"{where}={path} is not a directory: point it at a directory (or remove the file)")
     return path
+
+
+def sha256_file(path: str | Path) -> str:
+    """The file's sha256 as 64 hex digits, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager

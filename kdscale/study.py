@@ -80,8 +80,15 @@ class StudySpec:
     teacher_per_seed: bool = False
     inits: tuple[tuple[str, float], ...] = (("independent", 0.0),)
     inputs: tuple[str, ...] = ("data",)
+    # Pretrained teachers (issue 17, the paper's Table 1; kdscale/pretrained.py): every pair's teacher
+    # is the backbone in this file, frozen, with a head fitted on N; its sha256 is read once, here.
+    teacher_weights: str | None = None
+    teacher_weights_sha256: str = ""
 
     def __post_init__(self):
+        if self.teacher_weights is not None and not self.teacher_weights_sha256:
+            object.__setattr__(self, "teacher_weights_sha256", self.teacher(self.pairs[0][0]).weights_sha256
+                               if self.pairs else "")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name or ""):
             raise SpecError(f"study.name={self.name!r} is invalid: letters, digits, '_', '.', '-'")
         for name, values in (("pairs", self.pairs), ("kappas", self.kappas), ("seeds", self.seeds)):
@@ -120,7 +127,8 @@ class StudySpec:
         """The teacher of `model` (for trial seed `seed` when each seed has its own)."""
         return TeacherSpec(self.data, model, self.teacher_recipe, seed=self.teacher_seed + (seed if self.teacher_per_seed
                                                                                              else 0),
-                           untrained=self.teacher_untrained)
+                           untrained=self.teacher_untrained, weights=self.teacher_weights,
+                           weights_sha256=self.teacher_weights_sha256)
 
     def objective_specs(self) -> list[ObjectiveSpec]:
         specs = []
@@ -235,6 +243,11 @@ def check_study(spec: StudySpec) -> None:
     if info.vocab_size and spec.extras:
         raise SpecError(f"study.extras={','.join(spec.extras)} is invalid for {spec.data.name}: the representation "
                         "metrics take one feature vector per sample, a token model gives one per token")
+    if spec.teacher_weights is not None:  # the file fits every teacher model (kdscale.pretrained)
+        from kdscale.pretrained import check
+
+        for teacher in spec.teachers():
+            check(teacher)
     if "transfer" in spec.extras:  # a data set with a second task (kdscale.representations.transfer)
         from kdscale.representations import transfer_data
 

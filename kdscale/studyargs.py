@@ -133,8 +133,9 @@ class Grid:
         return tuple(args.pairs or self.get(args, "pairs", self.pairs or ()))
 
 
-def add_run_flags(parser: argparse.ArgumentParser, recipes: bool = True) -> None:
-    """Where and how a study runs; with `recipes`, also how its student recipes are chosen."""
+def add_run_flags(parser: argparse.ArgumentParser, recipes: bool = True, policy: str = "fair") -> None:
+    """Where and how a study runs; with `recipes`, also how its student recipes are chosen (--recipe,
+    default `policy`)."""
     parser.add_argument("--storage", default="kdscale_results",
                         help="results directory or URI (s3://... or a shared path on a cluster)")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
@@ -152,18 +153,18 @@ def add_run_flags(parser: argparse.ArgumentParser, recipes: bool = True) -> None
     parser.add_argument("--no-analysis", action="store_true", help="skip the fits and figures")
     parser.add_argument("-v", "--verbose", action="store_true", help="show Ray's and MLflow's own console output")
     if recipes:
-        add_recipe_flags(parser)
+        add_recipe_flags(parser, policy)
 
 
-def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
+def add_recipe_flags(parser: argparse.ArgumentParser, policy: str = "fair") -> None:
     """How each cell's student recipe is chosen (kdscale.search); part of add_run_flags."""
     from kdscale.search import LRS, QUICK_SPACE, SearchSpace
 
     space = SearchSpace()
-    parser.add_argument("--recipe", choices=("fair", "lt", "fixed"), default="fair", help=(
-        "students' recipes: fair (default) gives every arm of a (pair, kappa) its own learning rate and step "
-        "budget, chosen on a validation split of the student's own samples; lt gives every arm the recipe chosen "
-        "for lt (the paper's protocol); fixed trains every cell with the data set's default recipe"))
+    parser.add_argument("--recipe", choices=("fair", "lt", "fixed"), default=policy, help=(
+        f"students' recipes (default {policy}): fair gives every arm of a (pair, kappa) its own learning rate and "
+        "step budget, chosen on a validation split of the student's own samples; lt gives every arm the recipe "
+        "chosen for lt (the paper's protocol); fixed trains every cell with the data set's default recipe"))
     parser.add_argument("--search-lrs", nargs="+", type=float, help="learning rates a search tries (default "
                         f"{LRS[0]:g} to {LRS[-1]:g}, x2 apart; --quick {' '.join(f'{v:g}' for v in QUICK_SPACE.lrs)})")
     parser.add_argument("--search-budgets", nargs="+", type=int, help="step budgets of a search, its successive-"

@@ -1,5 +1,6 @@
 """Teachers: trained once with label training on the pool's first N samples, then cached; or, when
-the spec says `untrained`, the model at its seed's initialisation (zero steps), cached the same way.
+the spec says `untrained`, the model at its seed's initialisation (zero steps), or, with `weights`,
+a pretrained backbone with its head fitted on the N samples (kdscale/pretrained.py), cached the same way.
 
 A teacher's directory, named by its spec's content hash, holds
   weights.safetensors   the model (safetensors: loading runs no pickled code)
@@ -13,7 +14,6 @@ retrained, never silently used.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import sys
@@ -26,7 +26,7 @@ import torch
 from kdscale import data as datasets
 from kdscale import models
 from kdscale.config import ObjectiveSpec, TeacherSpec, to_dict
-from kdscale.fileio import atomic_path, cache_dir
+from kdscale.fileio import atomic_path, cache_dir, sha256_file
 from kdscale.models import count_params
 from kdscale.train import TrainData, accuracy, forward_flops, initial_model, predict, train
 
@@ -50,14 +50,6 @@ def teacher_dir(spec: TeacherSpec, root: Path | None = None) -> Path:
     return Path(root or cache_dir()) / "teachers" / spec.id
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _save_npy(path: Path, array: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
@@ -65,7 +57,7 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def _write_meta(directory: Path, meta: dict) -> None:
-    meta["sha256"] = {name: _sha256(directory / name) for name in FILES}
+    meta["sha256"] = {name: sha256_file(directory / name) for name in FILES}
     with atomic_path(directory / "meta.json") as tmp:
         tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
 
@@ -87,7 +79,7 @@ def _read_cached(directory: Path) -> dict | None:
         path = directory / name
         if not path.exists():
             raise ValueError(f"{name} is missing")
-        if _sha256(path) != expected.get(name):
+        if sha256_file(path) != expected.get(name):
             raise ValueError(f"{name} does not match its checksum")
     return meta
 
@@ -104,6 +96,12 @@ def _train_teacher(spec: TeacherSpec, loaded: datasets.LoadedData, n_pool: int, 
         model = initial_model(spec.model, spec.seed, tuple(loaded.x_pool.shape[1:]), info.num_classes,
                               info.vocab_size).to(device)
         metrics = {"wall_s": 0.0, "train_acc": None, "test_acc": None, "student_params": count_params(model)}
+    elif spec.weights is not None:  # a pretrained backbone, frozen, and a head fitted on the N samples
+        from kdscale.pretrained import fit_teacher
+
+        log(f"fitting the head of pretrained teacher {spec.model.label} ({spec.weights}) on N={n} "
+            f"{spec.data.name} samples ({spec.id})")
+        model, metrics = fit_teacher(spec, loaded, device)
     else:
         log(f"training teacher {spec.model.label} on N={n} {spec.data.name} samples ({spec.id})")
         tensors = TrainData(*(torch.as_tensor(a).to(device) for a in
@@ -133,7 +131,7 @@ def _write_teacher(spec: TeacherSpec, model: torch.nn.Module, loaded, n_pool: in
     logits_train = predict(model, torch.as_tensor(loaded.x_pool[:n_pool]).to(device)).cpu().numpy()
     _save_npy(directory / "logits_train.npy", logits_train)
     test_acc, train_acc = metrics["test_acc"], metrics["train_acc"]
-    if test_acc is None:  # an untrained teacher's accuracy (NaN for a projection head: no classes)
+    if test_acc is None:  # an untrained or pretrained teacher's (NaN for a projection head: no classes)
         classes = logits_test.shape[-1] == loaded.info.num_classes
         labels = torch.as_tensor(loaded.y_test).to(device)
         test_acc = accuracy(logits_test, labels) if classes else float("nan")
@@ -142,7 +140,7 @@ def _write_teacher(spec: TeacherSpec, model: torch.nn.Module, loaded, n_pool: in
             else float("nan")
     meta = {"spec": to_dict(spec), "id": spec.id, "test_acc": test_acc, "train_acc": train_acc,
             "params": metrics["student_params"], "forward_flops": forward_flops(model, x_test),
-            "wall_s": metrics["wall_s"]}
+            "wall_s": metrics["wall_s"], **({"head_fit": metrics["head_fit"]} if "head_fit" in metrics else {})}
     _write_meta(directory, meta)
     return meta, logits_train
 

@@ -212,6 +212,8 @@ def _study_params(spec: StudySpec) -> dict:
             **({"teacher_untrained": True, "teacher_per_seed": spec.teacher_per_seed,
                 "inits": [f"{i}:{s:g}" for i, s in spec.inits], "inputs": list(spec.inputs)}
                if spec.teacher_untrained or spec.inits != (("independent", 0.0),) or spec.inputs != ("data",) else {}),
+            **({"teacher_weights": spec.teacher_weights, "teacher_weights_sha256": spec.teacher_weights_sha256}
+               if spec.teacher_weights else {}),
             "search": to_dict(spec.search) if spec.recipe_policy != "fixed" else None}
 
 
@@ -249,6 +251,7 @@ def _train_teachers(spec: StudySpec, cache: str, log) -> dict:
                 raise
             raise found from error
         out = outputs[tid]
+        how = " (initialised)" if out.spec.untrained else " (head fitted)" if out.spec.weights else " (trained)"
         log(f"teacher {out.spec.model.label} [{tid}]: test_acc {out.test_acc:.4f}, {out.params:,} parameters"
-            f"{(' (initialised)' if out.spec.untrained else ' (trained)') if out.trained else ' (cached)'}")
+            f"{how if out.trained else ' (cached)'}")
     return outputs
