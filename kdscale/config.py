@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kdscale.errors import SpecError, check_choice, check_float, check_int, fail as _fail
-from kdscale.fileio import sha256_file
+from kdscale.fileio import check_weights
 from kdscale.schema import arm_label, n_train, pair_label
 
 SCHEMA_VERSION = 1  # bump when a change to training makes old cached results wrong
@@ -294,16 +294,7 @@ class TeacherSpec:
         check_int("teacher", "seed", self.seed, 0)
         if self.untrained not in (True, False):
             _fail("teacher", "untrained", self.untrained, "must be true or false")
-        if self.weights is not None:
-            if self.untrained:
-                _fail("teacher", "weights", self.weights, "cannot be given with untrained: pick one")
-            if not self.weights_sha256:
-                try:
-                    object.__setattr__(self, "weights_sha256", sha256_file(self.weights))
-                except OSError as error:
-                    _fail("teacher", "weights", self.weights, f"cannot be read ({error.strerror or error})")
-        elif self.weights_sha256:
-            _fail("teacher", "weights_sha256", self.weights_sha256, "needs teacher.weights, the file it hashes")
+        object.__setattr__(self, "weights_sha256", check_weights(self.weights, self.weights_sha256, self.untrained))
         if self.untrained or self.weights is not None:
             object.__setattr__(self, "recipe", RecipeSpec())
 

@@ -55,3 +55,23 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         if isinstance(error, OSError):
             raise EnvironmentFault(f"cache: writing {path} failed: {os_reason(error)}") from error
         raise
+
+
+def check_weights(weights: str | None, digest: str, untrained: bool) -> str:
+    """A teacher's pretrained weights file (TeacherSpec.weights) and its sha256: the digest given, or
+    read from the file when left empty; a file that cannot be read, or a digest without a file, or
+    weights with an untrained teacher, fail as one SpecError line naming the file."""
+    from kdscale.errors import fail as _fail
+
+    if weights is None:
+        if digest:
+            _fail("teacher", "weights_sha256", digest, "needs teacher.weights, the file it hashes")
+        return digest
+    if untrained:
+        _fail("teacher", "weights", weights, "cannot be given with untrained: pick one")
+    if digest:
+        return digest
+    try:
+        return sha256_file(weights)
+    except OSError as error:
+        _fail("teacher", "weights", weights, f"cannot be read ({error.strerror or error})")
