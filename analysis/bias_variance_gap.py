@@ -13,9 +13,14 @@ with q_s = mean_x ||p_s||^2, r_s = mean_x <p_s, y>, G_st = mean_x <p_s, p_t>,
 so thousands of replicates cost a few small matrix products. With all seeds once (w = 1/S) these
 are exactly analysis.bias_variance.decompose, the point estimates. A replicate that repeats seeds
 has a plug-in variance smaller by (S-1)/S on average and a bias^2 larger by variance/S, which would
-centre the replicates away from the point estimate (with 3 seeds, a third of a variance). Each
-replicate is therefore centred: variance* = S/(S-1) * plug-in variance*, bias^2* = plug-in
-bias^2* - plug-in variance*/(S-1); their sum, the expected loss, is unchanged (it is linear in w).
+centre the replicates away from the point estimate (with 3 seeds, a third of a variance). A draw
+of a single seed (repeated S times, probability p = S^(1-S)) carries no variance (0 in both arms,
+so d variance = 0 exactly; with 5 seeds the expanded levels reached those few draws and every
+variance interval ended at +0.000), so it is drawn again; the others have a plug-in variance
+smaller by (S-1) / (S (1-p)) on average. Each replicate is therefore centred: variance* =
+c * plug-in variance*, bias^2* = plug-in bias^2* - (c - 1) * plug-in variance*, with
+c = S (1-p) / (S-1); their sum, the expected loss, is unchanged (it is linear in w, and a single
+seed's draws average to the point estimate).
 
 Intervals: the expanded percentile bootstrap of kappa* (analysis.crossover.expanded_tail, Hesterberg
 2015): with a handful of seeds the plain percentile interval is too narrow, so its levels are read
@@ -51,9 +56,10 @@ def _terms(weights: np.ndarray, q: np.ndarray, r: np.ndarray, gram: np.ndarray, 
     quadratic = np.einsum("bs,st,bt->b", weights, gram, weights)
     variance = weights @ q - quadratic
     bias2 = quadratic - 2 * (weights @ r) + 1.0
-    if centre:
+    if centre:  # over draws of at least two distinct seeds (module doc)
         n_seeds = weights.shape[1]
-        bias2, variance = bias2 - variance / (n_seeds - 1), variance * n_seeds / (n_seeds - 1)
+        factor = n_seeds * (1.0 - float(n_seeds) ** (1 - n_seeds)) / (n_seeds - 1)
+        bias2, variance = bias2 - (factor - 1.0) * variance, variance * factor
     return {"bias2": bias2, "variance": variance, "expected_loss": bias2 + variance}
 
 
@@ -78,6 +84,10 @@ def bootstrap_difference(probs_kd, probs_lt, labels, n_boot: int = 2000, ci: flo
     point = {arm: _terms(everyone, *m) for arm, m in moments.items()}
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
+    single = draws.min(axis=1) == draws.max(axis=1)
+    while single.any():
+        draws[single] = rng.integers(0, n_seeds, size=(int(single.sum()), n_seeds))
+        single = draws.min(axis=1) == draws.max(axis=1)
     weights = np.zeros((n_boot, n_seeds))
     np.add.at(weights, (np.arange(n_boot)[:, None], draws), 1.0 / n_seeds)
     replicates = {arm: _terms(weights, *m, centre=True) for arm, m in moments.items()}

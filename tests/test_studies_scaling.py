@@ -105,10 +105,11 @@ def test_bias_variance_difference_by_hand():
     assert got["bias2_lt"] == pytest.approx(0.5) and got["variance_lt"] == pytest.approx(0.0)
     assert got["d_bias2"] == pytest.approx(-0.32) and got["d_variance"] == pytest.approx(0.02)
     assert got["d_expected_loss"] == pytest.approx(-0.30)
-    # Replicates (centred): seeds {0,0}: kd bias^2 0.08, var 0; {1,1}: 0.32, 0; {0,1}: 0.18 - 0.02 = 0.16,
-    # 2 * 0.02 = 0.04. lt: 0.5 and 0 always. So d bias^2 in {-0.42, -0.18, -0.34}, d var in {0, 0.04}.
-    assert got["d_bias2_low"] == pytest.approx(-0.42) and got["d_bias2_high"] == pytest.approx(-0.18)
-    assert got["d_variance_low"] == pytest.approx(0.0, abs=1e-12) and got["d_variance_high"] == pytest.approx(0.04)
+    # Replicates: a draw of one seed twice ({0,0}, {1,1}) carries no variance and is drawn again, so
+    # every replicate is {0,1}: plug-in kd bias^2 0.18, var 0.02, centred with c = 2 (1 - 1/2) / 1 = 1.
+    # lt: 0.5 and 0 always. So d bias^2 = -0.32 and d var = 0.02 in every replicate.
+    assert got["d_bias2_low"] == pytest.approx(-0.32) and got["d_bias2_high"] == pytest.approx(-0.32)
+    assert got["d_variance_low"] == pytest.approx(0.02) and got["d_variance_high"] == pytest.approx(0.02)
     assert got["p_variance_below0"] == 0 and got["p_bias2_below0"] == 1
 
 
@@ -117,17 +118,20 @@ def test_bootstrap_replicates_are_centred_on_the_point_estimates():
     probs = rng.dirichlet(np.ones(4), size=(3, 50))   # 3 seeds, 50 points, 4 classes
     labels = rng.integers(0, 4, 50)
     point = decompose(probs, labels)
-    # every one of the 27 equally likely draws of 3 seeds, weighted equally: the exact bootstrap mean
+    # every one of the 24 equally likely draws of 3 seeds that the bootstrap keeps (of 27, the 3 of a
+    # single seed are drawn again), weighted equally: the exact bootstrap mean
     from analysis.bias_variance_gap import _moments, _terms
-    weights = np.zeros((27, 3))
-    for row, draw in enumerate(itertools.product(range(3), repeat=3)):
+    kept = [draw for draw in itertools.product(range(3), repeat=3) if len(set(draw)) > 1]
+    weights = np.zeros((len(kept), 3))
+    for row, draw in enumerate(kept):
         for s in draw:
             weights[row, s] += 1 / 3
+    assert len(kept) == 24
     terms = _terms(weights, *_moments(probs, labels), centre=True)
     assert terms["variance"].mean() == pytest.approx(point["variance"])
     assert terms["bias2"].mean() == pytest.approx(point["bias2"])
     plain = _terms(weights, *_moments(probs, labels))
-    assert plain["variance"].mean() == pytest.approx(point["variance"] * 2 / 3)  # why the centring
+    assert plain["variance"].mean() == pytest.approx(point["variance"] * 2 / 3 * 27 / 24)  # why the centring
 
 
 def test_regime_counts_by_hand():
