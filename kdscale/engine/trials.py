@@ -1,9 +1,8 @@
 """The students of a study as Ray Tune trials: packs, the driver's callback, and Ctrl-C.
 
 The callback runs in the driver: per-epoch metrics reach MLflow in batches, and a finished trial's
-row reaches the table the moment its last report arrives, so an interruption loses only unfinished
-work. Its MLflow calls run in order on a thread of their own (kdscale.tracking.writer), so Tune's
-controller hands the next trial to a free worker without waiting for them. A fault a worker met (a full disk) ends the study as one EnvironmentFault.
+row reaches the table and MLflow the moment its last report arrives, so an interruption loses only
+unfinished work. A fault a worker met (a full disk) ends the study as one EnvironmentFault.
 
 Ctrl-C. Tune's own SIGINT handler is off (kdscale.engine.session); ours asks every running trial,
 through Ray's key-value store, to write its checkpoint at its next report, waits up to
@@ -79,7 +78,6 @@ class _DriverCallback(tune.Callback):
         from tqdm import tqdm
 
         self.store, self.tracker, self.log, self.interrupt = store, tracker, log, interrupt
-        self._writer = None  # the tracker's calls off the controller's thread (`writer`)
         # Per-epoch metrics wait here and reach MLflow in one batch per trial and interval: a
         # log_batch per report per trial cost the driver (on the trials' cores) a second a trial.
         self.flush_every_s = flush_every_s
@@ -91,17 +89,6 @@ class _DriverCallback(tune.Callback):
         self.saved: set[str] = set()  # of those, the ones that saved after Ctrl-C
         self.bar = tqdm(total=total, initial=done, desc="trials", unit="trial", file=sys.stderr,
                         disable=not (progress and sys.stderr.isatty()), dynamic_ncols=True, leave=False)
-
-    @property
-    def writer(self):
-        from kdscale.tracking.writer import Writer
-
-        if self._writer is None:
-            self._writer = Writer()
-        return self._writer
-
-    def __getstate__(self):  # Tune pickles its callbacks; a thread does not pickle (nor need to)
-        return self.__dict__ | {"_writer": None}
 
     def should_stop(self) -> bool:
         if self.interrupt.at is None:
@@ -143,8 +130,8 @@ class _DriverCallback(tune.Callback):
             first = self.flushed.setdefault(trial_id, now)
             if now - first >= self.flush_every_s:
                 spec, spec_dict = students[trial_id]
-                self.writer.submit(self._flush, trial_id, spec.label, spec_dict, result.get(STARTED_KEY),
-                                   self.buffer.pop(trial_id))
+                self.tracker.trial_run(trial_id, spec.label, spec_dict, started=result.get(STARTED_KEY))
+                self.tracker.log_reports(trial_id, self.buffer.pop(trial_id))
                 self.flushed[trial_id] = now
 
     def on_trial_error(self, iteration, trials, trial, **info):
@@ -153,13 +140,9 @@ class _DriverCallback(tune.Callback):
         for spec, spec_dict in self._students(trial).values():
             self._finish(spec, spec_dict, spec_row(spec) | {"status": "failed", "error": f"gave up: {error}"})
 
-    def _flush(self, trial_id: str, label: str, spec_dict: dict, started, reports: list[dict]) -> None:
-        self.tracker.trial_run(trial_id, label, spec_dict, started=started)
-        self.tracker.log_reports(trial_id, reports)
-
     def _finish(self, spec: TrialSpec, spec_dict: dict, row: dict) -> None:
-        self.store.add_rows([row])  # the row first, on this thread: the table is the record
-        self.writer.submit(self.tracker.finish_trial, row, spec_dict, self.buffer.pop(spec.id, []))
+        self.store.add_rows([row])
+        self.tracker.finish_trial(row, spec_dict, self.buffer.pop(spec.id, []))
         self.flushed.pop(spec.id, None)
         self.finished += 1
         self.bar.update(1)
@@ -175,12 +158,7 @@ class _DriverCallback(tune.Callback):
             self.bar.write(line, file=sys.stderr)  # above the bar, which stays at the bottom
 
     def close(self):
-        """Wait for the queued MLflow calls (raising the first that failed) and close the bar."""
-        try:
-            if self._writer is not None:
-                self._writer.close()
-        finally:
-            self.bar.close()
+        self.bar.close()
 
 
 class _StopOnInterrupt(tune.Stopper):
@@ -267,11 +245,6 @@ def train_students(spec, pending: list[TrialSpec], teachers: dict, store: Result
     try:
         with interrupt:
             tuner.fit()
-    except BaseException:
-        try:
-            callback.close()
-        except Exception:
-            pass  # the error in flight is the one to report; a queued MLflow call's failure comes after it
-        raise
-    callback.close()  # waits for the queued MLflow calls; raises the first that failed
+    finally:
+        callback.close()
     return callback.finished < len(pending)
