@@ -152,9 +152,10 @@ def test_bias_variance_section_by_hand(tmp_path):
     assert gaps.loc[0.05, "d_bias2"] == pytest.approx(-0.32) and gaps.loc[0.05, "d_variance"] == pytest.approx(0.02)
     assert gaps.loc[1.0, "d_bias2"] == pytest.approx(0.24) and gaps.loc[1.0, "d_variance"] == pytest.approx(-0.02)
     assert gaps.loc[1.0, "d_expected_loss"] == pytest.approx(0.22)
-    # kd replicates (centred): seeds {0,0}: bias^2 0.08, variance 0; {1,1}: 0.32, 0; {0,1}: 0.18 - 0.02 = 0.16,
-    # 2 * 0.02 = 0.04; so d bias^2 in {-0.42, -0.18, -0.34} and d sum in {-0.42, -0.18, -0.30}
-    assert (gaps.loc[0.05, "d_bias2_low"], gaps.loc[0.05, "d_bias2_high"]) == (pytest.approx(-0.42), pytest.approx(-0.18))
+    # kd replicates: a draw of one seed twice ({0,0}, {1,1}) carries no variance and is drawn again, so
+    # every replicate is {0,1} (centring factor 2 (1 - 1/2) / 1 = 1): the point estimates, and intervals
+    # of zero width (2 seeds cannot give a 95% interval; the section's note says so)
+    assert (gaps.loc[0.05, "d_bias2_low"], gaps.loc[0.05, "d_bias2_high"]) == (pytest.approx(-0.32), pytest.approx(-0.32))
     assert section.tables["regimes"].iloc[0].to_dict() == {
         "small_kappa": 0.1, "large_kappa": 1.0, "small": 1, "variance_lower": 0, "variance_lower_ci": 0,
         "large": 1, "bias_higher": 1, "bias_higher_ci": 1}
@@ -162,8 +163,8 @@ def test_bias_variance_section_by_hand(tmp_path):
     text = render(section)
     lines = table_lines(section)
     assert lines[0].startswith("| pair | kd arm | kappa | bias^2 lt | bias^2 kd | d bias^2 [95% CI] |")
-    assert lines[2] == (f"| {PAIR} | kd tau=4 | 0.05 | 0.5000 | 0.1800 | -0.3200 [-0.4200, -0.1800] | 0.0000 | "
-                        "0.0200 | +0.0200 [+0.0000, +0.0400] | 0.00 | 0.5000 | 0.2000 | -0.3000 [-0.4200, -0.1800] |")
+    assert lines[2] == (f"| {PAIR} | kd tau=4 | 0.05 | 0.5000 | 0.1800 | -0.3200 [-0.3200, -0.3200] | 0.0000 | "
+                        "0.0200 | +0.0200 [+0.0200, +0.0200] | 0.00 | 0.5000 | 0.2000 | -0.3000 [-0.3000, -0.3000] |")
     assert "bootstrap interval over 2 seeds (500 paired replicates;" in text
     assert ("Small kappa (<= 0.1): kd's variance is below lt's in 0 of 1 cells, with the 95% interval below 0 in 0. "
             "Large kappa (>= 1): kd's bias^2 is above lt's in 1 of 1 cells, with the interval above 0 in 1.") in text
