@@ -71,4 +71,3 @@ def check_float(spec: str, name: str, value: Any, low: float, high: float = math
 def check_choice(spec: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         fail(spec, name, value, f"must be one of {', '.join(choices)}")
-

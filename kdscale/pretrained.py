@@ -37,6 +37,7 @@ from kdscale.config import TeacherSpec
 from kdscale.data.subsets import validation_split
 from kdscale.errors import SpecError
 from kdscale.fileio import sha256_file
+from kdscale.representations import features_of
 
 HEAD_PREFIXES = ("head.", "fc.")  # kdscale's head; torchvision's
 # The head's L2 penalty on standardised features (mean-CE scale); 1e-4 took 8 s to fit on cnn1d-32's.
@@ -145,12 +146,6 @@ def choose_weight_decay(features: torch.Tensor, labels: torch.Tensor, num_classe
         scores[wd] = float((predicted == labels[val]).double().mean())
     best = max(WEIGHT_DECAYS, key=lambda wd: (scores[wd], wd))
     return best, scores
-
-
-@torch.no_grad()
-def features_of(model: torch.nn.Module, x: torch.Tensor, batch: int = 1024) -> torch.Tensor:
-    model.eval()
-    return torch.cat([model.features(x[i:i + batch]) for i in range(0, len(x), batch)])
 
 
 def fit_teacher(spec: TeacherSpec, loaded, device: torch.device) -> tuple[torch.nn.Module, dict]:
