@@ -10,7 +10,9 @@ values of the centred F (lambda_i = s_i^2 / (n - 1)), normalised to sum to 1. Tw
   log lambda_i on log i over the leading half of the nonzero spectrum (Stringer et al. 2019 fit
   the same slope to neural data; the tail is left out because it is mostly noise).
 
-A lower PR or a steeper alpha says the features concentrate on fewer directions. Pure numpy.
+A lower PR or a steeper alpha says the features concentrate on fewer directions. Pure numpy:
+analysis imports no torch, so the eigenvalues and PR mirror kdscale.representations'
+`feature_spectrum` (the engine's, in torch), and tests/test_spectrum.py checks that the two agree.
 """
 from __future__ import annotations
 

@@ -28,6 +28,17 @@ def test_eigenspectrum_returns_the_planted_eigenvalues_largest_first():
         spectrum.eigenspectrum(np.ones((1, 4)))
 
 
+def test_the_spectrum_matches_the_engines():
+    """analysis.spectrum (numpy) against kdscale.representations.feature_spectrum (torch)."""
+    from kdscale.representations import feature_spectrum
+
+    features = np.random.default_rng(2).standard_normal((60, 12)) @ np.diag(np.linspace(0.2, 3.0, 12))
+    engine = feature_spectrum(features)
+    lam = spectrum.eigenspectrum(features)
+    assert lam == pytest.approx(engine.eigenvalues.numpy()[:len(lam)], rel=1e-9)
+    assert spectrum.participation_ratio(lam) == pytest.approx(engine.participation_ratio, rel=1e-9)
+
+
 def test_participation_ratio_by_hand():
     assert spectrum.participation_ratio([1.0, 1.0, 1.0, 1.0]) == pytest.approx(4.0)  # isotropic: D
     assert spectrum.participation_ratio([3.0, 0.0, 0.0]) == pytest.approx(1.0)  # one line
