@@ -9,15 +9,16 @@ Figures 6, 10, 11 and 13 of the paper (arXiv 2510.15516). Fidelity is top-1 agre
 teacher, on the student's own training samples (fidelity_train) and on the test set
 (fidelity_test). Per kappa and objective: both fidelities, mean ± sd over seeds; the fidelity gain
 dF = fidelity_test(kd) - fidelity_test(lt) and the accuracy gain PI = acc(kd) - acc(lt), both
-paired by seed, and their Pearson correlation with a Fisher-z interval; the fit of the gap
+paired by seed, and their Pearson correlation with an interval resampled by seed; the fit of the gap
 fidelity_train - fidelity_test to omega * kappa^(-beta) with the test of beta = 1/2
 (analysis.fidelity). kappa > 1 takes generated MNIST-1D samples beyond the teacher's N = 4000.
 
-The grid is model_size's (recipes, pairs, kappas) plus kappa = 10, so under the default storage
-its lt and kd trials up to kappa = 4 come from model_size's results (the shared trial cache) and
-only kappa = 10 trains: 162 trials, 18 trained, 61 s on this project's 2-core CPU machine. The
-answer (kd agrees more with the teacher at every kappa; the gap's exponent is 0.66-0.72 for kd,
-not 1/2) with its numbers: docs/studies.md (fidelity).
+The grid is model_size's (pairs, kappas, fair recipes) plus kappa = 10, so under the default storage
+its lt and kd trials and searches up to kappa = 4 come from model_size's results (the shared trial
+cache) and only kappa = 10 searches and trains: 162 trials, 18 trained, 5 searches, 5.7 min on this
+project's 2-core CPU machine (2026-11-30). The answer (kd agrees more with the teacher in 25 of 27
+cells, most at kappa 0.05-0.2; the kd gap's exponent is 0.64-0.86, not 1/2) with its numbers:
+docs/studies.md (fidelity).
 """
 from __future__ import annotations
 
