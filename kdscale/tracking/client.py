@@ -3,7 +3,9 @@ one line, experiments (artifacts beside a SQLite database; opened on the runs ta
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +117,8 @@ def open_experiment(tracking_uri: str | None, name: str, verbose: bool = False) 
     if not verbose:
         logging.getLogger("mlflow").setLevel(logging.WARNING)
     uri = resolve_uri(tracking_uri)
+    if sqlite_path(uri) is not None:
+        seed_database(sqlite_path(uri))
     try:
         client = _Client(mlflow.MlflowClient(tracking_uri=uri), uri)  # opens (or creates) the store
     except Exception as error:
@@ -131,6 +135,47 @@ def open_experiment(tracking_uri: str | None, name: str, verbose: bool = False) 
     # An experiment of kind "custom model development" opens on its runs table; MLflow 3's UI otherwise
     # guesses, and opened kdscale's on the GenAI overview (traces, "No data").
     return client, client.create_experiment(name, artifact_location=artifacts, tags={KIND_TAG: KIND})
+
+
+def seed_database(database: Path) -> None:
+    """Start a new SQLite database as a copy of an empty, migrated one that the cache keeps per MLflow
+    version (cache_dir()/mlflow/empty-VERSION.db): MLflow creates a database by running its schema
+    migrations one by one, 5-9 s on this project's 2-core machine, once per new database. The
+    template holds no experiment (MLflow makes its Default one when it opens the copy, with this
+    database's artifact location). An existing database is never touched; a copy lands whole (written
+    beside it, then linked into place, so two drivers starting at once keep one); where the template
+    cannot be made or copied, MLflow creates the database itself, as without it."""
+    import sqlite3
+
+    import mlflow
+
+    from kdscale.fileio import atomic_path, cache_dir
+
+    if database.exists():
+        return
+    try:
+        template = cache_dir() / "mlflow" / f"empty-{mlflow.__version__}.db"
+        if not template.exists():
+            with atomic_path(template) as tmp:
+                mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments()  # migrates
+                with contextlib.closing(sqlite3.connect(tmp)) as db, db:
+                    db.execute("DELETE FROM experiments")
+        database.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=database.parent, prefix=f".{database.name}.", suffix=".seed")
+        os.close(fd)
+        mask = os.umask(0)
+        os.umask(mask)
+        try:
+            os.chmod(tmp, 0o666 & ~mask)  # as MLflow's own file would be, not mkstemp's 0600
+            with contextlib.closing(sqlite3.connect(f"file:{template}?mode=ro", uri=True)) as source, \
+                    contextlib.closing(sqlite3.connect(tmp)) as copy:
+                source.backup(copy)
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, database)  # never over a database another driver made meanwhile
+        finally:
+            os.unlink(tmp)
+    except (OSError, EnvironmentFault, SpecError, sqlite3.Error):
+        return  # MLflow creates it (and says why, if it cannot)
 
 
 def log_batched(client, run_id: str, params: dict[str, str] | None = None, metrics: list | None = None,
