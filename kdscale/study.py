@@ -248,6 +248,11 @@ def check_study(spec: StudySpec) -> None:
 
         for teacher in spec.teachers():
             check(teacher)
+    if "ntk" in spec.extras:  # before any teacher trains: the trials would each fail after it
+        from kdscale.trial import check_ntk
+
+        for teacher, student in spec.pairs:
+            check_ntk(spec.data, (teacher, student), info)
     if "transfer" in spec.extras:  # a data set with a second task (kdscale.representations.transfer)
         from kdscale.representations import transfer_data
 

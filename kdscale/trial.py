@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from kdscale import data as datasets
-from kdscale.config import TrialSpec, spec_id
+from kdscale.config import DataSpec, TrialSpec, spec_id
 from kdscale.teacher import TeacherOutputs, get_teacher
 from kdscale.train import TrainData, train_students
 
@@ -106,18 +106,20 @@ def noise_inputs(reference: np.ndarray, n: int, seed: int) -> torch.Tensor:
 NTK_PROBE = 100  # test samples of the NTK alignment (extras "ntk"): [100, 100] kernels, as the bench's
 
 
-def _check_ntk(spec: TrialSpec, info) -> None:
-    """Extras "ntk" needs real-valued inputs and a Jacobian within the NTK's memory bound: checked
-    before any teacher or student trains, so a trial that cannot measure it costs nothing."""
+def check_ntk(data: DataSpec, model_specs, info=None) -> None:
+    """Extras "ntk" needs real-valued inputs and a Jacobian within the NTK's memory bound for every
+    model of `model_specs` (students and teachers): kdscale.study.check_study checks a study's
+    pairs before any teacher trains, run_trial a lone trial's before anything trains."""
     from kdscale import models
     from kdscale.errors import SpecError
     from kdscale.representations.ntk import MAX_JACOBIAN_ELEMENTS
 
+    info = info or datasets.info(data)
     if info.vocab_size is not None:
-        raise SpecError(f"extras 'ntk' needs real-valued inputs; data set {spec.data.name!r} has tokens "
+        raise SpecError(f"extras 'ntk' needs real-valued inputs; data set {data.name!r} has tokens "
                         "(an NTK over token ids is not defined here)")
     params = max(models.count_params(models.build(m, info.input_shape, info.num_classes, info.vocab_size))
-                 for m in (spec.student, spec.teacher.model))
+                 for m in model_specs)
     elements = NTK_PROBE * info.num_classes * params
     if elements > MAX_JACOBIAN_ELEMENTS:
         raise SpecError(f"extras 'ntk': the NTK's Jacobian of {NTK_PROBE} probes x {info.num_classes} classes x "
@@ -224,7 +226,7 @@ def run_pack(specs: list[TrialSpec], teachers: dict[str, TeacherOutputs] | None 
     device = resolve_device(device)
     for s in specs:
         if "ntk" in s.extras:
-            _check_ntk(s, datasets.info(s.data))
+            check_ntk(s.data, (s.student, s.teacher.model), datasets.info(s.data))
     n_stream = datasets.stream_length_for(spec.data.n_teacher, spec.n_train)
     teachers = dict(teachers or {})
     for s in specs:

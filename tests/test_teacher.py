@@ -153,3 +153,17 @@ def test_ntk_extra_refuses_tokens_and_oversized_models_before_any_training(tmp_p
         run_trial(TrialSpec(wide, ModelSpec.parse("mlp:width=16"), 0.5, ObjectiveSpec("kd"), SMALL, 0,
                             extras=("ntk",)), cache_root=tmp_path, log=lambda m: None)
     assert not (tmp_path / "teachers").exists()  # nothing trained, nothing cached
+
+
+def test_a_study_with_the_ntk_extra_refuses_an_oversized_pair_before_any_teacher_trains(monkeypatch):
+    from kdscale.errors import SpecError
+    from kdscale.study import StudySpec, check_study
+
+    forbid_teacher_compute(monkeypatch)
+    small, wide = ModelSpec.parse("mlp:width=16"), ModelSpec.parse("mlp:width=4096")
+    common = dict(name="ntk_check", data=DataSpec(name="digits", n_teacher=400), kappas=(0.5,), taus=(4.0,), seeds=(0,),
+                  recipe=SMALL, teacher_recipe=TEACHER_RECIPE, extras=("ntk",), recipe_policy="fixed")
+    check_study(StudySpec(pairs=((small, small),), **common))  # 100 x 10 x ~1k parameters: within the bound
+    with pytest.raises(SpecError, match=r"extras 'ntk': the NTK's Jacobian of 100 probes x 10 classes x "
+                                        r"[\d,]+ parameters has [\d,]+ elements, above the bound"):
+        check_study(StudySpec(pairs=((small, small), (wide, small)), **common))
