@@ -25,7 +25,8 @@ per tau, the with-minus-without contrast with 95% t CIs, and the trials that div
 or inf: a result, counted and shown, never a crash). Figures: PI against tau per kappa (log x,
 l2 at the right end), train fidelity against tau. The section: analysis/sections/temperature.py.
 
-Cost here (2 CPU cores): 240 trials, 15 of them (lt) reused from model_size; README, "Studies".
+Cost here (2 CPU cores, 2026-11-30, fair recipes): 240 trials, 39 reused from the other studies under
+the same storage, 201 trained, 67 recipe searches: 41.8 min, most of it searching; README, "Studies".
 """
 from __future__ import annotations
 

@@ -109,7 +109,7 @@ def test_temperature_somewhat_larger_lost_without_the_factor_and_failing_taus(tm
     assert best.loc[0.05, "gain_low"] == pytest.approx(0.10 - T_975_2 * 0.05 / math.sqrt(3))
     assert best.loc[4.0, ["pi_best", "pi_best_without"]].tolist() == pytest.approx([0.10, 0.10])
     assert math.isnan(best.loc[4.0, "factor_mean"]) and best.loc[1.0, "factor_mean"] == pytest.approx(0.07)
-    assert ("- kappa = 4: with the factor, PI goes from +0.100 at tau = 1 to +0.100 at tau = 1, and is -0.010 at "
+    assert ("- kappa = 4: with the factor, PI is highest at tau = 1 (+0.100): no tau helps more, and is -0.010 at "
             "tau = 10 (train fidelity 0.50).") in text
     assert "against +0.050 [+0.025, +0.075] at kappa = 1: somewhat larger at small kappa, but the 95% CIs overlap" in text
     assert ("kappa = 0.05: +0.100 / -0.010, kappa = 1: +0.050 / -0.020. At 2 of 2 kappas less than half the gain "

@@ -155,7 +155,8 @@ def answer(per_seed, pi, fidelity, taus, kappas) -> tuple[list[str], pd.DataFram
             continue
         best = max(with_factor, key=with_factor.get)
         text = (f"- kappa = {kappa:g}: with the factor, PI goes from {base:+.3f} at tau = 1 to "
-                f"{with_factor[best]:+.3f} at tau = {best:g}")
+                f"{with_factor[best]:+.3f} at tau = {best:g}" if best != 1.0 else
+                f"- kappa = {kappa:g}: with the factor, PI is highest at tau = 1 ({base:+.3f}): no tau helps more")
         gain = paired(kd_arm(best, True), kd_arm(1.0, True), kappa) if best != 1.0 else None
         if gain is not None:
             gains[kappa] = gain
