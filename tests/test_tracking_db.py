@@ -33,12 +33,14 @@ def test_a_seeded_database_is_the_one_mlflow_makes_and_takes_no_migration(tmp_pa
     template, = (tmp_path / "cache" / "mlflow").iterdir()
     assert template.name == f"empty-{mlflow.__version__}.db" and seeded.exists()
     assert not [p for p in seeded.parent.iterdir() if p != seeded]  # no temporary file left beside it
+    with sqlite3.connect(seeded) as db:  # in place with MLflow's Default experiment: no driver races to add it
+        assert db.execute("SELECT experiment_id, name FROM experiments").fetchall() == [(0, "Default")]
     assert os.stat(seeded).st_mode == os.stat(plain).st_mode
     start = time.perf_counter()
     client, experiment_id = open_experiment(f"sqlite:///{again}", "study")
     assert time.perf_counter() - start < 2.0  # a copy: MLflow's migrations take 5-9 s here
     assert schema(again) == schema(seeded) == schema(plain)
-    # MLflow makes the Default experiment on opening the copy, as in a database of its own
+    # the Default experiment is the one MLflow makes in a database of its own
     default, = [e for e in client.search_experiments() if e.experiment_id == "0"]
     plain_default = mlflow.MlflowClient(tracking_uri=f"sqlite:///{plain}").get_experiment("0")
     assert (default.name, default.artifact_location) == (plain_default.name, plain_default.artifact_location)

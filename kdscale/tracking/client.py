@@ -141,10 +141,10 @@ def seed_database(database: Path) -> None:
     """Start a new SQLite database as a copy of an empty, migrated one that the cache keeps per MLflow
     version (cache_dir()/mlflow/empty-VERSION.db): MLflow creates a database by running its schema
     migrations one by one, 5-9 s on this project's 2-core machine, once per new database. The
-    template holds no experiment (MLflow makes its Default one when it opens the copy, with this
-    database's artifact location). An existing database is never touched; a copy lands whole (written
-    beside it, then linked into place, so two drivers starting at once keep one); where the template
-    cannot be made or copied, MLflow creates the database itself, as without it."""
+    template holds no experiment; MLflow makes its Default one in the copy, as in a database of its
+    own. An existing database is never touched; a copy lands whole (written beside it, then linked
+    into place, so two drivers starting at once keep one); where the template cannot be made or
+    copied, MLflow creates the database itself, as without it."""
     import sqlite3
 
     import mlflow
@@ -170,6 +170,9 @@ def seed_database(database: Path) -> None:
             with contextlib.closing(sqlite3.connect(f"file:{template}?mode=ro", uri=True)) as source, \
                     contextlib.closing(sqlite3.connect(tmp)) as copy:
                 source.backup(copy)
+            # MLflow adds its Default experiment (artifacts under this process's ./mlruns, wherever the
+            # database is) before the copy is in place: two drivers never race to insert it
+            mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp}").get_experiment("0")
             with contextlib.suppress(FileExistsError):
                 os.link(tmp, database)  # never over a database another driver made meanwhile
         finally:
