@@ -32,8 +32,10 @@ def sha256_file(path: str | Path) -> str:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it replaces `path` in one rename.
+def atomic_path(path: str | Path, exclusive: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it replaces `path` in one rename, or, if
+    `exclusive`, is linked into place only where `path` does not exist yet (a file another process
+    put there first is kept, and the temporary one removed).
 
     On an exception the temporary file is removed and `path` is left as it was; an OSError (a full
     disk, a directory that cannot be made) becomes one EnvironmentFault naming `path`.
@@ -47,7 +49,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
         yield Path(tmp)
-        os.replace(tmp, path)
+        if exclusive:
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
     except BaseException as error:
         if tmp is not None:
             with contextlib.suppress(OSError):

@@ -114,7 +114,7 @@ def check_ntk(data: DataSpec, model_specs, info=None) -> None:
     from kdscale.errors import SpecError
     from kdscale.representations.ntk import MAX_JACOBIAN_ELEMENTS
 
-    info = info or datasets.info(data)
+    info = info if info is not None else datasets.info(data)
     if info.vocab_size is not None:
         raise SpecError(f"extras 'ntk' needs real-valued inputs; data set {data.name!r} has tokens "
                         "(an NTK over token ids is not defined here)")
@@ -226,7 +226,7 @@ def run_pack(specs: list[TrialSpec], teachers: dict[str, TeacherOutputs] | None 
     device = resolve_device(device)
     for s in specs:
         if "ntk" in s.extras:
-            check_ntk(s.data, (s.student, s.teacher.model), datasets.info(s.data))
+            check_ntk(s.data, (s.student, s.teacher.model))
     n_stream = datasets.stream_length_for(spec.data.n_teacher, spec.n_train)
     teachers = dict(teachers or {})
     for s in specs:

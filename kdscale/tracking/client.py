@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -117,8 +116,9 @@ def open_experiment(tracking_uri: str | None, name: str, verbose: bool = False) 
     if not verbose:
         logging.getLogger("mlflow").setLevel(logging.WARNING)
     uri = resolve_uri(tracking_uri)
-    if sqlite_path(uri) is not None:
-        seed_database(sqlite_path(uri))
+    database = sqlite_path(uri)
+    if database is not None:
+        seed_database(database)
     try:
         client = _Client(mlflow.MlflowClient(tracking_uri=uri), uri)  # opens (or creates) the store
     except Exception as error:
@@ -130,7 +130,6 @@ def open_experiment(tracking_uri: str | None, name: str, verbose: bool = False) 
         if experiment.tags.get(KIND_TAG) != KIND:
             client.set_experiment_tag(experiment_id, KIND_TAG, KIND)
         return client, experiment_id
-    database = sqlite_path(uri)
     artifacts = (database.parent / "mlartifacts" / name).as_uri() if database is not None else None
     # An experiment of kind "custom model development" opens on its runs table; MLflow 3's UI otherwise
     # guesses, and opened kdscale's on the GenAI overview (traces, "No data").
@@ -160,12 +159,9 @@ def seed_database(database: Path) -> None:
                 mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments()  # migrates
                 with contextlib.closing(sqlite3.connect(tmp)) as db, db:
                     db.execute("DELETE FROM experiments")
-        database.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=database.parent, prefix=f".{database.name}.", suffix=".seed")
-        os.close(fd)
         mask = os.umask(0)
         os.umask(mask)
-        try:
+        with atomic_path(database, exclusive=True) as tmp:  # never over one another driver made meanwhile
             os.chmod(tmp, 0o666 & ~mask)  # as MLflow's own file would be, not mkstemp's 0600
             with contextlib.closing(sqlite3.connect(f"file:{template}?mode=ro", uri=True)) as source, \
                     contextlib.closing(sqlite3.connect(tmp)) as copy:
@@ -173,10 +169,6 @@ def seed_database(database: Path) -> None:
             # MLflow adds its Default experiment (artifacts under this process's ./mlruns, wherever the
             # database is) before the copy is in place: two drivers never race to insert it
             mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp}").get_experiment("0")
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, database)  # never over a database another driver made meanwhile
-        finally:
-            os.unlink(tmp)
     except (OSError, EnvironmentFault, SpecError, sqlite3.Error):
         return  # MLflow creates it (and says why, if it cannot)
 
