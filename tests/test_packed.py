@@ -154,15 +154,21 @@ def test_a_pack_refuses_recipes_that_differ_beyond_lr_and_weight_decay():
                        [RecipeSpec(optimizer="adam", lr=0.01), RecipeSpec(optimizer="adam", lr=0.02)], [0, 1], datas, 5)
 
 
-def test_students_with_their_own_test_sets_are_each_scored_on_their_own():
-    """A search's pack holds students of several seeds, each scored on its own validation split."""
-    spec, recipe = ModelSpec.parse("mlp:width=16"), RecipeSpec(lr=0.05, steps=40, batch_size=32)
-    datas = [student_data(0), student_data(1, n_test=150)]
-    other_test = torch.randn(150, 1, 40, generator=torch.Generator().manual_seed(11))
-    datas[1] = TrainData(datas[1].x_train, datas[1].y_train, other_test, datas[1].y_test[:150],
-                         datas[1].teacher_train, datas[1].teacher_test[:150])
-    packed = train_students(spec, ObjectiveSpec("kd", tau=2.0), recipe, [0, 1], datas, 5)
-    for seed, data, result in zip([0, 1], datas, packed):
+@pytest.mark.parametrize("family, n_other", [("mlp:width=16", 150), ("mlp:width=16", 200),
+                                             ("cnn1d:width=4", 200)])
+def test_students_with_their_own_test_sets_are_each_scored_on_their_own(family, n_other):
+    """A search's pack holds students of several seeds, each scored on its own validation split:
+    sets of one size go through one pass of each student on its own set (Pack.predict_own), others
+    through one pass per set; the third student shares the first one's set."""
+    spec, recipe = ModelSpec.parse(family), RecipeSpec(lr=0.05, steps=40, batch_size=32)
+    datas = [student_data(0), student_data(1, n_test=n_other), student_data(0)]
+    other_test = torch.randn(n_other, 1, 40, generator=torch.Generator().manual_seed(11))
+    datas[1] = TrainData(datas[1].x_train, datas[1].y_train, other_test, datas[1].y_test,
+                         datas[1].teacher_train, datas[1].teacher_test)
+    datas[2] = TrainData(datas[2].x_train, datas[2].y_train, datas[0].x_test, datas[0].y_test,
+                         datas[2].teacher_train, datas[2].teacher_test)
+    packed = train_students(spec, ObjectiveSpec("kd", tau=2.0), recipe, [0, 1, 2], datas, 5)
+    for seed, data, result in zip([0, 1, 2], datas, packed):
         alone = train(spec, ObjectiveSpec("kd", tau=2.0), recipe, seed, data, 5)
         assert torch.allclose(result.test_probs, alone.test_probs, atol=1e-4)
         assert result.metrics["test_acc"] == pytest.approx(alone.metrics["test_acc"], abs=1e-6)

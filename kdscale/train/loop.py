@@ -197,6 +197,7 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
 
     loss_sums = torch.zeros(size, device=device)
     loss_count = 0
+    final_logits = None  # the test logits of the last report, while no step has moved the weights since
     while step < total:
         perms = torch.stack([torch.randperm(n_train, generator=rng) for rng in order_rngs]).to(device)
         for start in range(0, n_train, batch):
@@ -219,6 +220,7 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
             optimizer.zero_grad(set_to_none=True)
             (loss if size == 1 else loss.sum()).backward()
             optimizer.step()
+            final_logits = None
             loss_sums += loss.detach()
             loss_count += 1
             step += 1
@@ -232,7 +234,7 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
                 alive[s] = alive[s] and math.isfinite(train_losses[s])
             if not any(alive):
                 break
-            test_logits = _test_logits(students, datas)
+            test_logits = final_logits = _test_logits(students, datas)
             reports: list[dict | None] = []
             for s in range(size):
                 report = None
@@ -248,18 +250,21 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
 
     counts = {"steps": step, "epochs": epoch, "resumed_from_step": resume["step"] if resume is not None else 0,
               "pack_size": size, "samples_seen": seen}
-    return _results(students, datas, alive, histories, counts, seen, started)
+    return _results(students, datas, alive, histories, counts, seen, started, final_logits)
 
 
 def _test_logits(students, datas: list[TrainData]) -> list[torch.Tensor]:
     """Each student's logits on its own test set: one pass for a test set the students share (trials
-    share the data set's), one pass per distinct set otherwise (a search's validation splits)."""
-    passes: dict[int, torch.Tensor] = {}
+    share the data set's); with distinct sets of one shape (a search's validation splits), one pass
+    of each student on its own set; else one pass of every student per distinct set."""
+    keys = [(d.x_test.data_ptr(), tuple(d.x_test.shape), d.x_test.device) for d in datas]
+    if len(set(keys)) > 1 and len({k[1:] for k in keys}) == 1:
+        return list(students.predict_own(torch.stack([d.x_test for d in datas])))
+    passes: dict[tuple, torch.Tensor] = {}
     out = []
-    for s, data in enumerate(datas):
-        key = (data.x_test.data_ptr(), tuple(data.x_test.shape), data.x_test.device)
+    for s, key in enumerate(keys):
         if key not in passes:
-            passes[key] = students.predict(data.x_test)  # [S, n, C]: every student on this set
+            passes[key] = students.predict(datas[s].x_test)  # [S, n, C]: every student on this set
         out.append(passes[key][s])
     return out
 
@@ -278,11 +283,13 @@ def _augment(inputs, teacher, seeds, augment_rngs, name, teacher_model):
     return inputs, teacher
 
 
-def _results(students, datas, alive, histories, counts, seen, started) -> list[TrainResult]:
-    """Per student: its trained model and final metrics (test and train accuracy, fidelity, cost)."""
+def _results(students, datas, alive, histories, counts, seen, started, test_logits=None) -> list[TrainResult]:
+    """Per student: its trained model and final metrics (test and train accuracy, fidelity, cost);
+    `test_logits`, when given, are the students' logits on their test sets at their final weights."""
     trained = students.models()
     flops_fwd = forward_flops(trained[0], datas[0].x_train)
-    test_logits = _test_logits(students, datas)
+    if test_logits is None:
+        test_logits = _test_logits(students, datas)
     wall = time.perf_counter() - started
     results = []
     for s, (model, data) in enumerate(zip(trained, datas)):
