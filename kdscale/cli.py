@@ -139,8 +139,8 @@ def search_specs_from_flags(args: argparse.Namespace):
     from kdscale.study import check_models
 
     default = QUICK_SPACE if args.quick else SearchSpace()
-    space = SearchSpace(lrs=tuple(args.lrs or default.lrs), budgets=tuple(args.budgets or default.budgets),
-                        eta=args.eta, seeds=args.search_seeds, val_fraction=args.val_fraction)
+    space = replace(default, lrs=tuple(args.lrs or default.lrs), budgets=tuple(args.budgets or default.budgets),
+                    eta=args.eta, seeds=args.search_seeds, val_fraction=args.val_fraction)
     n_teacher = data.default_n_teacher(args.dataset) if args.n_teacher is None else args.n_teacher
     data_spec = DataSpec(name=args.dataset, n_teacher=n_teacher, seed=args.data_seed, root=args.data_root)
     info = data.check(data_spec, args.kappas, role="tune")

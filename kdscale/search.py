@@ -10,8 +10,11 @@ The search holds out a class-stratified share of the student's own M samples
 (`data.subsets.split_for`: the samples the study's trial of that seed trains on; the test set
 never enters), trains on the rest and scores each candidate by its validation accuracy on each
 tuning seed's split (two by default; a diverged run scores 0): the worse seed's accuracy ranks
-first, then the mean, the validation loss and the smaller budget. It is successive halving over the budgets: every learning rate trains at the smallest
-budget, the best 1/eta of them at the next, and so on (`SearchSpace`). The candidates of one
+first, then the mean, the validation loss and the smaller budget. It is successive halving over the
+budgets: every learning rate trains at the smallest budget, the best 1/eta of them at the next, and
+so on (`SearchSpace`); where two rungs follow it, the first scores on one seed only, a screen whose
+scores pick the next rung's candidates but never the recipe; and a search skips its last rung
+where that rung cannot change the recipe its cell trains with (`_decided`). The candidates of one
 rung share the model and the data, so they train as one pack with a learning rate each
 (kdscale.train.StackedSGD); so do the searches of one (student, kappa), lt and kd alike
 (`run_job`). The winner is the best (learning rate, budget) seen at any rung; the cell trains with
@@ -39,7 +42,9 @@ from kdscale.errors import SpecError, check_float, check_int
 SEARCH_DIR = "_searches"  # under the storage; '_' keeps it out of the shared trial cache's scan
 # Part of every search's id: bumped when a change makes stored searches wrong. 2: before it, a pack of
 # candidates scored every seed on the first seed's validation inputs (seeds after the first at chance).
-SEARCH_VERSION = 2
+# 3: the first rung became a one-seed screen and the last rung is skipped where it cannot change the
+# recipe; a search of version 2 may have chosen otherwise, so it is not reused.
+SEARCH_VERSION = 3
 POLICIES = ("fair", "lt", "fixed")  # each arm its own search / every arm lt's (the paper's protocol) / none
 LRS = tuple(0.01 * 2 ** k for k in range(6))  # 0.01 to 0.32, a factor of 2 apart
 # From a search's winner to the recipe a cell trains with (`trained_with`), two guards that the
@@ -74,6 +79,9 @@ class SearchSpace:
     # Budgets beyond this many epochs of the fit split are not tried (the smallest always is): on
     # MNIST-1D neither lt nor kd gained past about 500 epochs at small kappa (docs/studies.md).
     max_epochs: int | None = 500
+    # Seeds the first rung scores on where two rungs follow it (None: all `seeds`): a screen that picks
+    # the next rung's candidates, on all seeds, and never the recipe itself. It halves the first rung.
+    screen_seeds: int | None = field(default=1, metadata={"hashed": "unless-default"})
 
     def __post_init__(self):
         if not self.lrs:
@@ -91,6 +99,8 @@ class SearchSpace:
         check_float("search", "val_fraction", self.val_fraction, 0.0, 1.0, low_open=True, high_open=True)
         if self.max_epochs is not None:
             check_int("search", "max_epochs", self.max_epochs, 1)
+        if self.screen_seeds is not None:
+            check_int("search", "screen_seeds", self.screen_seeds, 1)
 
     def rung_sizes(self) -> list[int]:
         """Candidates per rung (per search): all learning rates, then 1/eta of the previous rung."""
@@ -105,6 +115,13 @@ class SearchSpace:
         per_epoch = math.ceil(n_fit / min(batch_size, n_fit))
         cap = math.inf if self.max_epochs is None else self.max_epochs * per_epoch
         return [(b, keep) for i, (b, keep) in enumerate(zip(self.budgets, self.rung_sizes())) if i == 0 or b <= cap]
+
+    def rung_seeds(self, rungs: int) -> list[int]:
+        """How many seeds each of `rungs` rungs scores on: all, but the screen's (see screen_seeds)."""
+        seeds = [self.seeds] * rungs
+        if rungs >= 3 and self.screen_seeds is not None:
+            seeds[0] = min(self.screen_seeds, self.seeds)
+        return seeds
 
 
 QUICK_SPACE = SearchSpace(lrs=(0.01, 0.04, 0.16), budgets=(250, 500), seeds=1)  # --quick: a smoke run (3 + 1 runs)
@@ -163,17 +180,45 @@ class SearchSpec:
 def trained_with(result: dict) -> tuple[float, int]:
     """The (learning rate, steps) a cell trains with, from its search's result (see LR_MARGIN):
     the longest budget within one standard error of the winner, at half its lr and twice its steps."""
-    space, best = result["spec"]["space"], result["best"]
-    finite = [c for c in result["candidates"] if not c["diverged"]]
+    return _trained(result["candidates"], result["n_val"], result["spec"]["space"], result["best"])[:2]
+
+
+def _trained(candidates: list[dict], n_val: int, space: dict, best: dict) -> tuple[float, int, dict]:
+    """trained_with's (learning rate, steps) and the candidate they come from."""
+    finite = _scored([c for c in candidates if not c["diverged"]])
     if finite:
-        p = min(max(best["val_acc_min"], 0.5 / result["n_val"]), 1 - 0.5 / result["n_val"])
-        band = best["val_acc_min"] - math.sqrt(p * (1 - p) / result["n_val"])
+        best = min(finite, key=_rank)  # the stored best, but for a result that kept a screen's
+        p = min(max(best["val_acc_min"], 0.5 / n_val), 1 - 0.5 / n_val)
+        band = best["val_acc_min"] - math.sqrt(p * (1 - p) / n_val)
         near = [c for c in finite if c["val_acc_min"] >= band]
         longest = max(c["steps"] for c in near)
         best = min((c for c in near if c["steps"] == longest), key=_rank)
     lr = max(float(best["lr"]) / LR_MARGIN, min(space["lrs"]))
     longer = round(best["steps"] * float(best["lr"]) / lr)  # lr x steps kept
-    return lr, int(max(best["steps"], min(longer, max(space["budgets"]))))
+    return lr, int(max(best["steps"], min(longer, max(space["budgets"])))), best
+
+
+def _decided(spec: "SearchSpec", candidates: list[dict], carried: list[float], budget: int, n_val: int) -> bool:
+    """Whether the last rung, `carried` (one learning rate) at `budget` steps, cannot change the recipe.
+
+    The new candidate has the longest budget of the search. If it is the winner or within the noise
+    of it, `trained_with` trains from it; if it is not (or diverges), the choice stays. So when the
+    recipe chosen so far equals the one the new candidate would give, no score changes it. (Dropping
+    the 4000-step rung outright changed 4 of the main job's 56 recipes to shorter ones, each where
+    the 2000-step candidate fell outside the winner's noise: those searches still run it.)"""
+    if len(carried) != 1 or all(c["diverged"] for c in candidates):
+        return False
+    space = to_dict(spec.space)
+    now = _trained(candidates, n_val, space, {})[:2]
+    new = _trained([{"lr": carried[0], "steps": budget, "val_acc_min": 1.0, "val_acc": 1.0, "val_loss": 0.0,
+                     "diverged": 0}], n_val, space, {})[:2]
+    return now == new
+
+
+def _scored(candidates: list[dict]) -> list[dict]:
+    """The candidates that may be chosen: those scored on every seed (not a screen's), if any."""
+    full = [c for c in candidates if not c.get("screen")]
+    return full or candidates
 
 
 def chosen_recipe(result: dict) -> RecipeSpec:
@@ -241,7 +286,8 @@ def run_job(specs: list[SearchSpec], loaded, teacher_logits: dict[str, Any], dev
     first = specs[0]
     if any(s.job_key != first.job_key for s in specs):
         raise ValueError("a search job's searches must share data, student, kappa, base recipe and space")
-    space, seeds = first.space, list(range(first.space.seeds))
+    space = first.space
+    seeds = list(range(space.seeds))
     num_classes = loaded.info.num_classes
     datas, sizes = {}, {}
     for spec in specs:
@@ -252,8 +298,16 @@ def run_job(specs: list[SearchSpec], loaded, teacher_logits: dict[str, Any], dev
     alive = {spec.id: list(space.lrs) for spec in specs}
     candidates: dict[str, list[dict]] = {spec.id: [] for spec in specs}
     rungs = space.rungs(next(iter(sizes.values()))[0], first.base.batch_size)
+    rung_seeds = space.rung_seeds(len(rungs))
+    skipped: set[str] = set()
     for rung, (budget, keep) in enumerate(rungs):
-        members = [(spec, lr, seed) for spec in specs for lr in alive[spec.id][:keep] for seed in seeds]
+        scored = seeds[:rung_seeds[rung]]
+        if rung > 0 and rung == len(rungs) - 1:
+            for spec in specs:
+                if _decided(spec, candidates[spec.id], alive[spec.id][:keep], budget, sizes[spec.id][1]):
+                    alive[spec.id] = []
+                    skipped.add(spec.id)
+        members = [(spec, lr, seed) for spec in specs for lr in alive[spec.id][:keep] for seed in scored]
         if not members:
             break
         rung_started = time.perf_counter()
@@ -274,6 +328,8 @@ def run_job(specs: list[SearchSpec], loaded, teacher_logits: dict[str, Any], dev
                          "val_acc_min": float(np.min(accs)), "val_loss": float(np.mean(losses)),
                          "val_acc_by_seed": [float(a) for a in accs],
                          "diverged": int(sum(not math.isfinite(v) for v in losses))}
+                if len(scored) < len(seeds):
+                    entry["screen"] = True
                 candidates[spec.id].append(entry)
                 if not entry["diverged"]:
                     ranked.append(entry)
@@ -283,7 +339,7 @@ def run_job(specs: list[SearchSpec], loaded, teacher_logits: dict[str, Any], dev
             log(f"search {first.student.label} kappa={first.kappa:g}: rung {rung + 1}/{len(rungs)}, "
                 f"{budget} steps, {len(members)} students in one pack ({time.perf_counter() - rung_started:.1f} s)")
     wall = time.perf_counter() - started
-    return [_result(spec, candidates[spec.id], sizes[spec.id], wall / len(specs)) for spec in specs]
+    return [_result(spec, candidates[spec.id], sizes[spec.id], wall / len(specs), spec.id in skipped) for spec in specs]
 
 
 def _rank(entry: dict) -> tuple:
@@ -294,8 +350,9 @@ def _rank(entry: dict) -> tuple:
     return (-entry["val_acc_min"], -entry["val_acc"], loss, entry["steps"], entry["lr"])
 
 
-def _result(spec: SearchSpec, candidates: list[dict], sizes: tuple[int, int], wall: float) -> dict:
-    finite = [c for c in candidates if not c["diverged"]]
+def _result(spec: SearchSpec, candidates: list[dict], sizes: tuple[int, int], wall: float,
+            skipped_last: bool = False) -> dict:
+    finite = _scored([c for c in candidates if not c["diverged"]])
     if not finite:  # every candidate diverged: the smallest learning rate at the smallest budget
         best = {"lr": spec.space.lrs[0], "steps": spec.space.budgets[0], "val_acc": 0.0, "val_acc_min": 0.0,
                 "val_loss": None}
@@ -315,7 +372,8 @@ def _result(spec: SearchSpec, candidates: list[dict], sizes: tuple[int, int], wa
     result = {"id": spec.id, "label": spec.label, "spec": to_dict(spec), "n_fit": sizes[0], "n_val": sizes[1],
             "candidates": candidates, "best": {k: best[k] for k in ("lr", "steps", "val_acc", "val_acc_min", "val_loss")},
             "warnings": edges,
-            "all_diverged": not finite, "wall_s": wall, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            "all_diverged": not finite, "skipped_last_rung": skipped_last, "wall_s": wall,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     return {**result, "recipe": to_dict(spec.recipe(*trained_with(result)))}
 
 

@@ -10,7 +10,7 @@ from kdscale import data as datasets
 from kdscale.config import DataSpec, ModelSpec, ObjectiveSpec, RecipeSpec, TeacherSpec, from_dict, to_dict
 from kdscale.data import student_indices, subsets
 from kdscale.errors import SpecError
-from kdscale.search import (SearchSpace, SearchSpec, chosen_recipe, trained_with, read_search, run_job, search_path,
+from kdscale.search import (SearchSpace, SearchSpec, _decided, chosen_recipe, trained_with, read_search, run_job, search_path,
                             write_search)
 
 DIGITS = DataSpec(name="digits", n_teacher=400)
@@ -69,8 +69,12 @@ def test_rung_sizes_and_bad_spaces():
     assert SearchSpace().rungs(160, 128) == [(500, 6), (1000, 2)]
     assert SearchSpace().rungs(12_800, 128) == [(500, 6), (1000, 2), (2000, 1), (4000, 1)]
     assert SearchSpace(max_epochs=None).rungs(64, 128) == [(500, 6), (1000, 2), (2000, 1), (4000, 1)]
+    # the first rung is a one-seed screen only where two rungs follow it
+    assert [SearchSpace().rung_seeds(n) for n in (1, 2, 3, 4)] == [[2], [2, 2], [1, 2, 2], [1, 2, 2, 2]]
+    assert SearchSpace(screen_seeds=None).rung_seeds(3) == [2, 2, 2] == SearchSpace(screen_seeds=5).rung_seeds(3)
     for changes, message in ((dict(lrs=()), "search.lrs is empty"), (dict(budgets=(0,)), "search.budgets=0"),
-                             (dict(eta=1), "search.eta=1"), (dict(val_fraction=1.0), "search.val_fraction=1.0")):
+                             (dict(eta=1), "search.eta=1"), (dict(val_fraction=1.0), "search.val_fraction=1.0"),
+                             (dict(screen_seeds=0), "search.screen_seeds=0")):
         with pytest.raises(SpecError, match=message):
             SearchSpace(**changes)
 
@@ -138,6 +142,25 @@ def test_successive_halving_keeps_the_best_third_and_the_winner_is_the_best_seen
                   loaded.info.num_classes, max_reports=1)
     best = next(c for c in result["candidates"] if (c["lr"], c["steps"]) == (result["best"]["lr"], result["best"]["steps"]))
     assert abs(alone.metrics["test_acc"] - best["val_acc_by_seed"][1]) <= 1 / n_val
+
+
+def test_a_screen_scores_the_first_rung_on_one_seed_and_never_chooses_the_recipe(digits_job):
+    loaded, logits, specs = digits_job
+    three = SearchSpace(lrs=(0.003, 0.03, 0.3, 1e6), budgets=(10, 20, 40), eta=3, seeds=2)
+    specs = [replace(spec, space=three) for spec in specs]
+    lines = []
+    results = run_job(specs, loaded, logits, log=lines.append)
+    assert "rung 1/3, 10 steps, 8 students in one pack" in lines[0]  # 2 specs x 4 lrs x 1 seed
+    for result in results:
+        first, second = ([c for c in result["candidates"] if c["rung"] == r] for r in (0, 1))
+        assert all(c["screen"] and len(c["val_acc_by_seed"]) == 1 for c in first)
+        assert all("screen" not in c and len(c["val_acc_by_seed"]) == 2 for c in second)
+        ranked = sorted((c for c in first if not c["diverged"]), key=lambda c: (-c["val_acc"], c["val_loss"]))
+        assert [c["lr"] for c in second] == [c["lr"] for c in ranked[:2]]  # the screen picked rung 2's two
+        chosen = [c for c in result["candidates"] if "screen" not in c and not c["diverged"]]
+        winner = max(chosen, key=lambda c: (min(c["val_acc_by_seed"]), c["val_acc"], -c["val_loss"]))
+        assert (result["best"]["lr"], result["best"]["steps"]) == (winner["lr"], winner["steps"])
+        assert result["best"]["steps"] in (20, 40)  # never the screen's, however well it scored
 
 
 def test_the_search_never_reads_the_test_set(digits_job):
@@ -226,8 +249,62 @@ def test_a_cell_trains_at_the_longest_budget_within_noise_at_half_the_lr_and_twi
     assert chosen_recipe(found) == replace(BASE, lr=0.08, steps=2000)
     # the steps stop at the largest budget searched (4000); the lr stops at the smallest (0.01)
     assert trained_with(stored([_candidate(0.32, 4000, 0.9)])) == (0.16, 4000)
+    # a screen's score never chooses the recipe: the best fully scored candidate does
+    screened = stored([{**_candidate(0.32, 500, 0.95), "screen": True}, _candidate(0.16, 1000, 0.7)])
+    assert trained_with(screened) == (0.08, 2000)
     assert trained_with(stored([_candidate(0.01, 500, 0.9)])) == (0.01, 500)
     assert trained_with(stored([_candidate(0.02, 500, 0.9)])) == (0.01, 1000)
     # a search stored before these rules (its "recipe" at the winner) trains by them all the same
     old = {**stored([_candidate(0.32, 1000, 0.8)]), "recipe": to_dict(spec.recipe(0.32, 1000))}
     assert chosen_recipe(old) == replace(BASE, lr=0.16, steps=2000)
+
+
+def test_the_last_rung_is_skipped_only_where_it_cannot_change_the_recipe():
+    """Where the recipe chosen so far comes from the one learning rate the last rung would train, and
+    already trains its budget, any score that rung could give leaves trained_with's answer as it is."""
+    spec = SearchSpec(data=DataSpec("digits", n_teacher=200), student=ModelSpec("mlp", width=8),
+                      objective=ObjectiveSpec("lt"), kappa=1.0, base=BASE)  # rungs 500 to 4000, lrs 0.01 to 0.32
+    n_val = 100
+
+    def result(candidates):
+        return {"spec": to_dict(spec), "n_val": n_val, "candidates": candidates, "best": {}}
+    cases = {  # candidates before the last rung, and whether it is decided with 0.08 carried to 4000 steps
+        "2000 in the noise": ([_candidate(0.16, 500, 0.5), _candidate(0.08, 1000, 0.60), _candidate(0.08, 2000, 0.58)],
+                              True),
+        "2000 out of it": ([_candidate(0.08, 1000, 0.60), _candidate(0.08, 2000, 0.50)], False),
+        "lr at the floor": ([_candidate(0.01, 1000, 0.50), _candidate(0.01, 2000, 0.60)], False),  # trains 2000
+        "another lr wins": ([_candidate(0.16, 1000, 0.70), _candidate(0.08, 2000, 0.60)], False),
+    }
+    for name, (candidates, decided) in cases.items():
+        carried = candidates[-1]["lr"]
+        assert _decided(spec, candidates, [carried], 4000, n_val) == decided, name
+        if decided:  # every score the 4000-step rung could give: the same recipe
+            before = trained_with(result(candidates))
+            for score in np.linspace(0.0, 1.0, 41):
+                for diverged in (0, 1):
+                    after = trained_with(result(candidates + [_candidate(carried, 4000, score, diverged)]))
+                    assert after == before, (name, score, diverged)
+        else:  # some score changes it: the rung is worth running
+            before = trained_with(result(candidates))
+            assert any(trained_with(result(candidates + [_candidate(carried, 4000, score)])) != before
+                       for score in np.linspace(0.0, 1.0, 41)), name
+    assert not _decided(spec, cases["2000 in the noise"][0], [0.08, 0.16], 4000, n_val)  # two carried
+    # a last rung below the largest budget searched (500 epochs stop the search at 2000 steps): its
+    # candidate would train 4000 steps where the choice so far trains 2000, so it runs
+    before = [_candidate(0.16, 500, 0.62), _candidate(0.16, 1000, 0.60)]
+    assert trained_with(result(before)) == (0.08, 2000)
+    assert not _decided(spec, before, [0.16], 2000, n_val)
+    assert trained_with(result(before + [_candidate(0.16, 2000, 0.61)])) == (0.08, 4000)
+
+
+def test_a_search_that_skips_its_last_rung_says_so_and_keeps_its_recipe(digits_job):
+    loaded, logits, specs = digits_job
+    four = SearchSpace(lrs=(0.003, 0.03, 0.3, 1e6), budgets=(10, 20, 40, 80), eta=3, seeds=2)
+    lines = []
+    results = run_job([replace(spec, space=four) for spec in specs], loaded, logits, log=lines.append)
+    for result in results:
+        last = [c for c in result["candidates"] if c["steps"] == 80]
+        assert result["skipped_last_rung"] == (not last)
+        if result["skipped_last_rung"]:
+            assert trained_with(result)[1] >= 80
+    assert len(lines) == 4 - all(r["skipped_last_rung"] for r in results)

@@ -37,7 +37,8 @@ def _cost(job: list[SearchSpec]) -> float:
     flops = forward_flops(models.build(first.student, info.input_shape, info.num_classes, info.vocab_size),
                           info.example())
     n_fit = first.n_train - max(1, math.floor(first.space.val_fraction * first.n_train + 0.5))
-    steps = sum(budget * keep for budget, keep in first.space.rungs(n_fit, first.base.batch_size))
+    rungs = first.space.rungs(n_fit, first.base.batch_size)
+    steps = sum(budget * keep * seeds for (budget, keep), seeds in zip(rungs, first.space.rung_seeds(len(rungs))))
     return len(job) * steps * (flops + 1e4)  # + a step's fixed cost, in FLOP-equivalents
 
 
