@@ -141,7 +141,8 @@ def test_seeds_and_objectives_of_one_configuration_are_packed_unless_told_not_to
     shared = ModelSpec.parse("mlp:width=16")  # two pairs, one student: their lt trials are twins
     twins = small_study(pairs=((ModelSpec.parse("mlp:width=32"), shared), (ModelSpec.parse("mlp:width=64"), shared)),
                         kappas=(0.5,), seeds=(0, 1, 2))
-    packs = make_packs(twins.trials(), None)  # 3 lt units (each two twins) + 6 kd = 9 students > MAX_PACK
+    assert [len(p) for p in make_packs(twins.trials(), None)] == [12]  # 3 lt units (two twins each) + 6 kd
+    packs = make_packs(twins.trials(), 8)  # 9 students > 8
     assert sorted(len(p) for p in packs) == [1, 11]  # 8 units (3 lt twin pairs + 5 kd), then 1 kd
     for pack in packs:  # twins never split across packs
         lt = [t for t in pack if t.objective.name == "lt"]

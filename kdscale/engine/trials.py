@@ -29,7 +29,11 @@ from kdscale.errors import EnvironmentFault
 from kdscale.store import ResultsStore, resume_id
 from kdscale.trial import spec_row, training_key
 
-MAX_PACK = 8
+# Students a pack holds by default. A student-step of cnn1d-16 (one thread, batch 128) cost 2.5 ms in a
+# pack of 8 and 1.9 ms in a pack of 16 (cnn1d-4: 1.8 and 1.4 ms; 2026-11-30): up to about 16 a bigger
+# pack still shares the dispatch, and the main job's largest configuration (lt on 3 seeds and kd from
+# 4 teachers on 3 seeds, 15 students) trains as one.
+MAX_PACK = 16
 # Auto packing only for models of at most this many forward FLOPs per sample. Measured here on
 # 2 CPU cores (docs/benchmarks.md): a pack of 3-4 took 0.25-0.71 of the sequential time for
 # models of 0.015-0.39 MFLOP, and 1.2x for the vanilla CNN on CIFAR (10.3 MFLOP), compute-bound.
