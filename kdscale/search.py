@@ -180,11 +180,11 @@ class SearchSpec:
 def trained_with(result: dict) -> tuple[float, int]:
     """The (learning rate, steps) a cell trains with, from its search's result (see LR_MARGIN):
     the longest budget within one standard error of the winner, at half its lr and twice its steps."""
-    return _trained(result["candidates"], result["n_val"], result["spec"]["space"], result["best"])[:2]
+    return _trained(result["candidates"], result["n_val"], result["spec"]["space"], result["best"])
 
 
-def _trained(candidates: list[dict], n_val: int, space: dict, best: dict) -> tuple[float, int, dict]:
-    """trained_with's (learning rate, steps) and the candidate they come from."""
+def _trained(candidates: list[dict], n_val: int, space: dict, best: dict) -> tuple[float, int]:
+    """trained_with from the candidates; `best` stands when every candidate diverged."""
     finite = _scored([c for c in candidates if not c["diverged"]])
     if finite:
         best = min(finite, key=_rank)  # the stored best, but for a result that kept a screen's
@@ -193,9 +193,15 @@ def _trained(candidates: list[dict], n_val: int, space: dict, best: dict) -> tup
         near = [c for c in finite if c["val_acc_min"] >= band]
         longest = max(c["steps"] for c in near)
         best = min((c for c in near if c["steps"] == longest), key=_rank)
-    lr = max(float(best["lr"]) / LR_MARGIN, min(space["lrs"]))
-    longer = round(best["steps"] * float(best["lr"]) / lr)  # lr x steps kept
-    return lr, int(max(best["steps"], min(longer, max(space["budgets"])))), best
+    return _with_margin(float(best["lr"]), best["steps"], space)
+
+
+def _with_margin(lr: float, steps: int, space: dict) -> tuple[float, int]:
+    """The recipe a candidate (lr, steps) gives its cell: lr / LR_MARGIN (never below the smallest
+    searched) for lr x steps kept, at most the largest budget searched."""
+    trained = max(lr / LR_MARGIN, min(space["lrs"]))
+    longer = round(steps * lr / trained)
+    return trained, int(max(steps, min(longer, max(space["budgets"]))))
 
 
 def _decided(spec: "SearchSpec", candidates: list[dict], carried: list[float], budget: int, n_val: int) -> bool:
@@ -209,10 +215,7 @@ def _decided(spec: "SearchSpec", candidates: list[dict], carried: list[float], b
     if len(carried) != 1 or all(c["diverged"] for c in candidates):
         return False
     space = to_dict(spec.space)
-    now = _trained(candidates, n_val, space, {})[:2]
-    new = _trained([{"lr": carried[0], "steps": budget, "val_acc_min": 1.0, "val_acc": 1.0, "val_loss": 0.0,
-                     "diverged": 0}], n_val, space, {})[:2]
-    return now == new
+    return _trained(candidates, n_val, space, {}) == _with_margin(carried[0], budget, space)
 
 
 def _scored(candidates: list[dict]) -> list[dict]:
@@ -286,8 +289,7 @@ def run_job(specs: list[SearchSpec], loaded, teacher_logits: dict[str, Any], dev
     first = specs[0]
     if any(s.job_key != first.job_key for s in specs):
         raise ValueError("a search job's searches must share data, student, kappa, base recipe and space")
-    space = first.space
-    seeds = list(range(space.seeds))
+    space, seeds = first.space, list(range(first.space.seeds))
     num_classes = loaded.info.num_classes
     datas, sizes = {}, {}
     for spec in specs:
