@@ -83,7 +83,7 @@ def test_temperature_larger_gain_at_small_kappa_kept_without_the_factor(tmp_path
     assert ("Below tau = 1 it turns round: at tau = 0.1 the loss without the factor has a gradient about "
             "1/tau = 10 times larger, and with minus without is -0.050 (kappa = 0.05), -0.050 (kappa = 1).") in text
     assert "give a negative PI at every kappa" not in text
-    assert [p.name for p in section.figures] == list(temperature.FIGURES)
+    assert [p.name for p in section.figures] == list(temperature.FIGURES[:2])  # no histories without results_dir
     assert all(p.stat().st_size > 0 for p in section.figures)
 
 

@@ -289,6 +289,10 @@ def test_temperature_quick_adopts_lt_and_the_factor_is_void_at_tau_1(quick_runs)
     analysis_dir = directory / "results" / "temperature_quick" / "analysis"
     assert (analysis_dir / "temperature_pi_vs_tau.png").exists()
     assert (analysis_dir / "temperature_fidelity_vs_tau.png").exists()
+    assert (analysis_dir / "temperature_curves.png").exists() and "a panel per kappa and tau" in stdout
+    late = pd.read_csv(analysis_dir / "temperature_late_gain.csv")  # from the stored histories
+    # lt (adopted with its files), l2 and kd at tau 1 and 10 with and without, at 2 kappas, 2 seeds each
+    assert len(late) == 12 and set(late["n"]) == {2}
     factor = pd.read_csv(analysis_dir / "temperature_factor.csv")
     assert len(factor) == 4 and np.allclose(factor.loc[factor["tau"] == 1.0, "mean"], 0)
 

@@ -5,8 +5,10 @@ tau^2 factor and for l2, train fidelity, the factor's paired effect, diverged tr
 
 Tables: `pi` and `fidelity` (per arm and kappa: n, mean, sd, se), `train_acc` (lt's), `factor`
 (per tau and kappa: acc(with) - acc(without) paired by seed, n, mean, sd, low, high), `status`
-(ok / diverged / other trials per arm and kappa) and `best_tau` (per kappa: the best tau with the
-factor, its paired gain over tau = 1, and the factor's worth there).
+(ok / diverged / other trials per arm and kappa), `best_tau` (per kappa: the best tau with the
+factor, its paired gain over tau = 1, and the factor's worth there) and, where the trials' histories
+are stored, `late_gain` (per arm and kappa: how much the test accuracy still rose over the second
+half of training) with a figure of the learning curves, a panel per (kappa, tau).
 """
 from __future__ import annotations
 
@@ -19,13 +21,14 @@ import pandas as pd
 
 from kdscale import schema
 
+from analysis import curves
 from analysis.markdown import budgets
 from analysis.sections import Section, Table
 from analysis.supervision import contrast, contrast_text, increments, status_counts, summarize, summary_cell, usable
 
 NAME = "temperature"
 WITH, WITHOUT = "with tau^2", "without tau^2"
-FIGURES = ("temperature_pi_vs_tau.png", "temperature_fidelity_vs_tau.png")
+FIGURES = ("temperature_pi_vs_tau.png", "temperature_fidelity_vs_tau.png", "temperature_curves.png")
 
 
 def kd_arm(tau: float, factor: bool) -> str:
@@ -34,7 +37,8 @@ def kd_arm(tau: float, factor: bool) -> str:
 
 
 def section(table: pd.DataFrame, results_dir: str | None, out_dir: Path) -> Section:
-    """The section of a temperature results table (results_dir is not read: the table holds all)."""
+    """The section of a temperature results table; results_dir is read for the trials' histories
+    (the learning curves), and without it the section leaves them out."""
     per_seed = increments(table)
     trials = usable(table)
     pi_frame = summarize(per_seed, "PI")
@@ -107,7 +111,25 @@ def section(table: pd.DataFrame, results_dir: str | None, out_dir: Path) -> Sect
     result.tables["best_tau"] = best
     result.add(*lines)
     result.figures = draw(out_dir, pi, fidelity, taus, kappas, has_l2)
+    result.figures += learning_curves(result, trials, results_dir, out_dir, taus, kappas)
     return result
+
+
+def learning_curves(result: Section, trials: pd.DataFrame, results_dir, out_dir: Path, taus, kappas) -> list[Path]:
+    """The `late_gain` table, its line and the per (kappa, tau) panels, from the stored histories."""
+    found = curves.histories(trials, results_dir)
+    if not len(found):
+        return []
+    result.tables["late_gain"] = gains = curves.late_gain(found)
+    result.add("", f"Learning curves, a panel per kappa and tau (`{FIGURES[2]}`). Still improving when the budget "
+               "ran out (the test accuracy's rise over the second half of training above the larger of 0.01 and "
+               f"its seed sd): {curves.still_rising(gains)}.", "")
+
+    def arms_of(tau):
+        return [("lt", ":", "lt"), (kd_arm(tau, True), "-", f"kd {WITH}"), (kd_arm(tau, False), "--", f"kd {WITHOUT}")]
+
+    return [curves.draw_panels(found, kappas, taus, arms_of, out_dir / FIGURES[2],
+                               "Test accuracy against step (mean over seeds, band: min to max)")]
 
 
 def display(columns: list[str], rows: list[list[str]]) -> Table:
