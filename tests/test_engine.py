@@ -32,8 +32,9 @@ def small_study(name="small", kappas=(0.25, 0.5), seeds=(0, 1), **changes):
 def run(spec, tmp_path, **kwargs):
     from kdscale.engine import run_study
 
+    kwargs.setdefault("log", lambda m: None)
     return run_study(spec, storage=str(tmp_path / "results"), tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-                     cache=str(tmp_path / "cache"), progress=False, log=lambda m: None, **kwargs)
+                     cache=str(tmp_path / "cache"), progress=False, **kwargs)
 
 
 def check_exactly_once(tmp_path, spec, chosen=None):
@@ -70,15 +71,19 @@ def test_study_lands_in_store_and_mlflow_and_reruns_train_nothing(tmp_path):
 
 
 @pytest.mark.slow
-def test_fair_recipes_are_searched_once_stored_shared_and_trained_with(tmp_path):
+def test_fair_recipes_are_searched_once_stored_shared_and_trained_with(tmp_path, monkeypatch):
     """Each arm its own searched recipe; stored searches are reused by a rerun and by another study."""
+    from kdscale.engine import searches
     from kdscale.search import SearchSpace, chosen_recipe, read_search, trained_with
     from kdscale.tracking import search_runs
 
     space = SearchSpace(lrs=(0.005, 0.05, 0.5), budgets=(20, 40), seeds=1)
     spec = small_study(name="fair", recipe_policy="fair", search=space)
-    first = run(spec, tmp_path)
+    monkeypatch.setattr(searches, "PROGRESS_S", 0.05)  # no Ray task ends this soon: the progress line shows
+    lines = []
+    first = run(spec, tmp_path, log=lines.append)
     assert first.complete and first.searched == 4 and first.trained == 8  # lt and kd at two kappas
+    assert any(line.startswith("recipe searches: 0 of 4 done, 0 of 2 jobs, ") for line in lines), lines
     assert first.search_s > 0 and first.train_s > 0
     chosen = {s.id: chosen_recipe(read_search(str(tmp_path / "results"), s.id)) for s in spec.searches()}
     table, _ = check_exactly_once(tmp_path, spec, chosen)

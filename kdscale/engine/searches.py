@@ -1,6 +1,8 @@
 """The recipe searches of a study (kdscale.search) on Ray: stored ones are read, the others run as one
 Ray task per job (the searches of one student and kappa, one pack) after the teachers, and each
-result is stored the moment it arrives, so an interrupted study keeps every finished search.
+result is stored the moment it arrives, so an interrupted study keeps every finished search. A job
+can run for many minutes (a ViT student's search, say); while none finishes, a line every
+PROGRESS_S says how far the searches are.
 """
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import ray
 from kdscale.engine.checks import task_fault
 from kdscale.engine.workers import search_task
 from kdscale.search import SearchSpec, describe, read_search, write_search
+
+PROGRESS_S = 300.0  # with no search finished for this long, say how far the searches are
 
 
 def stored_searches(searches: list[SearchSpec], storage: str) -> tuple[dict[str, dict], list[SearchSpec]]:
@@ -55,9 +59,13 @@ def run_searches(pending: list[SearchSpec], teachers: dict, storage: str, cache:
     refs = {task.remote(job, cache, threads, logits): job for job in ordered}
     log(f"recipe searches: {len(pending)} to run in {len(refs)} jobs (the searches of one student and kappa "
         "share a pack)")
-    results, started = {}, time.perf_counter()
+    results, started, n_jobs = {}, time.perf_counter(), len(refs)
     while refs:
-        ready, _ = ray.wait(list(refs), num_returns=1)
+        ready, _ = ray.wait(list(refs), num_returns=1, timeout=PROGRESS_S)
+        if not ready:
+            log(f"recipe searches: {len(results)} of {len(pending)} done, {n_jobs - len(refs)} of {n_jobs} jobs, "
+                f"{(time.perf_counter() - started) / 60:.1f} min so far")
+            continue
         refs.pop(ready[0])
         try:
             job_results = ray.get(ready[0])
