@@ -1,12 +1,12 @@
 """Learning curves from the trials' stored histories (`<study>/history/<trial id>.json`, the
 per-epoch reports every trial writes): test accuracy against training step, per (arm, kappa),
-mean and spread over seeds; whether each arm was still improving when its budget ran out; and a
-figure with one panel per (kappa, tau) (the paper's per (kappa, tau) panels, Figs. 20-25).
+mean and spread over seeds; and whether each arm was still improving when its budget ran out.
 
     histories(frame, results_dir) -> long frame: arm, kappa, seed, step, test_acc
     late_gain(curves)             -> per (arm, kappa): n, final, late gain (last - at half the steps)
     still_rising(gains)           -> the cells still improving at the end, as one line of text
-    draw_panels(curves, kappas, taus, arms_of, path)
+
+The figure, a panel per (kappa, tau), is analysis.plots.curves_per_kappa_tau.
 
 The test accuracy of a history is reported, never used to choose anything: the recipes are chosen
 on validation data before these trials ran.
@@ -14,11 +14,9 @@ on validation data before these trials ran.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from kdscale import schema
 
@@ -76,39 +74,3 @@ def still_rising(gains: pd.DataFrame, floor: float = 0.01) -> str:
         span = f"+{low:.3f}" if len(cells) == 1 else f"+{low:.3f} to +{high:.3f}"
         parts.append(f"{arm} at kappa {', '.join(f'{k:g}' for k in cells['kappa'])} ({span})")
     return "; ".join(parts) or "none"
-
-
-def draw_panels(curves: pd.DataFrame, kappas, taus, arms_of, path, title: str) -> Path:
-    """A grid of panels, a row per kappa and a column per tau; each panel shows the test accuracy
-    against step of the arms `arms_of(tau)` gives ((arm, line style, legend name) each), mean over
-    seeds with a min-max band; one colour per legend name."""
-    figure = Figure(figsize=(2.3 * len(taus) + 0.6, 1.9 * len(kappas) + 0.7), layout="constrained")
-    axes = figure.subplots(len(kappas), len(taus), sharex="row", sharey="row", squeeze=False)
-    colours = {}
-    for i, kappa in enumerate(kappas):
-        for j, tau in enumerate(taus):
-            ax = axes[i][j]
-            for arm, style, name in arms_of(tau):
-                part = curves[(curves["arm"] == arm) & np.isclose(curves["kappa"], kappa)]
-                if not len(part):
-                    continue
-                stats = part.groupby("step")["test_acc"].agg(["mean", "min", "max"]).sort_index()
-                line, = ax.plot(stats.index, stats["mean"], ls=style, lw=1.2, color=colours.get(name),
-                                label=None if name in colours else name)
-                colours.setdefault(name, line.get_color())
-                ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.15, lw=0)
-            ax.tick_params(labelsize=6)
-            if i == 0:
-                ax.set_title(f"tau = {tau:g}", fontsize=8)
-            if j == 0:
-                ax.set_ylabel(f"kappa = {kappa:g}\ntest acc", fontsize=7)
-            if i == len(kappas) - 1:
-                ax.set_xlabel("step", fontsize=7)
-    handles = [handle for ax in axes.flat for handle in ax.get_legend_handles_labels()[0]]
-    if handles:
-        figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
-    figure.suptitle(title, fontsize=9)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    return path

@@ -220,3 +220,36 @@ def data_equivalence(frame: pd.DataFrame, path) -> Path:
                  "triangles: bounds at the grid's edge, up = more than, down = at most)", fontsize=9)
     ax.legend(fontsize=7)
     return _save(figure, path)
+
+
+def curves_per_kappa_tau(curves: pd.DataFrame, kappas, taus, arms_of, path, title: str) -> Path:
+    """Learning curves (analysis.curves.histories) in a grid of panels, a row per kappa and a column
+    per tau; each panel shows the test accuracy against step of the arms `arms_of(tau)` gives ((arm,
+    line style, legend name) each), mean over seeds with a min-max band; one colour per legend name."""
+    figure = Figure(figsize=(2.3 * len(taus) + 0.6, 1.9 * len(kappas) + 0.7), layout="constrained")
+    axes = figure.subplots(len(kappas), len(taus), sharex="row", sharey="row", squeeze=False)
+    colours = {}
+    for i, kappa in enumerate(kappas):
+        for j, tau in enumerate(taus):
+            ax = axes[i][j]
+            for arm, style, name in arms_of(tau):
+                part = curves[(curves["arm"] == arm) & np.isclose(curves["kappa"], kappa)]
+                if not len(part):
+                    continue
+                stats = part.groupby("step")["test_acc"].agg(["mean", "min", "max"]).sort_index()
+                line, = ax.plot(stats.index, stats["mean"], ls=style, lw=1.2, color=colours.get(name),
+                                label=None if name in colours else name)
+                colours.setdefault(name, line.get_color())
+                ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.15, lw=0)
+            ax.tick_params(labelsize=6)
+            if i == 0:
+                ax.set_title(f"tau = {tau:g}", fontsize=8)
+            if j == 0:
+                ax.set_ylabel(f"kappa = {kappa:g}\ntest acc", fontsize=7)
+            if i == len(kappas) - 1:
+                ax.set_xlabel("step", fontsize=7)
+    handles = [handle for ax in axes.flat for handle in ax.get_legend_handles_labels()[0]]
+    if handles:
+        figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
+    figure.suptitle(title, fontsize=9)
+    return _save(figure, path)

@@ -1,12 +1,12 @@
 """analysis.curves on histories written through the real store: the late gain by hand, trials
-without a history left out, the still-improving line, and the per (kappa, tau) panels."""
+without a history left out, the still-improving line; and analysis.plots' per (kappa, tau) panels."""
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import curves
+from analysis import curves, plots
 from kdscale.store import ResultsStore
 
 
@@ -66,6 +66,6 @@ def test_panels_a_row_per_kappa_and_a_column_per_tau(stored, tmp_path):
     def arms(tau):
         return [("lt", ":", "lt"), (f"kd tau={tau:g}", "-", "kd")]
 
-    tall = imread(curves.draw_panels(found, [0.25, 0.5, 1.0], [4.0], arms, tmp_path / "tall.png", "title")).shape
-    wide = imread(curves.draw_panels(found, [0.5], [1.0, 4.0, 8.0], arms, tmp_path / "wide.png", "title")).shape
+    tall = imread(plots.curves_per_kappa_tau(found, [0.25, 0.5, 1.0], [4.0], arms, tmp_path / "tall.png", "title")).shape
+    wide = imread(plots.curves_per_kappa_tau(found, [0.5], [1.0, 4.0, 8.0], arms, tmp_path / "wide.png", "title")).shape
     assert tall[0] > tall[1] and wide[1] > wide[0]  # a row per kappa, a column per tau

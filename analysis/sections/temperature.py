@@ -21,7 +21,7 @@ import pandas as pd
 
 from kdscale import schema
 
-from analysis import curves
+from analysis import curves, plots
 from analysis.markdown import budgets
 from analysis.sections import Section, Table
 from analysis.supervision import contrast, contrast_text, increments, status_counts, summarize, summary_cell, usable
@@ -128,7 +128,7 @@ def learning_curves(result: Section, trials: pd.DataFrame, results_dir, out_dir:
     def arms_of(tau):
         return [("lt", ":", "lt"), (kd_arm(tau, True), "-", f"kd {WITH}"), (kd_arm(tau, False), "--", f"kd {WITHOUT}")]
 
-    return [curves.draw_panels(found, kappas, taus, arms_of, out_dir / FIGURES[2],
+    return [plots.curves_per_kappa_tau(found, kappas, taus, arms_of, out_dir / FIGURES[2],
                                "Test accuracy against step (mean over seeds, band: min to max)")]
 
 
