@@ -8,12 +8,31 @@ import tempfile
 import pytest
 
 # Every test run gets its own cache (data chunks, teachers): nothing is read from or left in ~/.cache,
-# and the cache itself is removed when the run ends.
-_SESSION_CACHE = tempfile.mkdtemp(prefix="kdscale-test-cache-")
-_OWNER = os.getpid()
-atexit.register(lambda: os.getpid() == _OWNER and shutil.rmtree(_SESSION_CACHE, ignore_errors=True))
+# and the cache itself is removed when the run ends. Under pytest-xdist the controlling process makes
+# it and its workers (which inherit its environment) share it, so a teacher is trained once per run.
+if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get("KDSCALE_TEST_SESSION_CACHE"):
+    _SESSION_CACHE = os.environ["KDSCALE_TEST_SESSION_CACHE"]
+else:
+    _SESSION_CACHE = tempfile.mkdtemp(prefix="kdscale-test-cache-")
+    _OWNER = os.getpid()
+    atexit.register(lambda: os.getpid() == _OWNER and shutil.rmtree(_SESSION_CACHE, ignore_errors=True))
+    os.environ["KDSCALE_TEST_SESSION_CACHE"] = _SESSION_CACHE
 os.environ["KDSCALE_CACHE"] = _SESSION_CACHE
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# Under pytest-xdist the workers share the cores: torch's (OpenMP's) threads per worker are the
+# worker's share, as for the processes it starts, since threads beyond the cores spin against each
+# other (the fast tier took 179 s on 2 workers of 2 threads each, 2 cores).
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _THREADS = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ["OMP_NUM_THREADS"] = str(_THREADS)
+    import torch
+
+    torch.set_num_threads(_THREADS)
+# Token authentication from the start, for every Ray this process starts or joins and every process
+# it starts: ray.init turns it on by itself when it starts a Ray (Ray 2.60; the token is generated
+# into ~/.ray/auth_token), but a process whose first Ray was a ray.cluster_utils.Cluster keeps
+# 'disabled' and can no longer start one after that (InvalidAuthToken from its own GCS).
+os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
 @pytest.fixture(scope="session")
@@ -22,13 +41,12 @@ def session_cache():
 
 
 # A driver process holding one Ray instance for the session; it stops Ray when its stdin closes
-# (at the end of the session, or when pytest dies). It prints the address and the auth mode its
-# ray.init chose (Ray 2.60 turns token auth on; the token itself is in ~/.ray/auth_token).
+# (at the end of the session, or when pytest dies). It prints the address.
 _HOLD_RAY = """
 import os, sys
 import ray
 context = ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-print(context.address_info["gcs_address"], os.environ.get("RAY_AUTH_MODE", "disabled"), flush=True)
+print(context.address_info["gcs_address"], flush=True)
 sys.stdin.read()
 ray.shutdown()
 """
@@ -36,21 +54,13 @@ ray.shutdown()
 
 @pytest.fixture(scope="session")
 def ray_address():
-    """The address of a Ray instance the study scripts' smoke runs join (tests.scripts.run_script).
-    For the session, RAY_AUTH_MODE is the holder's, so that the processes the tests start can join."""
+    """The address of a Ray instance the study scripts' smoke runs join (tests.scripts.run_script)."""
     holder = subprocess.Popen([sys.executable, "-c", _HOLD_RAY], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True)
     line = holder.stdout.readline().split()
-    if len(line) != 2:
+    if len(line) != 1:
         holder.kill()
         raise RuntimeError(f"the session's Ray did not start (exit {holder.wait()})")
-    address, mode = line
-    before = os.environ.get("RAY_AUTH_MODE")
-    os.environ["RAY_AUTH_MODE"] = mode
-    yield address
+    yield line[0]
     holder.stdin.close()
     holder.wait(timeout=120)
-    if before is None:
-        os.environ.pop("RAY_AUTH_MODE", None)
-    else:
-        os.environ["RAY_AUTH_MODE"] = before

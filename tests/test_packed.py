@@ -110,13 +110,16 @@ def test_batch_norm_packs_carry_each_students_running_statistics(family):
         x = torch.randn(48, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
         datas.append(TrainData(x, (x.mean((1, 2, 3)) > 0).long(), x_test, (x_test.mean((1, 2, 3)) > 0).long()))
     packed = train_students(spec, ObjectiveSpec("lt"), recipe, seeds, datas, 2)
+    # float32 sums in another order (a grouped convolution against a plain one): at one torch thread
+    # resnet18's layer4 statistics (about 1.4) differ by up to 8e-5 after 12 steps and its test
+    # probabilities by 1.8e-4; another student's statistics would be off by tenths
     for seed, data, result in zip(seeds, datas, packed):
         alone = train(spec, ObjectiveSpec("lt"), recipe, seed, data, 2)
         state, expected = result.model.state_dict(), alone.model.state_dict()
         for name in expected:
             if "running" in name or "num_batches" in name:
-                assert torch.allclose(state[name].float(), expected[name].float(), atol=1e-5), name
-        assert torch.allclose(result.test_probs, alone.test_probs, atol=1e-4)
+                assert torch.allclose(state[name].float(), expected[name].float(), rtol=1e-4, atol=1e-4), name
+        assert torch.allclose(result.test_probs, alone.test_probs, atol=5e-4)
 
 
 def test_a_pack_of_several_objectives_matches_them_alone():
