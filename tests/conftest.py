@@ -64,3 +64,26 @@ def ray_address():
     yield line[0]
     holder.stdin.close()
     holder.wait(timeout=120)
+
+
+# The order in which pytest-xdist hands files to its workers (--dist loadfile --no-loadscope-reorder:
+# in collection order, one file at a time to whichever worker is free): the longest first, so that
+# no worker starts a long file while the other runs out of work. By default xdist sends the files
+# with the most tests first, and those are the fast ones: the study files came last. The first ones
+# below by their time in CI's serial run of 2026-11-30, then every other file with slow tests, then
+# the rest.
+LONGEST_FIRST = ("test_engine.py", "test_studies.py", "test_kappa_search.py", "test_studies_supervision.py",
+                 "test_reliability.py", "test_studies_scaling.py", "test_fair_recipe.py", "test_student_init.py",
+                 "test_state_tracking.py", "test_transfer.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # one process: the order of the files on the command line
+    slow = {item.path.name for item in items if item.get_closest_marker("slow")}
+
+    def rank(item):
+        name = item.path.name
+        return (LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST) + (name not in slow),)
+
+    items.sort(key=rank)  # stable: each file's tests keep their order
