@@ -77,13 +77,13 @@ LONGEST_FIRST = ("test_engine.py", "test_studies.py", "test_kappa_search.py", "t
                  "test_state_tracking.py", "test_transfer.py")
 
 
-def pytest_collection_modifyitems(session, config, items):
+def pytest_collection_modifyitems(items):
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return  # one process: the order of the files on the command line
     slow = {item.path.name for item in items if item.get_closest_marker("slow")}
 
     def rank(item):
         name = item.path.name
-        return (LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST) + (name not in slow),)
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST) + (name not in slow)
 
     items.sort(key=rank)  # stable: each file's tests keep their order
