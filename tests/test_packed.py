@@ -176,3 +176,23 @@ def test_students_with_their_own_test_sets_are_each_scored_on_their_own(family, 
         assert torch.allclose(result.test_probs, alone.test_probs, atol=1e-4)
         assert result.metrics["test_acc"] == pytest.approx(alone.metrics["test_acc"], abs=1e-6)
         assert [r["test_acc"] for r in result.history] == pytest.approx([r["test_acc"] for r in alone.history])
+
+
+def test_a_student_in_channels_last_leaves_its_callers_data_for_a_pack(monkeypatch):
+    """On a GPU a student alone trains in channels_last. It once converted the caller's tensors in
+    place, and a pack given the same TrainData next failed on an H200 (vmap's batch norm: "NYI:
+    querying is_contiguous inside of vmap"); here the CPU takes the channels_last path instead."""
+    from kdscale.train import loop
+
+    monkeypatch.setattr(loop, "CHANNELS_LAST_DEVICES", ("cpu", "cuda"))
+    spec, recipe = ModelSpec.parse("resnet18:width=4"), RecipeSpec(lr=0.05, steps=6, batch_size=16)
+    x, x_test = torch.randn(48, 3, 8, 8), torch.randn(40, 3, 8, 8)  # 3 channels: channels_last is another layout
+    data = TrainData(x, (x.mean((1, 2, 3)) > 0).long(), x_test, (x_test.mean((1, 2, 3)) > 0).long())
+    alone = train(spec, ObjectiveSpec("lt"), recipe, 0, data, 2)
+    assert alone.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)  # the path was taken
+    assert data.x_train is x and data.x_test is x_test and x.is_contiguous()  # the caller's data untouched
+    packed = train_students(spec, ObjectiveSpec("lt"), recipe, [0, 1], [data, data], 2)
+    assert torch.allclose(packed[0].test_probs, alone.test_probs, atol=5e-4)
+    pack = loop.Pack([alone.model, packed[1].model])  # and a pack takes channels_last input as it is
+    channels_last = torch.randn(8, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(pack.predict(channels_last), pack.predict(channels_last.contiguous()), atol=1e-6)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import torch
@@ -75,14 +75,24 @@ def forward_flops(model: nn.Module, sample: torch.Tensor) -> float:
     return float(counter.get_total_flops())
 
 
-def _channels_last(datas: list[TrainData], model: nn.Module) -> nn.Module:
-    """On a GPU, one student's images and convolutions in channels_last, the layout tensor cores want."""
+CHANNELS_LAST_DEVICES = ("cuda",)  # where a student alone trains in channels_last
+
+
+def _channels_last(datas: list[TrainData], model: nn.Module) -> tuple[list[TrainData], nn.Module]:
+    """On a GPU, one student's images and convolutions in channels_last, the layout tensor cores want.
+
+    The images are copies: the caller's TrainData stays as it was, since a pack that later takes the
+    same tensors cannot (vmap's batch norm on CUDA refuses channels_last input, seen on an H200)."""
     data = datas[0]
-    if data.x_train.device.type != "cuda" or data.x_train.dim() != 4:
-        return model
-    data.x_train = data.x_train.contiguous(memory_format=torch.channels_last)
-    data.x_test = data.x_test.contiguous(memory_format=torch.channels_last)
-    return model.to(memory_format=torch.channels_last)
+    if data.x_train.device.type not in CHANNELS_LAST_DEVICES or data.x_train.dim() != 4:
+        return datas, model
+    return [in_channels_last(data)], model.to(memory_format=torch.channels_last)
+
+
+def in_channels_last(data: TrainData) -> TrainData:
+    """A copy of `data` whose images are in channels_last (the other fields shared)."""
+    return replace(data, x_train=data.x_train.contiguous(memory_format=torch.channels_last),
+                   x_test=data.x_test.contiguous(memory_format=torch.channels_last))
 
 
 def initial_model(model_spec: ModelSpec, seed: int, input_shape: tuple[int, ...], num_classes: int,
@@ -145,7 +155,11 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
     for model, state in zip(built, init_states or [None] * size):
         if state is not None:  # a start other than the seed's own (kdscale/train/init.py)
             model.load_state_dict(state)
-    students = Single(_channels_last(datas, built[0])) if size == 1 else Pack(built)
+    if size == 1:
+        datas, single = _channels_last(datas, built[0])
+        students = Single(single)
+    else:
+        students = Pack(built)
     autocast = precision_context(recipe, device)
     if all(r == recipe for r in recipes):
         optimizer = make_optimizer(recipe, list(students.parameters()))

@@ -135,6 +135,7 @@ class Pack:
         In training mode the running statistics of batch-norm layers are updated here, per student.
         """
         names: list[tuple[str, float]] = []  # batch-norm layers (name, momentum) in the order they ran
+        x = x.contiguous()  # vmap's batch norm on CUDA refuses channels_last input ("NYI: querying is_contiguous")
 
         def one(p, b, inputs):
             _BATCH_STATS.append(([], names))
