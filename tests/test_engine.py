@@ -143,6 +143,9 @@ def test_seeds_and_objectives_of_one_configuration_are_packed_unless_told_not_to
     big = small_study(pairs=((ModelSpec.parse("cnn2d:width=4"), ModelSpec.parse("cnn2d:width=64")),))  # ~5.6 MFLOP
     assert all(len(p) == 1 for p in make_packs(big.trials(), None))  # compute-bound: not packed by default
     assert sorted(len(p) for p in make_packs(big.trials(), 3)) == [1, 1, 3, 3]  # unless asked
+    assert all(len(p) == 4 for p in make_packs(big.trials(), None, gpu=True))  # a GPU packs it (PACK_MAX_FLOPS_GPU)
+    huge = small_study(pairs=((ModelSpec.parse("cnn2d:width=4"), ModelSpec.parse("cnn2d:width=400")),))  # ~230 MFLOP
+    assert all(len(p) == 1 for p in make_packs(huge.trials(), None, gpu=True))
     shared = ModelSpec.parse("mlp:width=16")  # two pairs, one student: their lt trials are twins
     twins = small_study(pairs=((ModelSpec.parse("mlp:width=32"), shared), (ModelSpec.parse("mlp:width=64"), shared)),
                         kappas=(0.5,), seeds=(0, 1, 2))

@@ -18,7 +18,8 @@ def part_pack_threshold(ck: Check, fig: dict) -> None:
 
     size = ck.size
     pack = 4
-    current, source = repo_constant("kdscale/engine/driver.py", "PACK_MAX_FLOPS", 2e6)
+    constant = "PACK_MAX_FLOPS_GPU" if ck.device.type == "cuda" else "PACK_MAX_FLOPS"
+    current, source = repo_constant("kdscale/engine/trials.py", constant, 2e6)
     fig["setup"] = {"pack": pack, "objective": "lt", "M": size.thr_m, "batch": size.thr_batch,
                     "data": "random tensors of the model's input shape", "win": "ratio <= 0.9",
                     "ratio": "(packed seconds / 4) / (alone seconds), one call each, after a warm-up; the "
@@ -89,11 +90,11 @@ def part_projection(ck: Check, fig: dict) -> None:
 
     size = ck.size
     shape = (3, 32, 32)
-    pairs_text, pairs_source = repo_constant("studies/model_size.py", "IMAGE_PAIRS", (
+    pairs_text, pairs_source = repo_constant("kdscale/studyargs.py", "IMAGE_PAIRS", (
         "resnet18:width=64>cnn2d:width=20", "resnet18:width=64>resnet18:width=16",
         "cnn2d:width=20>cnn2d:width=20", "cnn2d:width=20>resnet18:width=64"))
     kappas, kappas_source = repo_constant("kdscale/studyargs.py", "MAIN_KAPPAS", (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 4.0))
-    n_teachers, n_source = repo_constant("studies/model_size.py", "N_TEACHER", {"cifar5m": 60_000})
+    n_teachers, n_source = repo_constant("kdscale/data/__init__.py", "DEFAULT_N", {"cifar5m": 60_000})
     n = int(n_teachers.get("cifar5m", 60_000))
     paper = RECIPES.get("paper-cifar10")
     epochs, p_batch, seeds, n_test = paper.epochs, paper.batch_size, 3, 10_000

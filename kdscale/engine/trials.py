@@ -38,6 +38,10 @@ MAX_PACK = 16
 # 2 CPU cores (docs/benchmarks.md): a pack of 3-4 took 0.25-0.71 of the sequential time for
 # models of 0.015-0.39 MFLOP, and 1.2x for the vanilla CNN on CIFAR (10.3 MFLOP), compute-bound.
 PACK_MAX_FLOPS = 2e6
+# The same on a GPU (trials with --gpus-per-trial > 0): on one H200 (bench/gpu_check.py, 2026-11-30) a
+# pack of 4 took 0.50-0.58 of the sequential time for models of 0.03-10 MFLOP and 0.72 for cnn2d-40
+# (39 MFLOP), the largest it measured; larger models train one at a time until measured.
+PACK_MAX_FLOPS_GPU = 4e7
 STOP_GRACE_S = 30.0  # after Ctrl-C, how long running trials get to reach a report and save
 
 
@@ -176,14 +180,15 @@ class _StopOnInterrupt(tune.Stopper):
         return self.callback.should_stop()
 
 
-def make_packs(trials: list[TrialSpec], pack_size: int | None) -> list[list[TrialSpec]]:
+def make_packs(trials: list[TrialSpec], pack_size: int | None, gpu: bool = False) -> list[list[TrialSpec]]:
     """Group trials that differ only by seed, objective, learning rate and teacher into packs
     (kdscale.train) of at most `pack_size` students: same model, budget and data size, so the same
     step count. Twins (kdscale.trial.training_key: lt of several pairs with one student) go to one
     pack and count as one student: they train once.
 
     None packs up to MAX_PACK students of every packable configuration whose model is small
-    (PACK_MAX_FLOPS), where packing was measured faster; an explicit size packs every packable one;
+    (PACK_MAX_FLOPS, or PACK_MAX_FLOPS_GPU when the trials run on GPUs: `gpu`), where packing was
+    measured faster; an explicit size packs every packable one;
     1 turns packing off (twins still train once).
     """
     from kdscale import data as datasets, models
@@ -197,7 +202,7 @@ def make_packs(trials: list[TrialSpec], pack_size: int | None) -> list[list[Tria
         if key not in can_pack:
             info = datasets.info(trial.data)
             model = models.build(trial.student, info.input_shape, info.num_classes, info.vocab_size)
-            small = forward_flops(model, info.example()) <= PACK_MAX_FLOPS
+            small = forward_flops(model, info.example()) <= (PACK_MAX_FLOPS_GPU if gpu else PACK_MAX_FLOPS)
             can_pack[key] = packable(model) and (small or pack_size is not None)
         group = _pack_key(trial) if can_pack[key] and size > 1 else training_key(trial)
         groups.setdefault(group, []).append(trial)
@@ -226,7 +231,7 @@ def train_students(spec, pending: list[TrialSpec], teachers: dict, store: Result
                    total: int, done: int, progress: bool, log, fault: dict | None) -> bool:
     """Train the pending trials as Tune trials; True if some did not finish (interrupted)."""
     resources = spec.resources
-    packs = make_packs(pending, resources.pack_size)
+    packs = make_packs(pending, resources.pack_size, gpu=resources.gpus_per_trial > 0)
     if len(packs) < len(pending):
         log(f"students: {len(pending)} in {len(packs)} Tune trials (seeds and objectives of one configuration "
             "packed)")
