@@ -7,9 +7,9 @@
 Writes DIR/gpu_check.json (every figure) and DIR/gpu_check.log (what it printed). It drives kdscale's
 trainer directly (kdscale.train, .models, .data, .config; the students-per-hour loops of
 bench/gpu_throughput.py) and never imports Ray, MLflow or Optuna; the JSON's `forbidden_imports`
-says, from sys.modules at the end, that none of them was imported. Six parts (environment, trial,
-throughput, grid, pack_threshold, projection: bench/gpucheck/ holds them, its __init__.py says what
-each measures), each timed, each written into the JSON (atomically: a temporary file, then one
+says, from sys.modules at the end, that none of them was imported. Seven parts (environment, trial,
+throughput, grid, pack_threshold, projection, paths: bench/gpucheck/ holds them, its __init__.py says
+what each measures), each timed, each written into the JSON (atomically: a temporary file, then one
 rename) the moment it finishes, so a run cut short keeps the finished parts.
 
 Budget: `--budget-s` (default 480) counts from the script's start. Before each part and each
@@ -20,16 +20,18 @@ cuts any measurement still running a few seconds before the deadline, so the scr
 its budget. `--quick` shrinks every part to a few steps (a CPU smoke run).
 
 On a lent GPU machine (NVIDIA H100/H200, 16 CPU cores, no network), from the repository root of the
-working tree's copy, in one call of the device tool:
+working tree's copy, in one call of the device tool (as run on an H200, 2026-11-30; the device's image
+lacks `mnist1d`, whose wheel travels: `pip download --no-deps mnist1d -d .whl` here first):
 
-    run(command="PYTHONUNBUFFERED=1 python bench/gpu_check.py --out $OUT --device cuda", timeout_s=540)
+    run(command="python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && "
+                "export PYTHONPATH=/tmp/site && PYTHONUNBUFFERED=1 python3 bench/gpu_check.py "
+                "--out $OUT --device cuda --budget-s 450", carry=[".whl"], timeout_s=520)
 
-No carry and no extra package need to travel: the script puts the repository root on sys.path itself
-(kdscale need not be installed) and needs torch and numpy; MNIST-1D also needs the `mnist1d` package
-(with scipy) and ResNet-18 torchvision. Where one is missing it says so in the JSON: part 2 is skipped,
-part 3 takes random tensors of MNIST-1D's shape, part 6 uses ResNet-18 FLOPs measured here with
-kdscale.train.forward_flops and skips its ResNet-18 timings. $OUT then holds gpu_check.json and
-gpu_check.log.
+The script puts the repository root on sys.path itself (kdscale need not be installed) and needs
+torch and numpy; MNIST-1D also needs the `mnist1d` package (with scipy) and ResNet-18 torchvision.
+Where one is missing it says so in the JSON: part 2 is skipped, part 3 takes random tensors of
+MNIST-1D's shape, part 6 uses ResNet-18 FLOPs measured here with kdscale.train.forward_flops and
+skips its ResNet-18 timings. $OUT then holds gpu_check.json and gpu_check.log.
 """
 from __future__ import annotations
 

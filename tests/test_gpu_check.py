@@ -50,6 +50,7 @@ KEY_FIGURES = {
     "grid": ("students_per_hour",),
     "pack_threshold": ("models", 0, "ratio"),
     "projection": ("total", "paper_gpu_hours"),
+    "paths": ("passed",),
 }
 
 
@@ -81,6 +82,8 @@ def test_every_part_in_process(gpu_check, tmp_path):
     assert on_disk["parts"]["trial"]["status"] == "ok"  # mnist1d is installed here: the real trial ran
     assert isinstance(on_disk["parts"]["trial"]["bf16_within_0.05"], bool)
     assert on_disk["parts"]["projection"]["total"]["kdscale_pflop"] > 0
+    paths = on_disk["parts"]["paths"]  # every trainer path, packed against alone
+    assert paths["failed"] == [] and paths["passed"] == len(paths["cases"]) >= 10
     assert data["total_wall_s"] <= 120
     # nothing the check ran imported Ray, MLflow or Optuna, and the JSON says so
     newly = {name for name in gpu_check.FORBIDDEN if name in sys.modules} - before

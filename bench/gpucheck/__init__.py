@@ -25,12 +25,15 @@
                      paper-cifar10 recipe, CIFAR-5m N) in FLOPs, over steady-state seconds per sample
                      measured here per model: GPU-hours through kdscale (packed where faster) against
                      the paper's code path
+  7. paths           each path of the trainer on the device (batch norm, ResNet-18 alone then packed,
+                     ViT, augmented kd, stacked learning rates, bf16, own test sets, GPT and RNN
+                     tokens): a pack against its students alone, within a tolerance (parts_paths)
 
 Modules: budget (the deadline, its timer, the cost model, each part's smallest estimate), common
 (sizes, the JSON writer, the Check every part takes, model helpers), parts_env (1), parts_train
-(2-4), parts_pack (5, 6); here, `run_part`, one part within its share of the budget. The package
-imports as `gpucheck` with bench/ on sys.path (the script puts it there) and imports torch and
-kdscale only inside functions.
+(2-4), parts_pack (5, 6), parts_paths (7); here, `run_part`, one part within its share of the
+budget. The package imports as `gpucheck` with bench/ on sys.path (the script puts it there) and
+imports torch and kdscale only inside functions.
 """
 import traceback
 
@@ -38,10 +41,12 @@ from .budget import Skip, smallest_estimate
 from .common import Check, has_skips
 from .parts_env import part_environment
 from .parts_pack import part_pack_threshold, part_projection
+from .parts_paths import part_paths
 from .parts_train import part_grid, part_throughput, part_trial
 
 PART_FUNCTIONS = {"environment": part_environment, "trial": part_trial, "throughput": part_throughput,
-                  "grid": part_grid, "pack_threshold": part_pack_threshold, "projection": part_projection}
+                  "grid": part_grid, "pack_threshold": part_pack_threshold, "projection": part_projection,
+                  "paths": part_paths}
 PARTS = tuple(PART_FUNCTIONS)
 
 
