@@ -145,9 +145,12 @@ def bootstrap_crossing(kappas, pg_by_seed, higher_is_better: bool = True, n_boot
     complete = np.isfinite(replicate_gains).all(axis=1)
     values = np.empty(n_boot)
     values[complete] = _crossings(log_kappa, replicate_gains[complete])[0]
-    for row in np.flatnonzero(~complete):  # a replicate that drew no seed with some kappa
-        keep = np.isfinite(replicate_gains[row])
-        values[row] = _crossings(log_kappa[keep], replicate_gains[row, keep][None])[0][0]
+    incomplete = np.flatnonzero(~complete)  # replicates that drew no seed with some kappa: each on the
+    if len(incomplete):                     # kappas it has, one call per pattern of missing kappas
+        patterns, which = np.unique(np.isfinite(replicate_gains[incomplete]), axis=0, return_inverse=True)
+        for p, keep in enumerate(patterns):
+            rows = incomplete[which.ravel() == p]
+            values[rows] = _crossings(log_kappa[keep], replicate_gains[np.ix_(rows, keep)])[0]
     if keep_replicates:
         out["replicates"] = values.copy()
     values = values[~np.isnan(values)]

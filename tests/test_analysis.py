@@ -141,6 +141,27 @@ def test_bootstrap_is_reproducible_and_handles_missing_seeds():
     assert np.isnan(one_seed["ci_low"]) and one_seed["n_boot"] == 0
 
 
+def test_bootstrap_replicates_missing_kappas_equal_each_read_on_its_own():
+    """Replicates that drew no seed with some kappa are grouped by which kappas they lack; each
+    must equal find_crossing on that replicate's own curve, read row by row."""
+    rng = np.random.default_rng(3)
+    kappas = np.array([0.05, 0.1, 0.2, 0.5, 1.0, 2.0])
+    pg = 1.0 + 0.1 * (-0.5 - np.log10(kappas)) + rng.normal(0, 0.05, size=(4, 6))
+    pg[0, [1, 4]] = pg[1, 4] = pg[2, 2] = np.nan  # an adaptive search's ragged seeds
+    result = xo.bootstrap_crossing(kappas, pg, n_boot=400, seed=5, keep_replicates=True)
+    draws = np.random.default_rng(5).integers(0, 4, size=(400, 4))
+    expected = []
+    with np.errstate(invalid="ignore"):
+        means = np.stack([np.nansum(pg[row] - 1.0, axis=0) / np.isfinite(pg[row]).sum(axis=0) for row in draws])
+    for curve in means:  # the gain of PG (kd helps where PG > 1); NaN where no drawn seed has the kappa
+        keep = np.isfinite(curve)
+        found = xo.find_crossing(kappas[keep], curve[keep])
+        expected.append(np.log(found.kappa_star) if found.status == xo.CROSSING else
+                        {xo.ABOVE: np.inf, xo.UNSTABLE: np.inf, xo.BELOW: -np.inf}.get(found.status, np.nan))
+    assert np.isnan(means).any(axis=1).sum() > 20  # the grouped path was taken
+    np.testing.assert_allclose(result["replicates"], expected, rtol=1e-12)
+
+
 def test_crossover_table_from_trials_recovers_kappa_star():
     table, truth = synthetic_study(n_seeds=10, noise_sd=0.005, seed_sd=0.005, predictions=False)
     trials = prepare(table)
