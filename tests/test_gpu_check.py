@@ -139,6 +139,10 @@ def test_cuda_without_a_gpu_is_one_line_and_exit_2(gpu_check, tmp_path, capsys):
     assert not out.exists()  # before any compute, and before any file
 
 
-def test_device_command_is_in_the_docstring(gpu_check):
-    assert 'run(command="PYTHONUNBUFFERED=1 python bench/gpu_check.py --out $OUT --device cuda", timeout_s=540)' \
-        in gpu_check.__doc__
+def test_device_command_is_in_the_docstring_and_the_benchmarks(gpu_check):
+    """The command as it ran on an H200: mnist1d's wheel carried and installed, then the script."""
+    command = gpu_check.__doc__.split("    run(command=", 1)[1].split(")\n", 1)[0]
+    assert "bench/gpu_check.py" in command and "--out $OUT --device cuda" in command
+    assert 'carry=[".whl"]' in command and "--target /tmp/site .whl/*.whl" in command
+    benchmarks = (Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md").read_text()
+    assert "    run(command=" + command + ")" in benchmarks

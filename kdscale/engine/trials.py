@@ -38,9 +38,10 @@ MAX_PACK = 16
 # 2 CPU cores (docs/benchmarks.md): a pack of 3-4 took 0.25-0.71 of the sequential time for
 # models of 0.015-0.39 MFLOP, and 1.2x for the vanilla CNN on CIFAR (10.3 MFLOP), compute-bound.
 PACK_MAX_FLOPS = 2e6
-# The same on a GPU (trials with --gpus-per-trial > 0): on one H200 (bench/gpu_check.py, 2026-11-30) a
-# pack of 4 took 0.50-0.58 of the sequential time for models of 0.03-10 MFLOP and 0.72 for cnn2d-40
-# (39 MFLOP), the largest it measured; larger models train one at a time until measured.
+# The same on a GPU (trials with --gpus-per-trial > 0): on one H200 (bench/gpu_check.py, 2026-11-30,
+# three runs) a pack of 4 took 0.45-0.62 of the sequential time for models of 0.03-10 MFLOP and
+# 0.60-0.72 for cnn2d-40 (39 MFLOP), the largest it measured; larger models train one at a time
+# until measured (ResNet-18 of width 16, 70 MFLOP, was 1.4x slower packed).
 PACK_MAX_FLOPS_GPU = 4e7
 STOP_GRACE_S = 30.0  # after Ctrl-C, how long running trials get to reach a report and save
 

@@ -86,10 +86,10 @@ def _channels_last(datas: list[TrainData], model: nn.Module) -> tuple[list[Train
     data = datas[0]
     if data.x_train.device.type not in CHANNELS_LAST_DEVICES or data.x_train.dim() != 4:
         return datas, model
-    return [in_channels_last(data)], model.to(memory_format=torch.channels_last)
+    return [_in_channels_last(data)], model.to(memory_format=torch.channels_last)
 
 
-def in_channels_last(data: TrainData) -> TrainData:
+def _in_channels_last(data: TrainData) -> TrainData:
     """A copy of `data` whose images are in channels_last (the other fields shared)."""
     return replace(data, x_train=data.x_train.contiguous(memory_format=torch.channels_last),
                    x_test=data.x_test.contiguous(memory_format=torch.channels_last))
