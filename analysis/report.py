@@ -115,7 +115,12 @@ def make_headline(analysis: Analysis, markdown_path: Path | None = None) -> str:
     if analysis.cross is None:
         lines.append(f"kappa*: not computed: {analysis.skipped.get('crossover', 'no data')}")
     else:
-        lines.append(f"kappa* (PG = R(kd)/R(lt) crosses 1; {level} bootstrap CI over seeds):")
+        frame = trials.frame
+        kd_rows = frame[frame["objective"] != "lt"] if "objective" in frame else frame
+        one_teacher = "teacher_id" in frame and (kd_rows.groupby("teacher")["teacher_id"].nunique() <= 1).all()
+        over = ("the students' seeds, one teacher per pair: another teacher draw can move it further" if one_teacher
+                else "seeds")
+        lines.append(f"kappa* (PG = R(kd)/R(lt) crosses 1; {level} bootstrap CI over {over}):")
         # The few-seeds caveat is one warning line above, not repeated on every pair.
         lines += [f"  {r['pair']} {r['arm']}: {xo.describe(r, trials.metric.higher_is_better, analysis.ci, False)}"
                   for r in headline_rows(analysis)]

@@ -75,6 +75,7 @@ def test_headline_names_each_relation(study):
     _, _, result = study
     headline = result.headline
     assert "kappa* (PG = R(kd)/R(lt) crosses 1" in headline
+    assert "over the students' seeds, one teacher per pair: another teacher draw" in headline  # one teacher each
     assert "size scaling" in headline and "b = " in headline
     assert "test of beta = 0.5" in headline
     assert "identity E||p-y||^2 = bias^2 + variance holds" in headline
@@ -89,6 +90,12 @@ def test_a_small_study_reports_what_it_cannot_compute(tmp_path):
     text = result.markdown_path.read_text()
     assert "needs kappa* inside the grid for at least 3 pairs" in text
     assert "warning: kappa* intervals rest on as few as 2 seeds" in result.headline
+    table = pd.read_parquet(tmp_path / "results.parquet")
+    table.loc[table["seed"] == 1, "teacher_id"] = "another teacher"  # a teacher per seed: not one teacher
+    again = tmp_path / "per_seed"
+    again.mkdir()
+    table.to_parquet(again / "results.parquet")
+    assert "bootstrap CI over seeds):" in write_report(again, out_dir=again / "out", n_boot=N_BOOT).headline
     assert "only 2 seeds: a bootstrap CI covers at most about 50%" in text  # in the crossover table
 
 
