@@ -73,9 +73,11 @@ class StudySpec:
     # An adaptive design (kdscale.adaptive) instead of the full grid: (pair index, kappa, n) per cell
     # visited, training seeds[:n] there; each kappa one of `kappas`. Empty: pairs x kappas x seeds.
     plan: tuple[tuple[int, float, int], ...] = ()
-    # Random teachers (issue 18, arXiv 2302.12091): untrained teachers, one per seed (seed
-    # teacher_seed + s, so never the student's own initialisation), and the axes of where a student
+    # Random teachers (issue 18, arXiv 2302.12091): untrained teachers, and the axes of where a student
     # starts ((init, init_scale) pairs, TrialSpec.init) and what it is distilled on (TrialSpec.inputs).
+    # teacher_per_seed: a teacher per seed (seed teacher_seed + s; with teacher_seed >= the number of
+    # seeds, never a student's own initialisation), trained or not, so that an interval over seeds
+    # resamples teacher and student together; a recipe search scores the first seed's teacher.
     teacher_untrained: bool = False
     teacher_per_seed: bool = False
     inits: tuple[tuple[str, float], ...] = (("independent", 0.0),)
@@ -113,9 +115,6 @@ class StudySpec:
                                 f"below {len(self.pairs)}, a kappa of study.kappas and 1 to {len(self.seeds)} seeds")
         if not self.inits or not self.inputs:
             raise SpecError("study.inits and study.inputs must each hold at least one value")
-        if self.teacher_per_seed and self.recipe_policy != "fixed":
-            raise SpecError(f"study.recipe_policy={self.recipe_policy!r} is invalid with a teacher per seed: "
-                            "a recipe search scores one teacher; use fixed")
         if self.recipe_policy not in POLICIES:
             raise SpecError(f"study.recipe_policy={self.recipe_policy!r} is invalid: must be one of {', '.join(POLICIES)}")
         # every cell validates now, before any compute: the trials (the base recipe standing in for
@@ -166,7 +165,8 @@ class StudySpec:
         if self.recipe_policy == "fixed":
             return None
         searched = objective if self.recipe_policy == "fair" else ObjectiveSpec("lt")
-        teacher = self.teacher(teacher_model) if searched.uses_teacher else None
+        # with a teacher per seed, the first seed's: a recipe is chosen once per cell and serves every seed
+        teacher = self.teacher(teacher_model, self.seeds[0]) if searched.uses_teacher else None
         return SearchSpec(self.data, student, searched, kappa, self.recipe, self.search, teacher)
 
     def searches(self) -> list[SearchSpec]:

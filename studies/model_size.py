@@ -42,6 +42,7 @@ GRID = Grid("model_size", kappas=MAIN_KAPPAS, pairs=MAIN_PAIRS, quick=dict(
     pairs=("cnn1d:width=16>cnn1d:width=16", "cnn1d:width=64>cnn1d:width=4", "cnn1d:width=8>cnn1d:width=16"),
     kappas=(0.05, 0.2, 1.0, 2.0), seeds=2))
 ADAPTIVE = replace(GRID, name="model_size_adaptive")
+TEACHERS_SEED = 1000  # --teacher-per-seed: seed s distils from a teacher of seed 1000 + s, never its own init
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default 2)")),
             ("--alpha", dict(type=float, default=0.0, help="weight of the label loss in kd")),
             ("--extras", dict(nargs="+", default=[], help="end-of-trial measurements: cka fa probe features")),
-            ("--no-tau-squared", dict(action="store_true", help="kd without the tau^2 factor"))):
+            ("--no-tau-squared", dict(action="store_true", help="kd without the tau^2 factor")),
+            ("--teacher-per-seed", dict(action="store_true", help="a teacher per seed (seeds 1000 + s) instead of "
+                                        "one per model, so kappa*'s interval resamples teachers too (study "
+                                        "NAME_teachers)"))):
         parser.add_argument(flag, **options)
     add_budget_flags(parser)
     add_init_flags(parser)
@@ -81,6 +85,8 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
     adaptive = is_adaptive(args)  # then --kappas and --seeds are the coarse pass's
     kappas, seeds = coarse_pass(args, GRID) if adaptive else (GRID.kappa_values(args), GRID.seed_values(args))
     name = (ADAPTIVE if adaptive else GRID).study_name(args)
+    if args.teacher_per_seed and not args.name:  # other teachers, other trials: a study of its own
+        name = f"{name}_teachers"
     if args.vit:  # a study of its own, so the main job's table keeps its pairs
         defaults = VIT_PAIRS.get(args.dataset, VIT_PAIRS["images"])
         name = name if args.name else name.replace(GRID.name, f"{GRID.name}_vit", 1)
@@ -89,6 +95,7 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
         taus=tuple(args.taus), objectives=tuple(args.objectives), seeds=seeds, recipe=student_recipe,
         teacher_recipe=teacher_recipe, alpha=args.alpha,
         tau_squared=not args.no_tau_squared, extras=tuple(args.extras), resources=resources(args), inits=inits(args),
+        **({"teacher_per_seed": True, "teacher_seed": TEACHERS_SEED} if args.teacher_per_seed else {}),
         **recipe_fields(args))
 
 

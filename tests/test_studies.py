@@ -65,6 +65,29 @@ def test_vit_flag_swaps_the_pairs_and_leaves_the_default_grid_alone():
     assert plain.name == "model_size" and [f"{t}>{s}" for t, s in plain.pairs] == list(script.DIGITS_PAIRS)
 
 
+def test_teacher_per_seed_gives_each_seed_its_own_trained_teacher_and_searches_on_the_first():
+    from tests.scripts import load_script
+
+    script = load_script("model_size")
+    spec = script.build_spec(script.build_parser().parse_args(["--teacher-per-seed", "--seeds", "3"]))
+    assert spec.name == "model_size_teachers" and spec.recipe_policy == "fair"
+    chosen = {search.id: spec.recipe for search in spec.searches()}  # as if every search had chosen the base
+    kd = [t for t in spec.trials(chosen) if t.objective.name == "kd"]
+    by_seed = {}
+    for trial in kd:
+        by_seed.setdefault((trial.teacher.model, trial.seed), set()).add(trial.teacher.id)
+        assert trial.teacher.seed == 1000 + trial.seed and not trial.teacher.untrained
+    assert all(len(ids) == 1 for ids in by_seed.values())  # one teacher per (model, seed) ...
+    assert len({t.teacher.id for t in kd if t.seed == 0} & {t.teacher.id for t in kd if t.seed == 1}) == 0  # ... each its own
+    searched = {s.teacher.id for s in spec.searches() if s.teacher is not None}
+    assert searched == {spec.teacher(model, 0).id for model, _ in spec.pairs} and all(
+        spec.teacher(model, 0).seed == 1000 for model, _ in spec.pairs)  # the first seed's teacher
+    assert {t.id for t in spec.teachers()} >= {t.teacher.id for t in kd}
+    plain = script.build_spec(script.build_parser().parse_args([]))
+    trials = plain.trials({search.id: plain.recipe for search in plain.searches()})
+    assert plain.name == "model_size" and {t.teacher.seed for t in trials} == {0}
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--kappas", "0.1", "-1"], "trial.kappa=-1.0 is invalid"),
     (["--taus", "4", "0"], "tau=0.0 is invalid"),
