@@ -26,7 +26,8 @@ class AnalysisError(ValueError):
 # section that needs a missing column says so in the report instead of failing.
 REQUIRED_COLUMNS = ("trial_id", "status", "teacher", "student", "kappa", "objective", "seed")
 # A pair is the teacher model on its data (teacher_id tells apart teachers of one model name
-# trained on other data or with another seed) and the student model.
+# trained on other data or with another seed, unless each student seed has its own teacher: then
+# the ids are the seeds' draws of one pair's teacher) and the student model.
 PAIR_COLUMNS = ("dataset", "n_teacher", "teacher_id", "teacher", "student")
 
 
@@ -230,6 +231,9 @@ def _pair_labels(frame: pd.DataFrame) -> pd.Series:
         label = label + " N=" + keys["n_teacher"].astype(str)
     if "teacher_id" in columns:
         ids_per_label = keys.groupby(label)["teacher_id"].transform("nunique")
+        if "seed" in frame.columns:  # one teacher per seed: that seed's draw of the pair's teacher, not a pair
+            per_seed = keys["teacher_id"].groupby([label, frame["seed"]]).transform("nunique")
+            ids_per_label = ids_per_label.where(per_seed.groupby(label).transform("max") > 1, 1)
         label = label.where(ids_per_label < 2, label + " #" + keys["teacher_id"].astype(str).str[:6])
     return label
 

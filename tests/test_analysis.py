@@ -331,3 +331,19 @@ def test_bias_variance_from_a_results_directory(tmp_path):
 def test_bias_variance_rejects_mismatched_shapes():
     with pytest.raises(AnalysisError, match="do not match"):
         decompose(np.ones((2, 3, 4)), np.zeros(5, dtype=int))
+
+
+def test_a_teacher_per_seed_is_one_pair_and_two_teachers_per_seed_are_two():
+    """A teacher per seed (model_size --teacher-per-seed, random teachers) is each seed's draw of the
+    pair's teacher: one pair, its seeds resampling teachers too. Two teachers within one seed are two
+    pairs, told apart by their ids."""
+    from analysis.table import prepare
+
+    table, _ = synthetic_study(n_seeds=3, predictions=False)
+    pairs = prepare(table).frame["pair"].nunique()
+    per_seed = table.assign(teacher_id=table["teacher_id"] + "/" + table["seed"].astype(str))
+    assert prepare(per_seed).frame["pair"].nunique() == pairs
+    assert not prepare(per_seed).frame["pair"].str.contains("#").any()
+    second = table.assign(teacher_id="b" + table["teacher_id"], trial_id=table["trial_id"] + "/b")
+    both = prepare(pd.concat([table, second], ignore_index=True)).frame["pair"]
+    assert both.nunique() == 2 * pairs and both.str.contains(" #").all()
