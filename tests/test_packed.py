@@ -185,14 +185,19 @@ def test_a_student_in_channels_last_leaves_its_callers_data_for_a_pack(monkeypat
     from kdscale.train import loop
 
     monkeypatch.setattr(loop, "CHANNELS_LAST_DEVICES", ("cpu", "cuda"))
-    spec, recipe = ModelSpec.parse("resnet18:width=4"), RecipeSpec(lr=0.05, steps=6, batch_size=16)
-    x, x_test = torch.randn(48, 3, 8, 8), torch.randn(40, 3, 8, 8)  # 3 channels: channels_last is another layout
-    data = TrainData(x, (x.mean((1, 2, 3)) > 0).long(), x_test, (x_test.mean((1, 2, 3)) > 0).long())
+    # cnn2d with batch norm: packed and alone agree to 1e-7 here over 12 data draws, where a ResNet-18
+    # of width 4 on 8x8 images (batch norm over 16 values in its last stage) came 5e-2 apart on some
+    spec = ModelSpec.parse("cnn2d:width=4,batch_norm=true")
+    recipe = RecipeSpec(lr=0.05, steps=6, batch_size=16)
+    gen = torch.Generator().manual_seed(0)
+    x, x_test = torch.randn(48, 3, 8, 8, generator=gen), torch.randn(40, 3, 8, 8, generator=gen)  # 3 channels:
+    data = TrainData(x, (x.mean((1, 2, 3)) > 0).long(), x_test, (x_test.mean((1, 2, 3)) > 0).long())  # 2 layouts
     alone = train(spec, ObjectiveSpec("lt"), recipe, 0, data, 2)
-    assert alone.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)  # the path was taken
+    conv = alone.model.body[0]
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()  # taken
     assert data.x_train is x and data.x_test is x_test and x.is_contiguous()  # the caller's data untouched
     packed = train_students(spec, ObjectiveSpec("lt"), recipe, [0, 1], [data, data], 2)
-    assert torch.allclose(packed[0].test_probs, alone.test_probs, atol=5e-4)
+    assert torch.allclose(packed[0].test_probs, alone.test_probs, atol=1e-5)
     pack = loop.Pack([alone.model, packed[1].model])  # and a pack takes channels_last input as it is
-    channels_last = torch.randn(8, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    channels_last = torch.randn(8, 3, 8, 8, generator=gen).contiguous(memory_format=torch.channels_last)
     assert torch.allclose(pack.predict(channels_last), pack.predict(channels_last.contiguous()), atol=1e-6)
