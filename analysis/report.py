@@ -115,9 +115,8 @@ def make_headline(analysis: Analysis, markdown_path: Path | None = None) -> str:
     if analysis.cross is None:
         lines.append(f"kappa*: not computed: {analysis.skipped.get('crossover', 'no data')}")
     else:
-        frame = trials.frame
-        kd_rows = frame[frame["objective"] != "lt"] if "objective" in frame else frame
-        one_teacher = "teacher_id" in frame and (kd_rows.groupby("teacher")["teacher_id"].nunique() <= 1).all()
+        frame = trials.frame  # a pair holds several teacher ids only where each seed had its own (table.py)
+        one_teacher = "teacher_id" in frame and (frame.groupby("pair")["teacher_id"].nunique() <= 1).all()
         over = ("the students' seeds, one teacher per pair: another teacher draw can move it further" if one_teacher
                 else "seeds")
         lines.append(f"kappa* (PG = R(kd)/R(lt) crosses 1; {level} bootstrap CI over {over}):")

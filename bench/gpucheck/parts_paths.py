@@ -73,7 +73,7 @@ def _case(ck, name: str, model: str, kind: str, objectives: tuple[str, ...], fie
     fields = dict(fields)
     lrs = fields.pop("lrs", None)
     base = RecipeSpec(**{"lr": 0.02, "steps": 12, "batch_size": 16, **fields})
-    recipes = [replace(base, lr=lr) for lr in lrs] if lrs else base
+    recipes = [replace(base, lr=lr) for lr in lrs] if lrs else [base] * len(objectives)
     objective = [ObjectiveSpec(o, tau=4.0) if o == "kd" else ObjectiveSpec(o) for o in objectives]
     seeds = list(range(len(objectives)))
     vocab = VOCAB if kind == "tokens" else None
@@ -83,11 +83,10 @@ def _case(ck, name: str, model: str, kind: str, objectives: tuple[str, ...], fie
         teacher = models.build(parse("cnn2d:width=4"), (3, 16, 16), NUM_CLASSES).to(ck.device).eval()
     datas = [_data(kind, seed, ck.device, teacher) for seed in seeds]
     spec = parse(model)
-    per = recipes if isinstance(recipes, list) else [recipes] * len(seeds)
     alone = [train(spec, o, r, s, d, classes, max_reports=1, vocab_size=vocab)
-             for o, r, s, d in zip(objective, per, seeds, datas)]
-    (packed, seconds) = ck.timed(lambda: train_students(spec, objective, recipes, seeds, datas, classes, max_reports=1,
-                                                        vocab_size=vocab))
+             for o, r, s, d in zip(objective, recipes, seeds, datas)]
+    packed, seconds = ck.timed(lambda: train_students(spec, objective, recipes, seeds, datas, classes, max_reports=1,
+                                                      vocab_size=vocab))
     tol = 5e-3 if base.precision == "bf16" else 5e-4
     diffs = [float((p.test_probs - a.test_probs).abs().max()) if p.test_probs is not None and a.test_probs is not None
              else float("inf") for p, a in zip(packed, alone)]
