@@ -135,16 +135,16 @@ def search_specs_from_flags(args: argparse.Namespace):
     from kdscale.config import DataSpec, ModelSpec, ObjectiveSpec, TeacherSpec
     from kdscale.recipes import study_recipes
     from kdscale.schema import n_train
-    from kdscale.search import QUICK_SPACE, SearchSpace, SearchSpec
+    from kdscale.search import SearchSpec, default_space
     from kdscale.study import check_models
 
-    default = QUICK_SPACE if args.quick else SearchSpace()
+    teacher_recipe, student_recipe = study_recipes(args.dataset, args.quick, args.precision)
+    default = default_space(student_recipe.optimizer, args.quick)
     space = replace(default, lrs=tuple(args.lrs or default.lrs), budgets=tuple(args.budgets or default.budgets),
                     eta=args.eta, seeds=args.search_seeds, val_fraction=args.val_fraction)
     n_teacher = data.default_n_teacher(args.dataset) if args.n_teacher is None else args.n_teacher
     data_spec = DataSpec(name=args.dataset, n_teacher=n_teacher, seed=args.data_seed, root=args.data_root)
     info = data.check(data_spec, args.kappas, role="tune")
-    teacher_recipe, student_recipe = study_recipes(args.dataset, args.quick, args.precision)
     student = ModelSpec.parse(args.student)
     teacher = TeacherSpec(data_spec, ModelSpec.parse(args.teacher), teacher_recipe) if args.teacher else None
     check_models(data_spec, [(teacher.model if teacher else student, student)], (student_recipe,),
@@ -268,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--quick", action="store_true", help="the --quick studies' search: lr 0.01, 0.04, 0.16; "
                       "250 and 500 steps")
     tune.add_argument("--precision", help="forward precision: fp32 or bf16 (autocast)")
-    tune.add_argument("--lrs", nargs="+", type=float, help="learning rates to try (default 0.01 to 0.32, x2 apart)")
+    tune.add_argument("--lrs", nargs="+", type=float, help="learning rates to try (default 0.01 to 0.32, x2 apart; for an Adam or AdamW recipe 2.5e-4 to 8e-3)")
     tune.add_argument("--budgets", nargs="+", type=int, help="step budgets, the rungs (default 500 1000 2000 4000)")
     tune.add_argument("--eta", type=int, default=3, help="a rung keeps the best 1/eta of its candidates (default 3)")
     tune.add_argument("--search-seeds", type=int, default=2, help="seeds a candidate is scored on: seed s holds out "

@@ -17,8 +17,8 @@ reaches each perplexity for fewer FLOPs than lt.
 Recipes: fixed, not searched (the project's default is fair): AdamW lr 2e-3, weight decay 0.1,
 batches of 32 windows, cosine after a warm-up; teachers 24 epochs, students 8 epochs of their own M
 windows (recipes.py `text-teacher`, `text-student`): a budget in epochs, as the paper's language
-models, so a student's FLOPs grow with kappa. The searches of kdscale.search tune SGD's learning
-rate only, and transformers are trained with Adam (--recipe is not a flag of this study).
+models, so a student's FLOPs grow with kappa. A recipe search (kdscale.search) would put its step
+budgets in their place, which this study's FLOPs axis cannot have (--recipe is not a flag of it).
 
 Cost here (2-core CPU shared with other jobs): see README, "Studies".
 Answer here: see README, "Studies", and docs/studies.md.

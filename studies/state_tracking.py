@@ -19,9 +19,10 @@ tau^2 factor, alpha = 0): PI = acc(kd) - acc(lt) per token, paired by seed, with
 kappa* (analysis.crossover).
 Recipes: fixed, not searched (the project's default is fair): AdamW lr 3e-3, 5% warm-up then
 cosine, weight decay 0.01, batch 64, 1500 steps for every student (recipes.py,
-`sequence-student`; the teacher 3000). The searches of kdscale.search tune SGD's learning rate
-only, and one search trains 22,000 steps, about 15 students, per cell; AdamW at 3e-3 trained every
-model of the pilots without a divergence (--recipe is not a flag of this study).
+`sequence-student`; the teacher 3000). A search (kdscale.search, AdamW's learning rates among
+them) trains up to 22,000 steps, about 15 students, per cell, more than this CPU-sized study
+affords; AdamW at 3e-3 trained every model of the pilots without a divergence (--recipe is not a
+flag of this study).
 
 Cost here (2-core CPU shared with other jobs): see README, "Studies".
 Answer here: see README, "Studies", and docs/studies.md.

@@ -109,6 +109,34 @@ def digits_job():
     return loaded, {TEACHER.id: teacher.logits_train}, specs
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_an_adam_search_packs_its_learning_rates_and_keeps_the_rest_of_its_recipe(digits_job, optimizer):
+    """Adam(W) candidates with a learning rate each train in one pack (StackedAdam, checked against
+    torch.optim in tests/test_packed.py); the chosen recipe keeps the base's optimizer and decay."""
+    loaded, logits, _ = digits_job
+    base = RecipeSpec(optimizer=optimizer, lr=1e-3, weight_decay=0.05, steps=40, batch_size=64)
+    spec = SearchSpec(DIGITS, STUDENT, ObjectiveSpec("lt"), 0.5, base,
+                      replace(SPACE, lrs=(3e-4, 3e-3, 3e-2), budgets=(60, 120)))
+    lines = []
+    result, = run_job([spec], loaded, logits, log=lines.append)
+    assert "rung 1/2, 60 steps, 6 students in one pack" in lines[0]  # 3 lrs x 2 seeds
+    first = [c for c in result["candidates"] if c["rung"] == 0]
+    assert [c["lr"] for c in first] == [3e-4, 3e-3, 3e-2] and not any(c["diverged"] for c in first)
+    best = max(first, key=lambda c: c["val_acc"])
+    assert best["lr"] == 3e-2 and best["val_acc"] > 0.2  # chance is 0.1; 3e-4 has not moved in 60 steps
+    chosen = chosen_recipe(result)  # the winner's lr / LR_MARGIN for twice its steps
+    assert (chosen.optimizer, chosen.weight_decay, chosen.batch_size) == (optimizer, 0.05, 64)
+    assert (chosen.lr, chosen.steps) == (0.015, 120)
+
+
+def test_the_default_space_follows_the_optimizer():
+    from kdscale.search import ADAM_LRS, LRS, QUICK_SPACE, default_space
+
+    assert default_space("sgd") == SearchSpace() and default_space("sgd", quick=True) == QUICK_SPACE
+    assert default_space("adamw").lrs == ADAM_LRS and ADAM_LRS[0] == 2.5e-4 and ADAM_LRS[-1] == 8e-3
+    assert default_space("adam", quick=True).budgets == QUICK_SPACE.budgets and LRS[0] == 0.01
+
+
 def test_successive_halving_keeps_the_best_third_and_the_winner_is_the_best_seen(digits_job):
     loaded, logits, specs = digits_job
     lines = []

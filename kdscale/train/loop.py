@@ -36,8 +36,8 @@ from kdscale import models, objectives
 from kdscale.augment import augment
 from kdscale.config import ModelSpec, ObjectiveSpec, RecipeSpec
 from kdscale.train.metrics import accuracy, agreement, test_metrics
-from kdscale.train.schedule import (StackedSGD, derive_seed, lr_factor, make_optimizer, plan_steps, precision_context,
-                                    shared_recipe)
+from kdscale.train.schedule import (derive_seed, lr_factor, make_optimizer, plan_steps, precision_context,
+                                    shared_recipe, stacked_optimizer)
 from kdscale.train.students import Pack, Single, predict
 
 
@@ -122,7 +122,7 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
     with `objective`, or with its own objective when given a list, and return their results.
 
     `recipe` is one for all, or one per student: students may then differ in learning rate and
-    weight decay (SGD only: the candidates of a recipe search), and nothing else.
+    weight decay (the candidates of a recipe search), and nothing else.
 
     `on_report(reports, state)` is called at each report with one report per student (None for a
     diverged one); `state()` builds a checkpoint (weights, optimizer, step, generators) that
@@ -165,8 +165,7 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
         optimizer = make_optimizer(recipe, list(students.parameters()))
         base_lrs = None
     else:  # the students' own learning rates and weight decays, on their stacked parameters
-        optimizer = StackedSGD(list(students.parameters()), [r.lr for r in recipes], [r.weight_decay for r in recipes],
-                               recipe.momentum, recipe.nesterov)
+        optimizer = stacked_optimizer(recipes, list(students.parameters()))
         base_lrs = True
     order_rngs = [torch.Generator(device="cpu").manual_seed(derive_seed(seed, 2)) for seed in seeds]
     unique_seeds = sorted(set(seeds))  # students of one seed share its augmented batch
