@@ -158,7 +158,7 @@ def add_run_flags(parser: argparse.ArgumentParser, recipes: bool = True, policy:
 
 def add_recipe_flags(parser: argparse.ArgumentParser, policy: str = "fair") -> None:
     """How each cell's student recipe is chosen (kdscale.search); part of add_run_flags."""
-    from kdscale.search import LRS, QUICK_SPACE, SearchSpace
+    from kdscale.search import ADAM_LRS, LRS, QUICK_SPACE, SearchSpace
 
     space = SearchSpace()
     parser.add_argument("--recipe", choices=("fair", "lt", "fixed"), default=policy, help=(
@@ -166,7 +166,8 @@ def add_recipe_flags(parser: argparse.ArgumentParser, policy: str = "fair") -> N
         "step budget, chosen on a validation split of the student's own samples; lt gives every arm the recipe "
         "chosen for lt (the paper's protocol); fixed trains every cell with the data set's default recipe"))
     parser.add_argument("--search-lrs", nargs="+", type=float, help="learning rates a search tries (default "
-                        f"{LRS[0]:g} to {LRS[-1]:g}, x2 apart; --quick {' '.join(f'{v:g}' for v in QUICK_SPACE.lrs)})")
+                        f"{LRS[0]:g} to {LRS[-1]:g}, x2 apart, for Adam(W) recipes {ADAM_LRS[0]:g} to {ADAM_LRS[-1]:g}; "
+                        f"--quick {' '.join(f'{v:g}' for v in QUICK_SPACE.lrs)})")
     parser.add_argument("--search-budgets", nargs="+", type=int, help="step budgets of a search, its successive-"
                         f"halving rungs (default {' '.join(map(str, space.budgets))}; --quick "
                         f"{' '.join(map(str, QUICK_SPACE.budgets))})")
@@ -224,6 +225,8 @@ def add_budget_flags(parser: argparse.ArgumentParser) -> None:
             ("--base-recipe", dict(help="named recipe for teachers and students, e.g. paper-cifar10 "
                                    "(kdscale.recipes; default: the data set's); a search keeps all but its lr and "
                                    "budget")),
+            ("--student-recipe", dict(help="named recipe for the students only, e.g. vit-student (AdamW); default: "
+                                      "--base-recipe's or the data set's (--vit: vit-student)")),
             ("--student-lr", dict(type=float, help="student learning rate, with --recipe fixed (default: the "
                                   "data set's recipe's, 0.02 on mnist1d)")),
             ("--precision", dict(choices=("fp32", "bf16"), help="forward precision of teachers and students "
@@ -233,9 +236,10 @@ def add_budget_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, **options)
 
 
-def base_recipes(args: argparse.Namespace):
-    """(teacher recipe, student recipe) from --dataset, --quick and the flags of add_budget_flags;
-    a SpecError when a flag fights another or the recipe policy (a search chooses lr and budget)."""
+def base_recipes(args: argparse.Namespace, student_recipe: str | None = None):
+    """(teacher recipe, student recipe) from --dataset, --quick and the flags of add_budget_flags
+    (`student_recipe`: the students' named recipe where --student-recipe is not given); a SpecError
+    when a flag fights another or the recipe policy (a search chooses lr and budget)."""
     from dataclasses import replace
 
     from kdscale.errors import SpecError
@@ -248,7 +252,8 @@ def base_recipes(args: argparse.Namespace):
                         f"{' and '.join(given)}, or use --recipe fixed")
     if args.student_steps is not None and args.student_epochs is not None:
         raise SpecError("--student-steps and --student-epochs are exclusive: give one budget")
-    teacher, student = study_recipes(args.dataset, bool(args.quick), args.precision, named=args.base_recipe)
+    teacher, student = study_recipes(args.dataset, bool(args.quick), args.precision, named=args.base_recipe,
+                                     student_named=args.student_recipe or student_recipe)
     if args.student_steps is not None or args.student_epochs is not None:
         student = student.with_budget(args.student_steps, args.student_epochs)
     if args.student_lr is not None:
@@ -258,13 +263,14 @@ def base_recipes(args: argparse.Namespace):
     return teacher, student
 
 
-def recipe_fields(args: argparse.Namespace) -> dict[str, Any]:
-    """StudySpec's recipe_policy and search from the flags of add_recipe_flags."""
+def recipe_fields(args: argparse.Namespace, optimizer: str = "sgd") -> dict[str, Any]:
+    """StudySpec's recipe_policy and search from the flags of add_recipe_flags; `optimizer`: the students'
+    base recipe's, whose learning rates the search tries by default."""
     from dataclasses import replace
 
-    from kdscale.search import QUICK_SPACE, SearchSpace
+    from kdscale.search import default_space
 
-    space = QUICK_SPACE if args.quick else SearchSpace()
+    space = default_space(optimizer, bool(args.quick))
     changes = {k: v for k, v in (("lrs", args.search_lrs), ("budgets", args.search_budgets),
                                  ("seeds", args.search_seeds)) if v is not None}
     return {"recipe_policy": args.recipe, "search": replace(space, **changes)}

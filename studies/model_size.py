@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_spec(args: argparse.Namespace) -> StudySpec:
-    teacher_recipe, student_recipe = base_recipes(args)
+    # ViT students train with AdamW (kdscale.recipes, vit-student) unless a recipe is named
+    teacher_recipe, student_recipe = base_recipes(args, "vit-student" if args.vit and not args.base_recipe else None)
     if args.vit and args.pairs:
         raise SpecError("--vit and --pairs are exclusive: --vit chooses the pairs")
     defaults = {"mnist1d": GRID.get(args, "pairs", GRID.pairs), "digits": DIGITS_PAIRS}.get(args.dataset, IMAGE_PAIRS)
@@ -96,7 +97,7 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
         teacher_recipe=teacher_recipe, alpha=args.alpha,
         tau_squared=not args.no_tau_squared, extras=tuple(args.extras), resources=resources(args), inits=inits(args),
         **({"teacher_per_seed": True, "teacher_seed": TEACHERS_SEED} if args.teacher_per_seed else {}),
-        **recipe_fields(args))
+        **recipe_fields(args, student_recipe.optimizer))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,6 +61,12 @@ def test_vit_flag_swaps_the_pairs_and_leaves_the_default_grid_alone():
     assert vit.name == "model_size_vit" and {str(s) for _, s in vit.pairs} == {
         "vit:width=16,depth=2,patch=2", "vit:width=64,depth=4,patch=2"}
     assert {str(t) for t, _ in vit.pairs} == {"cnn2d:width=16"}  # the digits default pairs' teacher: shared
+    from kdscale.search import ADAM_LRS, LRS
+
+    assert (vit.recipe.optimizer, vit.search.lrs, vit.teacher_recipe.optimizer) == ("adamw", ADAM_LRS, "sgd")
+    sgd = script.build_spec(script.build_parser().parse_args(["--dataset", "digits", "--vit", "--student-recipe",
+                                                              "digits-student"]))
+    assert (sgd.recipe.optimizer, sgd.search.lrs) == ("sgd", LRS)  # the earlier ViT study's recipe
     plain = script.build_spec(script.build_parser().parse_args(["--dataset", "digits"]))
     assert plain.name == "model_size" and [f"{t}>{s}" for t, s in plain.pairs] == list(script.DIGITS_PAIRS)
 
