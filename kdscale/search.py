@@ -16,10 +16,11 @@ so on (`SearchSpace`); where two rungs follow it, the first scores on one seed o
 scores pick the next rung's candidates but never the recipe; and a search skips its last rung
 where that rung cannot change the recipe its cell trains with (`_decided`). The candidates of one
 rung share the model and the data, so they train as one pack with a learning rate each
-(kdscale.train.schedule.stacked_optimizer: SGD, Adam or AdamW); so do the searches of one (student, kappa), lt and kd alike
-(`run_job`). The winner is the best (learning rate, budget) seen at any rung; the cell trains with
-the longest budget within the noise of the winner's score, at half its learning rate and twice
-its steps (`trained_with`, LR_MARGIN: the winner's learning rate sits at the edge of stability).
+(kdscale.train.schedule.stacked_optimizer: SGD, Adam or AdamW); so do the searches of one
+(student, kappa), lt and kd alike (`run_job`). The winner is the best (learning rate, budget) seen
+at any rung; the cell trains with the longest budget within the noise of the winner's score, at
+half its learning rate and twice its steps (`trained_with`, LR_MARGIN: the winner's learning rate
+sits at the edge of stability).
 
 A finished search is stored by content hash, `<storage>/_searches/<id>.json`, and every study
 under the same storage reuses it, as it reuses trials. This module is pure PyTorch: the engine
