@@ -61,14 +61,16 @@ def test_split_is_carved_from_the_students_own_samples(n_train):
 
 
 def test_rung_sizes_and_bad_spaces():
-    assert SearchSpace().rung_sizes() == [6, 2, 1, 1]  # 0.01 to 0.32 (x2), 500 to 4000 steps, keep 1/3
+    assert SearchSpace().rung_sizes() == [6, 2, 1, 1, 1, 1]  # 0.01 to 0.32 (x2), 500 to 16,000 steps, keep 1/3
     assert SearchSpace(lrs=(0.1, 0.2, 0.3, 0.4), budgets=(1, 2, 3), eta=2).rung_sizes() == [4, 2, 1]
-    # at most 500 epochs of the fit split: 64 samples in batches of 64 stop at the first rung; 160 samples
-    # (2 steps an epoch) go to 1000 steps; 12,800 samples (100 steps an epoch) take every rung
-    assert SearchSpace().rungs(64, 128) == [(500, 6)]
-    assert SearchSpace().rungs(160, 128) == [(500, 6), (1000, 2)]
-    assert SearchSpace().rungs(12_800, 128) == [(500, 6), (1000, 2), (2000, 1), (4000, 1)]
-    assert SearchSpace(max_epochs=None).rungs(64, 128) == [(500, 6), (1000, 2), (2000, 1), (4000, 1)]
+    # at most 2000 epochs of the fit split: 64 samples in batches of 64 stop at 2000 steps; 640 samples
+    # (5 steps an epoch, kappa 0.2) at 8000; 12,800 samples (100 steps an epoch) take every rung
+    every = [(500, 6), (1000, 2), (2000, 1), (4000, 1), (8000, 1), (16000, 1)]
+    assert SearchSpace().rungs(64, 128) == every[:3]
+    assert SearchSpace().rungs(640, 128) == every[:5]
+    assert SearchSpace().rungs(12_800, 128) == every
+    assert SearchSpace(max_epochs=None).rungs(64, 128) == every
+    assert SearchSpace(max_epochs=1).rungs(64, 128) == [(500, 6)]  # the smallest budget always
     # the first rung is a one-seed screen only where two rungs follow it
     assert [SearchSpace().rung_seeds(n) for n in (1, 2, 3, 4)] == [[2], [2, 2], [1, 2, 2], [1, 2, 2, 2]]
     assert SearchSpace(screen_seeds=None).rung_seeds(3) == [2, 2, 2] == SearchSpace(screen_seeds=5).rung_seeds(3)
@@ -260,9 +262,12 @@ def _candidate(lr, steps, low, diverged=0):
     return {"lr": lr, "steps": steps, "val_acc_min": low, "val_acc": low + 0.01, "val_loss": 1.0, "diverged": diverged}
 
 
+TO_4000 = SearchSpace(budgets=(500, 1000, 2000, 4000))  # the figures below, budgets as of search version 3
+
+
 def test_a_cell_trains_at_the_longest_budget_within_noise_at_half_the_lr_and_twice_the_steps():
     spec = SearchSpec(data=DataSpec("digits", n_teacher=200), student=ModelSpec("mlp", width=8),
-                      objective=ObjectiveSpec("lt"), kappa=1.0, base=BASE)
+                      objective=ObjectiveSpec("lt"), kappa=1.0, base=BASE, space=TO_4000)
 
     def stored(candidates, n_val=100):
         finite = [c for c in candidates if not c["diverged"]]
@@ -291,7 +296,7 @@ def test_the_last_rung_is_skipped_only_where_it_cannot_change_the_recipe():
     """Where the recipe chosen so far comes from the one learning rate the last rung would train, and
     already trains its budget, any score that rung could give leaves trained_with's answer as it is."""
     spec = SearchSpec(data=DataSpec("digits", n_teacher=200), student=ModelSpec("mlp", width=8),
-                      objective=ObjectiveSpec("lt"), kappa=1.0, base=BASE)  # rungs 500 to 4000, lrs 0.01 to 0.32
+                      objective=ObjectiveSpec("lt"), kappa=1.0, base=BASE, space=TO_4000)  # lrs 0.01 to 0.32
     n_val = 100
 
     def result(candidates):
