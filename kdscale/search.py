@@ -41,13 +41,12 @@ from kdscale.config import DataSpec, ModelSpec, ObjectiveSpec, RecipeSpec, Teach
 from kdscale.errors import SpecError, check_float, check_int
 
 SEARCH_DIR = "_searches"  # under the storage; '_' keeps it out of the shared trial cache's scan
-# Part of every search's id: bumped when a change makes stored searches wrong. 2: before it, a pack of
-# candidates scored every seed on the first seed's validation inputs (seeds after the first at chance).
-# 3: the first rung became a one-seed screen and the last rung is skipped where it cannot change the
-# recipe; a search of version 2 may have chosen otherwise, so it is not reused.
-# 4: budgets to 16,000 steps and up to 2000 epochs (were 4000 and 500): the underfitting check of
-# version 3 failed 3 of its 16 cells (bench/underfit_check.py, docs/studies.md).
-SEARCH_VERSION = 4
+# Part of every search's id, bumped when a change makes stored searches wrong or chosen otherwise: 2 fixed
+# packs that scored every seed on the first seed's validation inputs; 3 made the first rung a one-seed
+# screen and skips a last rung that cannot change the recipe; 4 took the budgets to 16,000 steps and 2000
+# epochs (from 4000 and 500: under 3, lt underfit in 3 of bench/underfit_check.py's 16 cells); 5 stops
+# the stability margin at the cell's own largest budget, which decides which last rungs are skipped.
+SEARCH_VERSION = 5
 POLICIES = ("fair", "lt", "fixed")  # each arm its own search / every arm lt's (the paper's protocol) / none
 LRS = tuple(0.01 * 2 ** k for k in range(6))  # 0.01 to 0.32, a factor of 2 apart
 # From a search's winner to the recipe a cell trains with (`trained_with`), two guards that the
@@ -61,8 +60,9 @@ LRS = tuple(0.01 * 2 ** k for k in range(6))  # 0.01 to 0.32, a factor of 2 apar
 #   at the chosen lr collapsed on 4 of 24 fresh seeds (cnn1d-4 kappa 0.02 and 0.5 at 0.16,
 #   cnn1d-16 kappa 0.02 at 0.32), at half of it on 0 of 24. So the cell trains at the lr divided
 #   by LR_MARGIN (never below the smallest searched) for LR_MARGIN times the steps (lr x steps kept;
-#   at most the largest budget searched): halving the lr alone at 500 steps underfit (cnn1d-16 lt
-#   at kappa 0.2: 0.577).
+#   at most the largest budget the cell's search reaches, `SearchSpace.top`): halving the lr alone
+#   at 500 steps underfit (cnn1d-16 lt at kappa 0.2: 0.577), and past what the validation split saw
+#   it overfit (the same cell, lr 0.16: 0.767 at 8000 steps, its largest rung; 0.703 at 16,000).
 # Both are applied when a stored search is read (`chosen_recipe`), so stored searches stay valid.
 LR_MARGIN = 2
 
@@ -73,8 +73,8 @@ class SearchSpace:
     first), how many candidates a rung keeps (1/eta), and on how many seeds and what share of M
     candidates are scored."""
     lrs: tuple[float, ...] = LRS
-    # To 16,000 steps: under version 3's 4000, the width-4 student's lt at kappa 4 chose 4000 steps and
-    # reached 0.615 +- 0.131 where four times the budget reached 0.771 +- 0.039 (bench/underfit_check.py).
+    # To 16,000 steps: at version 3's 4000, cnn1d-4 lt at kappa 4 reached 0.615 +- 0.131, at four
+    # times that 0.771 +- 0.039.
     budgets: tuple[int, ...] = (500, 1000, 2000, 4000, 8000, 16000)
     eta: int = 3
     # Two seeds: a learning rate at the edge of stability (lt at 0.32 on cnn1d-16) trained well on one
@@ -122,6 +122,10 @@ class SearchSpace:
         per_epoch = math.ceil(n_fit / min(batch_size, n_fit))
         cap = math.inf if self.max_epochs is None else self.max_epochs * per_epoch
         return [(b, keep) for i, (b, keep) in enumerate(zip(self.budgets, self.rung_sizes())) if i == 0 or b <= cap]
+
+    def top(self, n_fit: int, batch_size: int) -> int:
+        """The largest budget a fit split of n_fit samples reaches: no cell trains longer."""
+        return self.rungs(n_fit, batch_size)[-1][0]
 
     def rung_seeds(self, rungs: int) -> list[int]:
         """How many seeds each of `rungs` rungs scores on: all, but the screen's (see screen_seeds)."""
@@ -195,10 +199,14 @@ class SearchSpec:
 def trained_with(result: dict) -> tuple[float, int]:
     """The (learning rate, steps) a cell trains with, from its search's result (see LR_MARGIN):
     the longest budget within one standard error of the winner, at half its lr and twice its steps."""
-    return _trained(result["candidates"], result["n_val"], result["spec"]["space"], result["best"])
+    from kdscale.config import from_dict
+
+    spec = result["spec"]
+    top = from_dict(SearchSpace, spec["space"]).top(result["n_fit"], spec["base"]["batch_size"])
+    return _trained(result["candidates"], result["n_val"], spec["space"], result["best"], top)
 
 
-def _trained(candidates: list[dict], n_val: int, space: dict, best: dict) -> tuple[float, int]:
+def _trained(candidates: list[dict], n_val: int, space: dict, best: dict, top: int) -> tuple[float, int]:
     """trained_with from the candidates; `best` stands when every candidate diverged."""
     finite = _scored([c for c in candidates if not c["diverged"]])
     if finite:
@@ -208,15 +216,15 @@ def _trained(candidates: list[dict], n_val: int, space: dict, best: dict) -> tup
         near = [c for c in finite if c["val_acc_min"] >= band]
         longest = max(c["steps"] for c in near)
         best = min((c for c in near if c["steps"] == longest), key=_rank)
-    return _with_margin(float(best["lr"]), best["steps"], space)
+    return _with_margin(float(best["lr"]), best["steps"], space, top)
 
 
-def _with_margin(lr: float, steps: int, space: dict) -> tuple[float, int]:
+def _with_margin(lr: float, steps: int, space: dict, top: int) -> tuple[float, int]:
     """The recipe a candidate (lr, steps) gives its cell: lr / LR_MARGIN (never below the smallest
-    searched) for lr x steps kept, at most the largest budget searched."""
+    searched) for lr x steps kept, at most `top`, the largest budget the cell's search reaches."""
     trained = max(lr / LR_MARGIN, min(space["lrs"]))
     longer = round(steps * lr / trained)
-    return trained, int(max(steps, min(longer, max(space["budgets"]))))
+    return trained, int(max(steps, min(longer, top)))
 
 
 def _decided(spec: "SearchSpec", candidates: list[dict], carried: list[float], budget: int, n_val: int) -> bool:
@@ -229,8 +237,8 @@ def _decided(spec: "SearchSpec", candidates: list[dict], carried: list[float], b
     the 2000-step candidate fell outside the winner's noise: those searches still run it.)"""
     if len(carried) != 1 or all(c["diverged"] for c in candidates):
         return False
-    space = to_dict(spec.space)
-    return _trained(candidates, n_val, space, {}) == _with_margin(carried[0], budget, space)
+    space = to_dict(spec.space)  # `budget` is the cell's last rung, so its top
+    return _trained(candidates, n_val, space, {}, budget) == _with_margin(carried[0], budget, space, budget)
 
 
 def _scored(candidates: list[dict]) -> list[dict]:

@@ -79,7 +79,7 @@ def test_fair_recipes_are_searched_once_stored_shared_and_trained_with(tmp_path,
 
     space = SearchSpace(lrs=(0.005, 0.05, 0.5), budgets=(20, 40), seeds=1)
     spec = small_study(name="fair", recipe_policy="fair", search=space)
-    monkeypatch.setattr(searches, "PROGRESS_S", 0.05)  # no Ray task ends this soon: the progress line shows
+    monkeypatch.setattr(searches, "PROGRESS_S", 0.001)  # no Ray task ends this soon: the progress line shows
     lines = []
     first = run(spec, tmp_path, log=lines.append)
     assert first.complete and first.searched == 4 and first.trained == 8  # lt and kd at two kappas

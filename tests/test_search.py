@@ -272,7 +272,7 @@ def test_a_cell_trains_at_the_longest_budget_within_noise_at_half_the_lr_and_twi
     def stored(candidates, n_val=100):
         finite = [c for c in candidates if not c["diverged"]]
         best = min(finite, key=lambda c: (-c["val_acc_min"], -c["val_acc"], c["steps"]))
-        return {"spec": to_dict(spec), "n_val": n_val, "candidates": candidates, "best": best}
+        return {"spec": to_dict(spec), "n_fit": 160, "n_val": n_val, "candidates": candidates, "best": best}
 
     # one standard error of the winner's 0.60 on 100 samples: sqrt(0.6 * 0.4 / 100) = 0.049, so 0.56
     # is within it and 0.54 is not; the diverged 4000-step run never counts
@@ -300,7 +300,7 @@ def test_the_last_rung_is_skipped_only_where_it_cannot_change_the_recipe():
     n_val = 100
 
     def result(candidates):
-        return {"spec": to_dict(spec), "n_val": n_val, "candidates": candidates, "best": {}}
+        return {"spec": to_dict(spec), "n_fit": 160, "n_val": n_val, "candidates": candidates, "best": {}}
     cases = {  # candidates before the last rung, and whether it is decided with 0.08 carried to 4000 steps
         "2000 in the noise": ([_candidate(0.16, 500, 0.5), _candidate(0.08, 1000, 0.60), _candidate(0.08, 2000, 0.58)],
                               True),
@@ -322,12 +322,20 @@ def test_the_last_rung_is_skipped_only_where_it_cannot_change_the_recipe():
             assert any(trained_with(result(candidates + [_candidate(carried, 4000, score)])) != before
                        for score in np.linspace(0.0, 1.0, 41)), name
     assert not _decided(spec, cases["2000 in the noise"][0], [0.08, 0.16], 4000, n_val)  # two carried
-    # a last rung below the largest budget searched (500 epochs stop the search at 2000 steps): its
-    # candidate would train 4000 steps where the choice so far trains 2000, so it runs
+    # a cell whose search stops below the space's largest budget (700 epochs of 160 samples in batches
+    # of 64: 2000 steps) never trains longer than that, margin or not; so a last rung whose carried lr
+    # would give the recipe chosen so far is decided there too
+    short = replace(spec, space=replace(TO_4000, max_epochs=700))
+    assert short.space.top(160, BASE.batch_size) == 2000 and spec.space.top(160, BASE.batch_size) == 4000
+
+    def short_result(candidates):
+        return {**result(candidates), "spec": to_dict(short)}
     before = [_candidate(0.16, 500, 0.62), _candidate(0.16, 1000, 0.60)]
-    assert trained_with(result(before)) == (0.08, 2000)
-    assert not _decided(spec, before, [0.16], 2000, n_val)
-    assert trained_with(result(before + [_candidate(0.16, 2000, 0.61)])) == (0.08, 4000)
+    assert trained_with(short_result(before)) == (0.08, 2000)
+    assert _decided(short, before, [0.16], 2000, n_val)
+    for score in np.linspace(0.0, 1.0, 41):
+        assert trained_with(short_result(before + [_candidate(0.16, 2000, score)])) == (0.08, 2000)
+    assert trained_with(result(before + [_candidate(0.16, 2000, 0.61)])) == (0.08, 4000)  # where 4000 is reached
 
 
 def test_a_search_that_skips_its_last_rung_says_so_and_keeps_its_recipe(digits_job):
