@@ -36,15 +36,18 @@ class ReportResult:
 
 
 def write_report(results_dir, out_dir=None, metric: str = "test_acc", *, n_boot: int = 2000, ci: float = 0.95,
-                 seed: int = 0, figures: bool = True) -> ReportResult:
+                 seed: int = 0, figures: bool = True, table=None) -> ReportResult:
     """Analyse RESULTS_DIR (a path or a URI such as s3://...) and write report.md, CSV tables and
     figures to out_dir.
 
     out_dir defaults to RESULTS_DIR/analysis, or ./<study>-analysis when RESULTS_DIR is a URI
     (the report is written locally; `kdscale analyze --tracking-uri URI --run-id ID` also logs it to
-    an MLflow run, `ReportResult.paths` being the files). seed fixes the bootstrap.
+    an MLflow run, `ReportResult.paths` being the files). seed fixes the bootstrap. `table`, when
+    given, holds the rows to analyse (a results table; a study passes its current trials, so rows a
+    change of recipe left in RESULTS_DIR stay there, unanalysed); by default all of RESULTS_DIR's.
     """
-    trials = prepare(load_results(results_dir), metric, results_dir=results_dir)
+    rows = load_results(results_dir) if table is None else table
+    trials = prepare(rows, metric, results_dir=results_dir)
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(results_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     analysis = analyse(trials, n_boot=n_boot, ci=ci, seed=seed)

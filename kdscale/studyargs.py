@@ -325,14 +325,15 @@ def needs_ray(specs, storage: str) -> bool:
 
 
 def analyse(result, print_headline: bool = True):
-    """The analysis report of a finished study, logged to its MLflow parent run (its files as
+    """The analysis report of a finished study's trials (rows of an earlier recipe under the same
+    study are kept in its store but not analysed), logged to its MLflow parent run (its files as
     artifacts, its headline numbers as metrics); None if it failed."""
     from analysis import AnalysisError
     from analysis.report import write_report
     from kdscale.tracking import log_artifacts, log_headline
 
     try:
-        report = write_report(result.store.uri)
+        report = write_report(result.store.uri, table=result.table)  # this spec's trials, not older rows
     except AnalysisError as error:
         print(f"analysis: {error}", file=sys.stderr)
         return None

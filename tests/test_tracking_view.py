@@ -2,6 +2,8 @@
 the grid and the headline results, a trial's run is named by what tells it apart, holds its
 settings as params (only those its objective reads) and only results as metrics, its data set as an
 input, and the start and end of its own training."""
+from dataclasses import replace
+
 import pytest
 
 from kdscale.config import DataSpec, ModelSpec, ObjectiveSpec, RecipeSpec, TeacherSpec, TrialSpec, to_dict
@@ -76,3 +78,11 @@ def test_mlflow_reads_like_the_results(tmp_path):
         row = table.loc[run.data.tags["kdscale.trial_id"]]
         assert (run.info.end_time - run.info.start_time) / 1000 >= 0.5 * row["wall_s"]  # the trial's own time
         assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["digits"]
+    # the same study with another recipe in the same storage: its report is of its own 8 trials, not of
+    # those and the 8 the first recipe left in the study's table (which the analysis would refuse)
+    longer = replace(study, recipe=replace(study.recipe, steps=80))
+    again = run_study(longer, storage=str(tmp_path / "results"), tracking_uri=uri, cache=str(tmp_path / "cache"),
+                      progress=False, log=lambda m: None)
+    assert len(again.store.table()) == 16 and len(again.table) == 8
+    report = analyse(again, print_headline=False)
+    assert report is not None and "8 of 8 trials used" in report.headline
