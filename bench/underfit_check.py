@@ -106,8 +106,8 @@ def merged_recipe(student: str, kappa: float, halves: list[dict]) -> dict:
     steps = halves[0]["candidates"][0]["steps"]
     whole = _search(student, kappa, SearchSpace(budgets=(steps,), max_epochs=None))
     candidates = [c for half in halves for c in half["candidates"]]
-    return to_dict(chosen_recipe({"spec": to_dict(whole), "n_val": halves[0]["n_val"], "candidates": candidates,
-                                  "best": halves[0]["best"]}))
+    return to_dict(chosen_recipe({"spec": to_dict(whole), "n_fit": halves[0]["n_fit"], "n_val": halves[0]["n_val"],
+                                  "candidates": candidates, "best": halves[0]["best"]}))
 
 
 def summary(accs: list[float], recipe: dict) -> dict:
