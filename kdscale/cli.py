@@ -224,6 +224,8 @@ def format_searches(specs, results: dict, ran: set) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from kdscale.search import SearchSpace  # the search's defaults, said in `tune --help`
+
     parser = argparse.ArgumentParser(prog="kdscale", description=first_paragraph(__doc__))
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -270,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--precision", help="forward precision: fp32 or bf16 (autocast)")
     tune.add_argument("--lrs", nargs="+", type=float, help="learning rates to try (default 0.01 to 0.32, x2 apart; "
                       "for an Adam or AdamW recipe 2.5e-4 to 8e-3)")
-    tune.add_argument("--budgets", nargs="+", type=int, help="step budgets, the rungs (default 500 1000 2000 4000)")
+    tune.add_argument("--budgets", nargs="+", type=int, help="step budgets, the rungs (default "
+                      f"{' '.join(map(str, SearchSpace().budgets))})")
     tune.add_argument("--eta", type=int, default=3, help="a rung keeps the best 1/eta of its candidates (default 3)")
     tune.add_argument("--search-seeds", type=int, default=2, help="seeds a candidate is scored on: seed s holds out "
                       "part of the samples the study's seed s trains on (default 2)")
