@@ -133,8 +133,11 @@ def main() -> int:
 
     cache = str(Path(args.cache or cache_dir()).resolve())
     started, rows = time.perf_counter(), []
-    cells = {(s, k): {"student": _search(s, k).student.label, "kappa": k, "n_train": _search(s, k).n_train}
-             for k in sorted(args.kappas, reverse=True) for s in args.students}
+    cells = {}
+    for k in sorted(args.kappas, reverse=True):
+        for s in args.students:
+            search = _search(s, k)
+            cells[s, k] = {"student": search.student.label, "kappa": k, "n_train": search.n_train}
     print(f"{'student':<10} {'kappa':>6} {'M':>6}  {'chosen lr/steps':>16} {'acc':>15}  {'4x lr/steps':>16} "
           f"{'acc':>15} {'gain':>7} {'tol':>6}  ok", flush=True)
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
@@ -164,7 +167,7 @@ def main() -> int:
                 else:
                     cell[kind] = value
                 if "chosen_arm" in cell and "four_arm" in cell:
-                    rows.append(finish(cell, args.seeds))
+                    rows.append(finish(cell))
                     write(args.out, rows, len(cells))
     holds = sum(r["holds"] for r in rows)
     print(f"\nthe chosen recipe does not underfit in {holds} of {len(rows)} (student, kappa) cells "
@@ -172,7 +175,8 @@ def main() -> int:
     return 0 if holds == len(rows) == len(cells) else 1
 
 
-def finish(cell: dict, seeds: int) -> dict:
+def finish(cell: dict) -> dict:
+    """A finished cell's row (printed): both arms, the gain and whether it holds."""
     c, f = summary(cell["chosen_arm"], cell["chosen_recipe"]), summary(cell["four_arm"], cell["four_recipe"])
     gain = f["mean"] - c["mean"]
     tolerance = max(c["sd"] if math.isfinite(c["sd"]) else 0.0, 0.01)

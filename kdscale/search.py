@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from kdscale import schema
-from kdscale.config import DataSpec, ModelSpec, ObjectiveSpec, RecipeSpec, TeacherSpec, spec_id, to_dict
+from kdscale.config import DataSpec, ModelSpec, ObjectiveSpec, RecipeSpec, TeacherSpec, from_dict, spec_id, to_dict
 from kdscale.errors import SpecError, check_float, check_int
 
 SEARCH_DIR = "_searches"  # under the storage; '_' keeps it out of the shared trial cache's scan
@@ -199,8 +199,6 @@ class SearchSpec:
 def trained_with(result: dict) -> tuple[float, int]:
     """The (learning rate, steps) a cell trains with, from its search's result (see LR_MARGIN):
     the longest budget within one standard error of the winner, at half its lr and twice its steps."""
-    from kdscale.config import from_dict
-
     spec = result["spec"]
     top = from_dict(SearchSpace, spec["space"]).top(result["n_fit"], spec["base"]["batch_size"])
     return _trained(result["candidates"], result["n_val"], spec["space"], result["best"], top)
@@ -249,8 +247,6 @@ def _scored(candidates: list[dict]) -> list[dict]:
 
 def chosen_recipe(result: dict) -> RecipeSpec:
     """The recipe of a stored search: its base with the learning rate and budget of `trained_with`."""
-    from kdscale.config import from_dict
-
     lr, steps = trained_with(result)
     return replace(from_dict(RecipeSpec, result["spec"]["base"]).with_budget(steps=steps), lr=lr)
 

@@ -31,16 +31,17 @@ def run_script(name: str, root: Path, *argv: str, address: str | None = None, ti
                           capture_output=True, text=True, timeout=timeout, cwd=root)
 
 
-def load_script(name: str):
-    """A study script as a module (studies/ is on the path, as when the script runs)."""
-    sys.path.insert(0, str(REPO / "studies"))
+def load_script(name: str, folder: str = "studies"):
+    """A study script (or FOLDER/NAME.py, e.g. a bench script) as a module, its folder on the path, as
+    when the script runs."""
+    sys.path.insert(0, str(REPO / folder))
     try:
-        spec = importlib.util.spec_from_file_location(f"study_{name}", REPO / "studies" / f"{name}.py")
+        spec = importlib.util.spec_from_file_location(f"{folder}_{name}", REPO / folder / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module
     finally:
-        sys.path.remove(str(REPO / "studies"))
+        sys.path.remove(str(REPO / folder))
 
 
 def call_script(name: str, root: Path, *argv: str):

@@ -1,16 +1,7 @@
 """bench/underfit_check.py: the longer search runs in two halves of its learning rates, and the
 recipe it trains is the one a single search over all of them would have given."""
-import importlib.util
-
 from kdscale.search import SearchSpace, trained_with
-from tests.scripts import REPO
-
-
-def load_check():
-    spec = importlib.util.spec_from_file_location("underfit_check", REPO / "bench" / "underfit_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.scripts import load_script
 
 
 def half(module, lrs, scores):
@@ -23,12 +14,12 @@ def half(module, lrs, scores):
 
 
 def test_the_two_halves_choose_as_one_search_would():
-    module = load_check()
+    module = load_script("underfit_check", "bench")
     lrs = SearchSpace().lrs
     scores = [0.60, 0.70, 0.66, 0.50, 0.62, 0.40]  # 0.02 wins; 0.04 is outside one standard error (0.023)
     halves = [half(module, lrs[:3], scores[:3]), half(module, lrs[3:], scores[3:])]
     merged = module.merged_recipe("cnn1d:width=4", 0.5, halves)
-    whole = {**half(module, lrs, scores)}
+    whole = half(module, lrs, scores)
     assert (merged["lr"], merged["steps"]) == trained_with(whole) == (0.01, 8000)  # half of 0.02, at most 8000
     # the second half's winner wins when it scores higher
     halves[1]["candidates"][1]["val_acc_min"] = 0.9
