@@ -76,6 +76,12 @@ class SearchSpace:
     # To 16,000 steps: at version 3's 4000, cnn1d-4 lt at kappa 4 reached 0.615 +- 0.131, at four
     # times that 0.771 +- 0.039.
     budgets: tuple[int, ...] = (500, 1000, 2000, 4000, 8000, 16000)
+    # One rate passes each rung after the second. Tried on 2026-12-01 (main job, bare cache, second
+    # machine): each rung also training the previous best's rate halved fixed cnn1d-4 lt at kappa 0.2
+    # (test 0.505 -> 0.577), but lowered cnn1d-16 lt at kappa 0.1, 0.2 and 1 (0.579 -> 0.491, 0.738 ->
+    # 0.675, 0.955 -> 0.939: the halved rate, scored at the longer budget, fell within the winner's
+    # noise and the margin halved it again), cost cnn1d-4 its kappa*, and doubled the searches (514 ->
+    # 1082 s: a last rung with two rates is never skipped).
     eta: int = 3
     # Two seeds: a learning rate at the edge of stability (lt at 0.32 on cnn1d-16) trained well on one
     # seed's split and collapsed to chance on others; ranked by its worse seed, it is not chosen.
