@@ -140,8 +140,9 @@ def search_specs_from_flags(args: argparse.Namespace):
 
     teacher_recipe, student_recipe = study_recipes(args.dataset, args.quick, args.precision)
     default = default_space(student_recipe.optimizer, args.quick)
-    space = replace(default, lrs=tuple(args.lrs or default.lrs), budgets=tuple(args.budgets or default.budgets),
-                    eta=args.eta, seeds=args.search_seeds, val_fraction=args.val_fraction)
+    given = {"lrs": tuple(args.lrs or ()), "budgets": tuple(args.budgets or ()), "eta": args.eta,
+             "seeds": args.search_seeds, "val_fraction": args.val_fraction}
+    space = replace(default, **{k: v for k, v in given.items() if v not in (None, ())})
     n_teacher = data.default_n_teacher(args.dataset) if args.n_teacher is None else args.n_teacher
     data_spec = DataSpec(name=args.dataset, n_teacher=n_teacher, seed=args.data_seed, root=args.data_root)
     info = data.check(data_spec, args.kappas, role="tune")
@@ -224,7 +225,7 @@ def format_searches(specs, results: dict, ran: set) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from kdscale.search import SearchSpace  # the search's defaults, said in `tune --help`
+    from kdscale.search import SearchSpace, default_space  # the search's defaults, said in `tune --help`
 
     parser = argparse.ArgumentParser(prog="kdscale", description=first_paragraph(__doc__))
     commands = parser.add_subparsers(dest="command", required=True)
@@ -267,17 +268,20 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--data-root", help="directory of a real data set's files")
     tune.add_argument("--n-teacher", type=int, help="N (default 4000; digits 700; cifar5m 60000)")
     tune.add_argument("--data-seed", type=int, default=0, help="seed of the pool's generation and order (default 0)")
-    tune.add_argument("--quick", action="store_true", help="the --quick studies' search: lr 0.01, 0.04, 0.16; "
-                      "250 and 500 steps")
+    quick = default_space(quick=True)
+    tune.add_argument("--quick", action="store_true", help="the --quick studies' search: lr "
+                      f"{', '.join(f'{lr:g}' for lr in quick.lrs)}; {' and '.join(map(str, quick.budgets))} steps")
     tune.add_argument("--precision", help="forward precision: fp32 or bf16 (autocast)")
     tune.add_argument("--lrs", nargs="+", type=float, help="learning rates to try (default 0.01 to 0.32, x2 apart; "
                       "for an Adam or AdamW recipe 2.5e-4 to 8e-3)")
     tune.add_argument("--budgets", nargs="+", type=int, help="step budgets, the rungs (default "
                       f"{' '.join(map(str, SearchSpace().budgets))})")
-    tune.add_argument("--eta", type=int, default=3, help="a rung keeps the best 1/eta of its candidates (default 3)")
-    tune.add_argument("--search-seeds", type=int, default=2, help="seeds a candidate is scored on: seed s holds out "
-                      "part of the samples the study's seed s trains on (default 2)")
-    tune.add_argument("--val-fraction", type=float, default=0.2, help="share of M held out for validation (default 0.2)")
+    space = SearchSpace()
+    tune.add_argument("--eta", type=int, help=f"a rung keeps the best 1/eta of its candidates (default {space.eta})")
+    tune.add_argument("--search-seeds", type=int, help="seeds a candidate is scored on: seed s holds out part of the "
+                      f"samples the study's seed s trains on (default {space.seeds}; --quick {quick.seeds})")
+    tune.add_argument("--val-fraction", type=float, help="share of M held out for validation (default "
+                      f"{space.val_fraction:g})")
     tune.add_argument("--cpus-per-search", type=float, default=1.0, help="CPUs per search job (default 1)")
     tune.add_argument("--gpus-per-search", type=float, default=0.0, help="GPUs per search job (default 0)")
     tune.add_argument("--force", action="store_true", help="search again even where a stored search matches")

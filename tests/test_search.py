@@ -258,6 +258,19 @@ def test_kdscale_tune_searches_stores_logs_and_reuses(tmp_path, capsys):
     assert again.err.count("stored (") == 2 and len(search_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")) == 2
 
 
+def test_tune_takes_its_search_space_from_the_search_defaults_and_the_flags():
+    """`kdscale tune` leaves a search setting it is not given to the space it starts from: --quick's
+    one seed, not the full search's two (a literal default of 2 once overrode it)."""
+    from kdscale.search import QUICK_SPACE
+
+    parser = cli.build_parser()
+    base = ["tune", "--dataset", "digits", "--n-teacher", "400", "--student", "mlp:width=16", "--kappas", "0.5"]
+    space = lambda *extra: cli.search_specs_from_flags(parser.parse_args([*base, *extra]))[0].space  # noqa: E731
+    assert space() == SearchSpace() and space("--quick") == QUICK_SPACE and QUICK_SPACE.seeds == 1
+    given = space("--quick", "--search-seeds", "3", "--eta", "2", "--val-fraction", "0.25", "--lrs", "0.1", "0.2")
+    assert given == replace(QUICK_SPACE, seeds=3, eta=2, val_fraction=0.25, lrs=(0.1, 0.2))
+
+
 def _candidate(lr, steps, low, diverged=0):
     return {"lr": lr, "steps": steps, "val_acc_min": low, "val_acc": low + 0.01, "val_loss": 1.0, "diverged": diverged}
 
