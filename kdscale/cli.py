@@ -272,8 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--quick", action="store_true", help="the --quick studies' search: lr "
                       f"{', '.join(f'{lr:g}' for lr in quick.lrs)}; {' and '.join(map(str, quick.budgets))} steps")
     tune.add_argument("--precision", help="forward precision: fp32 or bf16 (autocast)")
-    tune.add_argument("--lrs", nargs="+", type=float, help="learning rates to try (default 0.01 to 0.32, x2 apart; "
-                      "for an Adam or AdamW recipe 2.5e-4 to 8e-3)")
+    sgd, adam = SearchSpace().lrs, default_space("adam").lrs
+    tune.add_argument("--lrs", nargs="+", type=float, help=f"learning rates to try (default {sgd[0]:g} to {sgd[-1]:g}, "
+                      f"x2 apart; for an Adam or AdamW recipe {adam[0]:g} to {adam[-1]:g})")
     tune.add_argument("--budgets", nargs="+", type=int, help="step budgets, the rungs (default "
                       f"{' '.join(map(str, SearchSpace().budgets))})")
     space = SearchSpace()
