@@ -272,12 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--quick", action="store_true", help="the --quick studies' search: lr "
                       f"{', '.join(f'{lr:g}' for lr in quick.lrs)}; {' and '.join(map(str, quick.budgets))} steps")
     tune.add_argument("--precision", help="forward precision: fp32 or bf16 (autocast)")
-    sgd, adam = SearchSpace().lrs, default_space("adam").lrs
-    tune.add_argument("--lrs", nargs="+", type=float, help=f"learning rates to try (default {sgd[0]:g} to {sgd[-1]:g}, "
-                      f"x2 apart; for an Adam or AdamW recipe {adam[0]:g} to {adam[-1]:g})")
+    space, adam = SearchSpace(), default_space("adam").lrs
+    tune.add_argument("--lrs", nargs="+", type=float, help=f"learning rates to try (default {space.lrs[0]:g} to "
+                      f"{space.lrs[-1]:g}, x2 apart; for an Adam or AdamW recipe {adam[0]:g} to {adam[-1]:g})")
     tune.add_argument("--budgets", nargs="+", type=int, help="step budgets, the rungs (default "
-                      f"{' '.join(map(str, SearchSpace().budgets))})")
-    space = SearchSpace()
+                      f"{' '.join(map(str, space.budgets))})")
     tune.add_argument("--eta", type=int, help=f"a rung keeps the best 1/eta of its candidates (default {space.eta})")
     tune.add_argument("--search-seeds", type=int, help="seeds a candidate is scored on: seed s holds out part of the "
                       f"samples the study's seed s trains on (default {space.seeds}; --quick {quick.seeds})")
