@@ -13,7 +13,9 @@ tuning seed's split (two by default; a diverged run scores 0): the worse seed's 
 first, then the mean, the validation loss and the smaller budget. It is successive halving over the
 budgets: every learning rate trains at the smallest budget, the best 1/eta of them at the next, and
 so on (`SearchSpace`); where two rungs follow it, the first scores on one seed only, a screen whose
-scores pick the next rung's candidates but never the recipe; and a search skips its last rung
+scores pick the next rung's candidates but never the recipe; once one learning rate has passed a
+rung alone on all seeds, the longer rungs, which only choose its budget, score on one seed; and a
+search skips its last rung
 where that rung cannot change the recipe its cell trains with (`_decided`). The candidates of one
 rung share the model and the data, so they train as one pack with a learning rate each
 (kdscale.train.schedule.stacked_optimizer: SGD, Adam or AdamW); so do the searches of one
@@ -45,8 +47,10 @@ SEARCH_DIR = "_searches"  # under the storage; '_' keeps it out of the shared tr
 # packs that scored every seed on the first seed's validation inputs; 3 made the first rung a one-seed
 # screen and skips a last rung that cannot change the recipe; 4 took the budgets to 16,000 steps and 2000
 # epochs (from 4000 and 500: under 3, lt underfit in 3 of bench/underfit_check.py's 16 cells); 5 stops
-# the stability margin at the cell's own largest budget, which decides which last rungs are skipped.
-SEARCH_VERSION = 5
+# the stability margin at the cell's own largest budget, which decides which last rungs are skipped; 6
+# (tried, not kept: see SearchSpace.eta) is skipped; 7 scores the rungs that only choose a budget on one
+# seed (SearchSpace.extend_seeds).
+SEARCH_VERSION = 7
 POLICIES = ("fair", "lt", "fixed")  # each arm its own search / every arm lt's (the paper's protocol) / none
 LRS = tuple(0.01 * 2 ** k for k in range(6))  # 0.01 to 0.32, a factor of 2 apart
 # From a search's winner to the recipe a cell trains with (`trained_with`), two guards that the
@@ -95,6 +99,12 @@ class SearchSpace:
     # Seeds the first rung scores on where two rungs follow it (None: all `seeds`): a screen that picks
     # the next rung's candidates, on all seeds, and never the recipe itself. It halves the first rung.
     screen_seeds: int | None = field(default=1, metadata={"hashed": "unless-default"})
+    # Seeds a rung scores on once its one learning rate has passed a rung alone on all seeds (None: all
+    # `seeds`): the rate's stability has been checked on every seed, and what is left is to choose its
+    # budget. Replayed on version 5's 163 stored main-job searches, one seed from there changed 8 recipes,
+    # each to a longer budget (one seed's score sits above the two-seed minimum it is compared with: the
+    # bias goes against underfitting), and cut the searches' student-steps to 0.65.
+    extend_seeds: int | None = field(default=1, metadata={"hashed": "unless-default"})
 
     def __post_init__(self):
         if not self.lrs:
@@ -114,6 +124,8 @@ class SearchSpace:
             check_int("search", "max_epochs", self.max_epochs, 1)
         if self.screen_seeds is not None:
             check_int("search", "screen_seeds", self.screen_seeds, 1)
+        if self.extend_seeds is not None:
+            check_int("search", "extend_seeds", self.extend_seeds, 1)
 
     def rung_sizes(self) -> list[int]:
         """Candidates per rung (per search): all learning rates, then 1/eta of the previous rung."""
@@ -134,11 +146,21 @@ class SearchSpace:
         return self.rungs(n_fit, batch_size)[-1][0]
 
     def rung_seeds(self, rungs: int) -> list[int]:
-        """How many seeds each of `rungs` rungs scores on: all, but the screen's (see screen_seeds)."""
+        """How many seeds each of `rungs` rungs scores on: all, but the screen's (see screen_seeds) and
+        those after a rung where one learning rate scored alone on all seeds (see extend_seeds)."""
         seeds = [self.seeds] * rungs
         if rungs >= 3 and self.screen_seeds is not None:
             seeds[0] = min(self.screen_seeds, self.seeds)
+        if self.extend_seeds is not None:
+            sizes = self.rung_sizes()
+            alone = [i for i in range(rungs) if sizes[i] == 1 and seeds[i] == self.seeds]
+            for i in range(alone[0] + 1 if alone else rungs, rungs):
+                seeds[i] = min(self.extend_seeds, self.seeds)
         return seeds
+
+    def is_screen(self, rungs: int, rung: int) -> bool:
+        """Whether rung `rung` of `rungs` is the screen: its scores pick candidates, never the recipe."""
+        return rung == 0 and self.rung_seeds(rungs)[0] < self.seeds
 
 
 QUICK_SPACE = SearchSpace(lrs=(0.01, 0.04, 0.16), budgets=(250, 500), seeds=1)  # --quick: a smoke run (3 + 1 runs)
@@ -355,7 +377,7 @@ def run_job(specs: list[SearchSpec], loaded, teacher_logits: dict[str, Any], dev
                          "val_acc_min": float(np.min(accs)), "val_loss": float(np.mean(losses)),
                          "val_acc_by_seed": [float(a) for a in accs],
                          "diverged": int(sum(not math.isfinite(v) for v in losses))}
-                if len(scored) < len(seeds):
+                if space.is_screen(len(rungs), rung):
                     entry["screen"] = True
                 candidates[spec.id].append(entry)
                 if not entry["diverged"]:

@@ -72,11 +72,20 @@ def test_rung_sizes_and_bad_spaces():
     assert SearchSpace(max_epochs=None).rungs(64, 128) == every
     assert SearchSpace(max_epochs=1).rungs(64, 128) == [(500, 6)]  # the smallest budget always
     # the first rung is a one-seed screen only where two rungs follow it
-    assert [SearchSpace().rung_seeds(n) for n in (1, 2, 3, 4)] == [[2], [2, 2], [1, 2, 2], [1, 2, 2, 2]]
+    assert [SearchSpace().rung_seeds(n) for n in (1, 2, 3, 4)] == [[2], [2, 2], [1, 2, 2], [1, 2, 2, 1]]
     assert SearchSpace(screen_seeds=None).rung_seeds(3) == [2, 2, 2] == SearchSpace(screen_seeds=5).rung_seeds(3)
+    # once one learning rate has scored alone on every seed (rung 3: 6 -> 2 -> 1), the rungs that only
+    # choose its budget score on one seed; a rate alone only in the screen has not been checked yet
+    assert SearchSpace().rung_seeds(6) == [1, 2, 2, 1, 1, 1]
+    assert SearchSpace(extend_seeds=None).rung_seeds(6) == [1, 2, 2, 2, 2, 2]
+    assert SearchSpace(lrs=(0.1,), budgets=(1, 2, 3, 4)).rung_seeds(4) == [1, 2, 1, 1]
+    assert SearchSpace(lrs=(0.1,), budgets=(1, 2, 3, 4), screen_seeds=None).rung_seeds(4) == [2, 1, 1, 1]
+    assert [SearchSpace().is_screen(6, r) for r in range(6)] == [True] + [False] * 5
+    assert not SearchSpace().is_screen(2, 0)
     for changes, message in ((dict(lrs=()), "search.lrs is empty"), (dict(budgets=(0,)), "search.budgets=0"),
                              (dict(eta=1), "search.eta=1"), (dict(val_fraction=1.0), "search.val_fraction=1.0"),
-                             (dict(screen_seeds=0), "search.screen_seeds=0")):
+                             (dict(screen_seeds=0), "search.screen_seeds=0"),
+                             (dict(extend_seeds=0), "search.extend_seeds=0")):
         with pytest.raises(SpecError, match=message):
             SearchSpace(**changes)
 
@@ -191,6 +200,23 @@ def test_a_screen_scores_the_first_rung_on_one_seed_and_never_chooses_the_recipe
         winner = max(chosen, key=lambda c: (min(c["val_acc_by_seed"]), c["val_acc"], -c["val_loss"]))
         assert (result["best"]["lr"], result["best"]["steps"]) == (winner["lr"], winner["steps"])
         assert result["best"]["steps"] in (20, 40)  # never the screen's, however well it scored
+
+
+def test_the_rungs_that_only_choose_a_budget_score_on_one_seed_and_may_choose_it(digits_job):
+    loaded, logits, specs = digits_job
+    four = SearchSpace(lrs=(0.003, 0.03, 0.3), budgets=(10, 20, 40, 80), eta=3, seeds=2)  # 3 -> 1 -> 1 -> 1
+    specs = [replace(spec, space=four) for spec in specs]
+    lines = []
+    results = run_job(specs, loaded, logits, log=lines.append)
+    assert "rung 2/4, 20 steps, 4 students in one pack" in lines[1]  # 2 specs x 1 lr x 2 seeds
+    assert "rung 3/4, 40 steps, 2 students in one pack" in lines[2]  # 2 specs x 1 lr x 1 seed
+    for result in results:
+        alone, *longer = [c for c in result["candidates"] if c["rung"] >= 1]
+        assert len(alone["val_acc_by_seed"]) == 2 and longer and all(
+            len(c["val_acc_by_seed"]) == 1 and "screen" not in c and c["lr"] == alone["lr"] for c in longer)
+        chosen = [c for c in result["candidates"] if "screen" not in c and not c["diverged"]]
+        winner = min(chosen, key=lambda c: (-c["val_acc_min"], -c["val_acc"], c["val_loss"], c["steps"]))
+        assert (result["best"]["lr"], result["best"]["steps"]) == (winner["lr"], winner["steps"])
 
 
 def test_the_search_never_reads_the_test_set(digits_job):
