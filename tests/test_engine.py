@@ -156,6 +156,15 @@ def test_seeds_and_objectives_of_one_configuration_are_packed_unless_told_not_to
         lt = [t for t in pack if t.objective.name == "lt"]
         assert sorted(t.seed for t in lt) == sorted(2 * list({t.seed for t in lt}))
     assert sorted(len(p) for p in make_packs(twins.trials(), 1)) == [1] * 6 + [2] * 3  # unpacked: twins still once
+    # longest first, the order Tune starts them in: more students, more steps, a bigger model
+    from dataclasses import replace
+
+    def longer(kappa):  # kappa's trials train 4x the steps
+        return [replace(t, recipe=replace(t.recipe, steps=t.recipe.steps * (4 if t.kappa == kappa else 1)))
+                for t in trials]
+    assert [p[0].kappa for p in make_packs(longer(0.25), None)] == [0.25, 0.5]
+    assert [p[0].kappa for p in make_packs(longer(0.5), None)] == [0.5, 0.25]
+    assert [len(p) for p in make_packs(twins.trials(), 8)] == [11, 1]
 
 
 DRIVER = textwrap.dedent("""

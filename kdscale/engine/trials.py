@@ -191,6 +191,11 @@ def make_packs(trials: list[TrialSpec], pack_size: int | None, gpu: bool = False
     (PACK_MAX_FLOPS, or PACK_MAX_FLOPS_GPU when the trials run on GPUs: `gpu`), where packing was
     measured faster; an explicit size packs every packable one;
     1 turns packing off (twins still train once).
+
+    The packs come longest first (students x steps x forward FLOPs, `_pack_cost`), the order Tune
+    starts them in, so that no long pack is left to run alone at the end. On the main job (2026-12-01,
+    18 packs of 4 to 155 s on 2 cores) its packs' measured times give 515 s in the order they were
+    built (by student and kappa, the longest last) and 493 s longest first, against 492 s of work a core.
     """
     from kdscale import data as datasets, models
     from kdscale.train import forward_flops, packable
@@ -198,12 +203,14 @@ def make_packs(trials: list[TrialSpec], pack_size: int | None, gpu: bool = False
     size = MAX_PACK if pack_size is None else pack_size
     groups: dict[str, list[TrialSpec]] = {}
     can_pack: dict[tuple, bool] = {}
+    flops: dict[tuple, float] = {}
     for trial in trials:
         key = (trial.student, trial.recipe, trial.data)
         if key not in can_pack:
             info = datasets.info(trial.data)
             model = models.build(trial.student, info.input_shape, info.num_classes, info.vocab_size)
-            small = forward_flops(model, info.example()) <= (PACK_MAX_FLOPS_GPU if gpu else PACK_MAX_FLOPS)
+            flops[key] = forward_flops(model, info.example())
+            small = flops[key] <= (PACK_MAX_FLOPS_GPU if gpu else PACK_MAX_FLOPS)
             can_pack[key] = packable(model) and (small or pack_size is not None)
         group = _pack_key(trial) if can_pack[key] and size > 1 else training_key(trial)
         groups.setdefault(group, []).append(trial)
@@ -214,7 +221,16 @@ def make_packs(trials: list[TrialSpec], pack_size: int | None, gpu: bool = False
             units.setdefault(training_key(trial), []).append(trial)
         chunks = list(units.values())
         packs += [[t for unit in chunks[i:i + size] for t in unit] for i in range(0, len(chunks), size)]
-    return packs
+    return sorted(packs, key=lambda pack: -_pack_cost(pack, flops))
+
+
+def _pack_cost(pack: list[TrialSpec], flops: dict[tuple, float]) -> float:
+    """A pack's work, roughly: students trained (twins once) x steps x (forward FLOPs + a step's fixed
+    cost in FLOP-equivalents, as kdscale.engine.searches counts a search job's)."""
+    from kdscale.train.schedule import plan_steps
+
+    return sum(plan_steps(t.recipe, t.n_train)[2] * (flops[t.student, t.recipe, t.data] + 1e4)
+               for t in {training_key(t): t for t in pack}.values())
 
 
 def _pack_key(trial: TrialSpec) -> str:
