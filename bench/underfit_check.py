@@ -53,7 +53,8 @@ def _search(student: str, kappa: float, space=None):
 def _searched(spec, storage: str, device: str) -> dict:
     """The stored search of `spec`, or run it and store it."""
     from kdscale import data as datasets
-    from kdscale.search import read_search, run_job, write_search
+    from kdscale.search import read_search, write_search
+    from kdscale.searchjob import run_job
 
     found = read_search(storage, spec.id)
     if found is None:

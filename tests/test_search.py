@@ -10,8 +10,9 @@ from kdscale import data as datasets
 from kdscale.config import DataSpec, ModelSpec, ObjectiveSpec, RecipeSpec, TeacherSpec, from_dict, to_dict
 from kdscale.data import student_indices, subsets
 from kdscale.errors import SpecError
-from kdscale.search import (SearchSpace, SearchSpec, _decided, chosen_recipe, trained_with, read_search, run_job, search_path,
+from kdscale.search import (SearchSpace, SearchSpec, _decided, chosen_recipe, trained_with, read_search, search_path,
                             write_search)
+from kdscale.searchjob import run_job
 
 DIGITS = DataSpec(name="digits", n_teacher=400)
 STUDENT = ModelSpec.parse("mlp:width=16")
@@ -172,7 +173,7 @@ def test_successive_halving_keeps_the_best_third_and_the_winner_is_the_best_seen
     again = run_job(specs, loaded, logits)
     assert [r["candidates"] for r in again] == [r["candidates"] for r in results]  # deterministic
     # every seed's score is that seed's own: the winner trained alone on seed 1's split scores the same
-    from kdscale.search import _split_data
+    from kdscale.searchjob import _split_data
     from kdscale.train import train
 
     spec, result = specs[0], results[0]
@@ -253,9 +254,9 @@ def test_a_stored_search_round_trips(digits_job, tmp_path):
     (["--dataset", "digits", "--n-teacher", "500", "--kappas", "5"], "maximum kappa is 2.874"),
 ])
 def test_tune_bad_input_is_one_line_before_compute(argv, message, tmp_path, capsys, monkeypatch):
-    import kdscale.search
+    import kdscale.searchjob
 
-    monkeypatch.setattr(kdscale.search, "run_job", lambda *a, **k: pytest.fail("searched on bad input"))
+    monkeypatch.setattr(kdscale.searchjob, "run_job", lambda *a, **k: pytest.fail("searched on bad input"))
     defaults = {"--student": "cnn1d:width=16", "--kappas": "0.1"}
     argv = [*argv, *[w for flag, value in defaults.items() if flag not in argv for w in (flag, value)]]
     code = cli.main(["tune", *argv, "--storage", str(tmp_path / "results"),

@@ -47,11 +47,11 @@ def teacher_task(spec_dict: dict, n_pool: int, cache: str, threads: int):
 
 
 def search_task(specs: list, cache: str, threads: int, teacher_logits: dict) -> list[dict]:
-    """One recipe-search job (kdscale.search.run_job): the searches of one (student, kappa) as one pack."""
+    """One recipe-search job (kdscale.searchjob.run_job): the searches of one (student, kappa) as one pack."""
     import torch
 
     from kdscale import data as datasets
-    from kdscale.search import run_job
+    from kdscale.searchjob import run_job
 
     os.environ["KDSCALE_CACHE"] = cache
     torch.set_num_threads(threads)
