@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from kdscale.config import to_dict
-from kdscale.search import SearchSpec, _decided, _rank, _scored, trained_with
+from kdscale.search import SearchSpec, _decided, _rank, _scored, carried, trained_with
 
 
 def _split_data(spec: SearchSpec, seed: int, loaded, teacher_logits, device):
@@ -88,8 +88,7 @@ def run_job(specs: list[SearchSpec], loaded, teacher_logits: dict[str, Any], dev
                 if space.is_screen(len(rungs), rung):
                     entry["screen"] = True
                 candidates[spec.id].append(entry)
-            ranked = sorted((c for c in candidates[spec.id] if c["rung"] == rung and not c["diverged"]), key=_rank)
-            alive[spec.id] = [entry["lr"] for entry in ranked]
+            alive[spec.id] = carried(space, candidates[spec.id], rung, num_classes)
         if log:
             log(f"search {first.student.label} kappa={first.kappa:g}: rung {rung + 1}/{len(rungs)}, "
                 f"{budget} steps, {len(members)} students in one pack ({time.perf_counter() - rung_started:.1f} s)")

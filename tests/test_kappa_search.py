@@ -153,12 +153,12 @@ def test_a_study_plan_trains_exactly_its_cells():
 def test_grid_keeps_the_default_grids_trial_ids():
     """Golden: the ids (trials with the base recipe, and searches) of the default grid, --recipe
     fixed and --quick: the trials' as the study built them before the adaptive search (commit
-    136753e), the searches' as of kdscale.search.SEARCH_VERSION 7."""
+    136753e), the searches' as of kdscale.search.SEARCH_VERSION 8."""
     from tests.scripts import load_script
 
     module = load_script("model_size")
-    golden = {(): ("model_size", "629e7aa2fb9f6588"), ("--recipe", "fixed"): ("model_size_fixed", "dda3a1a7610968bf"),
-              ("--quick",): ("model_size_quick", "8cf1fd87d02055d8")}
+    golden = {(): ("model_size", "6ed2ce61205b674f"), ("--recipe", "fixed"): ("model_size_fixed", "dda3a1a7610968bf"),
+              ("--quick",): ("model_size_quick", "90261e8a330d047c")}
     for argv, (name, digest) in golden.items():
         spec = module.build_spec(module.build_parser().parse_args([*argv, "--grid"]))
         ids = [t.id for t in spec._trials(lambda *cell: spec.recipe)] + [s.id for s in spec.searches()]

@@ -204,6 +204,8 @@ def test_a_screen_scores_the_first_rung_on_one_seed_and_never_chooses_the_recipe
 
 
 def test_the_rungs_that_only_choose_a_budget_score_on_one_seed_and_may_choose_it(digits_job):
+    from kdscale.search import carried
+
     loaded, logits, specs = digits_job
     four = SearchSpace(lrs=(0.003, 0.03, 0.3), budgets=(10, 20, 40, 80), eta=3, seeds=2)  # 3 -> 1 -> 1 -> 1
     specs = [replace(spec, space=four) for spec in specs]
@@ -214,7 +216,9 @@ def test_the_rungs_that_only_choose_a_budget_score_on_one_seed_and_may_choose_it
     for result in results:
         alone, *longer = [c for c in result["candidates"] if c["rung"] >= 1]
         assert len(alone["val_acc_by_seed"]) == 2 and longer and all(
-            len(c["val_acc_by_seed"]) == 1 and "screen" not in c and c["lr"] == alone["lr"] for c in longer)
+            len(c["val_acc_by_seed"]) == 1 and "screen" not in c for c in longer)
+        for c in longer:  # each rung trains what `carried` passed it: the same rate, or half a collapsed one
+            assert [c["lr"]] == carried(four, [d for d in result["candidates"] if d["rung"] < c["rung"]], c["rung"] - 1, 10)
         chosen = [c for c in result["candidates"] if "screen" not in c and not c["diverged"]]
         winner = min(chosen, key=lambda c: (-c["val_acc_min"], -c["val_acc"], c["val_loss"], c["steps"]))
         assert (result["best"]["lr"], result["best"]["steps"]) == (winner["lr"], winner["steps"])
@@ -303,6 +307,30 @@ def _candidate(lr, steps, low, diverged=0):
 
 
 TO_4000 = SearchSpace(budgets=(500, 1000, 2000, 4000))  # the figures below, budgets as of search version 3
+
+
+def test_a_lone_rate_that_collapses_is_carried_halved():
+    from kdscale.search import carried
+
+    space = SearchSpace()  # 0.01 to 0.32; 10 classes: collapsed at or below 0.15
+
+    def at(rung, lr, steps, low, diverged=0):
+        return {**_candidate(lr, steps, low, diverged), "rung": rung}
+    many = [at(1, 0.08, 1000, 0.7), at(1, 0.32, 1000, 0.1), at(1, 0.16, 1000, 0.8), at(1, 0.04, 1000, 0.9, 1)]
+    assert carried(space, many, 1, 10) == [0.16, 0.08, 0.32]  # ranked, the diverged dropped: ranking does the rest
+    # version 7's cnn1d-16 lt at kappa 1: 0.32 scored 0.905 at 2000 steps and 0.1 alone at 4000
+    learned = [at(1, 0.32, 1000, 0.89), at(1, 0.16, 1000, 0.88), at(2, 0.32, 2000, 0.905)]
+    assert carried(space, learned, 2, 10) == [0.32]
+    assert carried(space, learned + [at(3, 0.32, 4000, 0.1)], 3, 10) == [0.16]
+    assert carried(space, learned + [at(3, 0.32, 4000, 0.15)], 3, 10) == [0.16]  # 1.5 x chance
+    assert carried(space, learned + [at(3, 0.32, 4000, 0.16)], 3, 10) == [0.32]  # above it: the rate goes on
+    assert carried(space, learned + [at(3, 0.32, 4000, 0.7)], 3, 2) == [0.16]  # two classes: chance is 0.5
+    assert carried(space, [at(1, 0.32, 1000, 0.6), at(2, 0.32, 2000, 0.7)], 2, 2) == [0.32]  # never above 0.75
+    assert carried(space, learned + [at(3, 0.32, 4000, 0.0, 2)], 3, 10) == [0.16]  # diverged: halved too
+    # a rate that has not learned yet (at chance before too) is not collapsed: it goes on
+    assert carried(space, [at(1, 0.32, 1000, 0.1), at(2, 0.32, 2000, 0.1)], 2, 10) == [0.32]
+    assert carried(space, [at(1, 0.02, 1000, 0.5), at(2, 0.02, 2000, 0.1)], 2, 10) == [0.01]
+    assert carried(space, [at(1, 0.01, 1000, 0.5), at(2, 0.01, 2000, 0.1)], 2, 10) == []  # never below the smallest
 
 
 def test_a_cell_trains_at_the_longest_budget_within_noise_at_half_the_lr_and_twice_the_steps():
