@@ -184,8 +184,10 @@ def test_a_killed_driver_continues_with_the_same_command(tmp_path):
     script = tmp_path / "driver.py"
     script.write_text(DRIVER.format(tests=str(REPO / "tests"), tmp=str(tmp_path)))
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    driver = subprocess.Popen([sys.executable, str(script)], env=env, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    err = tmp_path / "driver.err"
+    with open(err, "wb") as sink:
+        driver = subprocess.Popen([sys.executable, str(script)], env=env, start_new_session=True,
+                                  stdout=subprocess.DEVNULL, stderr=sink)
     store = ResultsStore(str(tmp_path / "results"), "driver_kill")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
 
@@ -197,10 +199,11 @@ def test_a_killed_driver_continues_with_the_same_command(tmp_path):
     deadline = time.time() + 240
     try:
         while time.time() < deadline and not mid_study():
-            assert driver.poll() is None, "the study ended before it could be killed"
+            assert driver.poll() is None, f"the study ended before it could be killed: {err.read_text()[-3000:]}"
             time.sleep(0.5)
     finally:
-        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started, no clean-up
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started, no clean-up
         driver.wait()
     rows_before = len(store.table())
     assert 3 <= rows_before < 24
