@@ -11,6 +11,7 @@ import time
 import ray
 
 from kdscale.engine.checks import task_fault
+from kdscale.engine.trials import STEP_FLOPS
 from kdscale.engine.workers import search_task
 from kdscale.search import SearchSpec, describe, read_search, write_search
 
@@ -43,7 +44,7 @@ def _cost(job: list[SearchSpec]) -> float:
     n_fit = first.n_train - max(1, math.floor(first.space.val_fraction * first.n_train + 0.5))
     rungs = first.space.rungs(n_fit, first.base.batch_size)
     steps = sum(budget * keep * seeds for (budget, keep), seeds in zip(rungs, first.space.rung_seeds(len(rungs))))
-    return len(job) * steps * (flops + 1e4)  # + a step's fixed cost, in FLOP-equivalents
+    return len(job) * steps * (flops + STEP_FLOPS)
 
 
 def run_searches(pending: list[SearchSpec], teachers: dict, storage: str, cache: str, resources, log,

@@ -43,6 +43,10 @@ PACK_MAX_FLOPS = 2e6
 # 0.60-0.72 for cnn2d-40 (39 MFLOP), the largest it measured; larger models train one at a time
 # until measured (ResNet-18 of width 16, 70 MFLOP, was 1.4x slower packed).
 PACK_MAX_FLOPS_GPU = 4e7
+# A training step's fixed cost (dispatch, optimizer, data), in FLOP-equivalents: the engine's estimates of
+# a job's work, which order the student packs (`_pack_cost`) and the search jobs (kdscale.engine.searches)
+# longest first, count students x steps x (forward FLOPs + this).
+STEP_FLOPS = 1e4
 STOP_GRACE_S = 30.0  # after Ctrl-C, how long running trials get to reach a report and save
 
 
@@ -225,11 +229,10 @@ def make_packs(trials: list[TrialSpec], pack_size: int | None, gpu: bool = False
 
 
 def _pack_cost(pack: list[TrialSpec], flops: dict[tuple, float]) -> float:
-    """A pack's work, roughly: students trained (twins once) x steps x (forward FLOPs + a step's fixed
-    cost in FLOP-equivalents, as kdscale.engine.searches counts a search job's)."""
+    """A pack's work, roughly: students trained (twins once) x steps x (forward FLOPs + STEP_FLOPS)."""
     from kdscale.train.schedule import plan_steps
 
-    return sum(plan_steps(t.recipe, t.n_train)[2] * (flops[t.student, t.recipe, t.data] + 1e4)
+    return sum(plan_steps(t.recipe, t.n_train)[2] * (flops[t.student, t.recipe, t.data] + STEP_FLOPS)
                for t in {training_key(t): t for t in pack}.values())
 
 
