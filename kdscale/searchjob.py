@@ -78,6 +78,7 @@ def run_job(specs: list[SearchSpec], loaded, teacher_logits: dict[str, Any], dev
             ok = result.status == "ok"
             scores.setdefault((spec.id, lr), []).append(
                 (result.metrics["test_acc"] if ok else 0.0, result.metrics["test_loss"] if ok else math.inf))
+        screen = space.is_screen(len(rungs), rung)
         for spec in specs:
             for lr in alive[spec.id][:keep]:
                 accs, losses = zip(*scores[spec.id, lr])
@@ -85,7 +86,7 @@ def run_job(specs: list[SearchSpec], loaded, teacher_logits: dict[str, Any], dev
                          "val_acc_min": float(np.min(accs)), "val_loss": float(np.mean(losses)),
                          "val_acc_by_seed": [float(a) for a in accs],
                          "diverged": int(sum(not math.isfinite(v) for v in losses))}
-                if space.is_screen(len(rungs), rung):
+                if screen:
                     entry["screen"] = True
                 candidates[spec.id].append(entry)
             alive[spec.id] = carried(space, candidates[spec.id], rung, num_classes)
