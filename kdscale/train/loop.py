@@ -185,8 +185,12 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
             teacher_all = torch.stack([d.teacher_train if d.teacher_train is not None else torch.zeros_like(shape)
                                        for d in datas])
 
+        offsets = rows * n_train
+        flat = [None if t is None else t.flatten(0, 1) for t in (x_all, y_all, teacher_all)]
+
         def batch_of(idx):
-            return x_all[rows, idx], y_all[rows, idx], None if teacher_all is None else teacher_all[rows, idx]
+            picked = (idx + offsets).flatten()
+            return tuple(None if t is None else t.index_select(0, picked).view(idx.shape + t.shape[1:]) for t in flat)
     teacher_model = datas[0].teacher_model if augmenting and uses_teacher else None
     batch, per_epoch, total = plan_steps(recipe, n_train)
     total_epochs = math.ceil(total / per_epoch)
