@@ -2,6 +2,7 @@
 
     python bench/pack_scaling.py                              # cnn1d-4, -16, -64; packs 1 to 32
     python bench/pack_scaling.py --widths 16 --packs 1 8 16 64 --steps 200 --repeats 5
+    python bench/pack_scaling.py --forward both --packs 4 8 16   # the family's packed forward vs vmap
 
 Each pack trains lt students of one MNIST-1D-shaped model (random inputs of shape (40,), 10
 classes, M = 1600 samples each, batch 128, SGD with momentum: the main job's student recipe, one
@@ -13,6 +14,10 @@ order rotates, so a load change hits every size alike.
 What it answers (issue 16): whether packs larger than the engine's (MAX_PACK students of one
 configuration) would train faster per student. A pack shares one Python dispatch per step among
 its students; once the convolution kernels dominate, a bigger pack costs in proportion.
+
+`--forward both` times each pack twice in the same round, through the model family's own packed
+forward (`packed_logits`: cnn1d's grouped convolutions, the default) and through vmap of the
+model's forward (kdscale.train.students.FAMILY_FORWARD off), and prints the ratio.
 """
 from __future__ import annotations
 
@@ -25,11 +30,14 @@ import time
 import torch
 
 
-def pack_time(width: int, size: int, steps: int) -> float:
-    """Wall seconds of one pack of `size` lt students of cnn1d-`width` for `steps` steps."""
+def pack_time(width: int, size: int, steps: int, forward: str = "family") -> float:
+    """Wall seconds of one pack of `size` lt students of cnn1d-`width` for `steps` steps, through the
+    family's packed forward or through vmap."""
     from kdscale.config import ModelSpec, ObjectiveSpec
     from kdscale.recipes import default_recipes
-    from kdscale.train import TrainData, train_students
+    from kdscale.train import TrainData, students, train_students
+
+    students.FAMILY_FORWARD = forward == "family"
 
     recipe = default_recipes("mnist1d")[1].with_budget(steps=steps)
     gen = torch.Generator().manual_seed(size)
@@ -47,22 +55,30 @@ def main() -> int:
     parser.add_argument("--packs", nargs="+", type=int, default=[1, 2, 4, 8, 16, 32])
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--forward", choices=("family", "vmap", "both"), default="family",
+                        help="a pack's forward: the family's packed_logits, vmap, or both side by side")
     args = parser.parse_args()
+    forwards = ("family", "vmap") if args.forward == "both" else (args.forward,)
     torch.set_num_threads(1)
     print(f"# {datetime.date.today()}, {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"1 thread, {args.steps} steps, median of {args.repeats}", flush=True)
+          f"1 thread, {args.steps} steps, median of {args.repeats}, forward: {args.forward}", flush=True)
     pack_time(args.widths[0], 2, 5)  # warm-up: imports and first kernels
-    print("| model | pack | ms / student-step | vs pack of 1 |\n|---|---|---|---|")
+    heads = [f"ms / student-step ({f})" for f in forwards] + ["vs pack of 1"] + (["family / vmap"] if len(forwards) > 1 else [])
+    print("| model | pack | " + " | ".join(heads) + " |\n|" + "---|" * (2 + len(heads)))
     for width in args.widths:
-        per_step: dict[int, list[float]] = {size: [] for size in args.packs}
+        per_step = {(size, f): [] for size in args.packs for f in forwards}
         for repeat in range(args.repeats):
             order = args.packs[repeat % len(args.packs):] + args.packs[:repeat % len(args.packs)]
             for size in order:
-                per_step[size].append(1000 * pack_time(width, size, args.steps) / (size * args.steps))
-        alone = statistics.median(per_step[min(args.packs)])
+                for f in (forwards if repeat % 2 == 0 else forwards[::-1]):
+                    per_step[size, f].append(1000 * pack_time(width, size, args.steps, f) / (size * args.steps))
+        ms = {key: statistics.median(values) for key, values in per_step.items()}
+        alone = ms[min(args.packs), forwards[0]]
         for size in args.packs:
-            ms = statistics.median(per_step[size])
-            print(f"| cnn1d-{width} | {size} | {ms:.3f} | {ms / alone:.2f} |", flush=True)
+            cells = [f"{ms[size, f]:.3f}" for f in forwards] + [f"{ms[size, forwards[0]] / alone:.2f}"]
+            if len(forwards) > 1:
+                cells.append(f"{ms[size, 'family'] / ms[size, 'vmap']:.2f}")
+            print(f"| cnn1d-{width} | {size} | " + " | ".join(cells) + " |", flush=True)
     return 0
 
 

@@ -220,3 +220,27 @@ def test_a_student_in_channels_last_leaves_its_callers_data_for_a_pack(monkeypat
     pack = loop.Pack([alone.model, packed[1].model])  # and a pack takes channels_last input as it is
     channels_last = torch.randn(8, 3, 8, 8, generator=gen).contiguous(memory_format=torch.channels_last)
     assert torch.allclose(pack.predict(channels_last), pack.predict(channels_last.contiguous()), atol=1e-6)
+
+
+@pytest.mark.parametrize("family, shape", [("cnn1d:width=4", (40,)), ("cnn1d:width=6", (2, 24)),
+                                           ("mlp:width=16", (40,)), ("mlp:width=8,depth=3", (1, 8, 8))])
+def test_a_familys_packed_forward_equals_vmap_of_its_forward(family, shape):
+    """cnn1d's and mlp's `packed_logits` (grouped convolutions, batched products) give what vmap of
+    `forward` over the stacked students gives, logits and gradients, on own and on shared inputs."""
+    from torch.func import functional_call, stack_module_state
+    spec, size = ModelSpec.parse(family), 3
+    students = [models.build(spec, shape, 5) for _ in range(size)]
+    params, buffers = stack_module_state(students)
+    x = torch.randn(size, 7, *shape)
+    fast = students[0].packed_logits(params, x)
+    slow = torch.vmap(lambda p, b, inputs: functional_call(students[0], (p, b), (inputs,)))(params, buffers, x)
+    assert fast.shape == (size, 7, 5) and torch.allclose(fast, slow, atol=1e-5)
+    for s in range(size):
+        assert torch.allclose(fast[s], students[s](x[s]), atol=1e-5)  # each student's own weights
+    weights = torch.randn(size, 7, 5)
+    fast_grads = torch.autograd.grad((fast * weights).sum(), list(params.values()))
+    slow_grads = torch.autograd.grad((slow * weights).sum(), list(params.values()))
+    for name, a, b in zip(params, fast_grads, slow_grads):
+        assert torch.allclose(a, b, atol=1e-5), name
+    shared = students[0].packed_logits(params, x[0].expand(size, *x[0].shape))
+    assert all(torch.allclose(shared[s], students[s](x[0]), atol=1e-5) for s in range(size))

@@ -33,6 +33,12 @@ class Classifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
 
+    # A family may also define `packed_logits(params, x)`: the logits [S, B, C] of S students whose
+    # stacked parameters are `params` (name -> [S, ...]) on their own batches x [S, B, ...], without
+    # vmap. A pack (kdscale.train.students) then calls it instead of vmapping `forward`: the same
+    # arithmetic (grouped convolutions and batched matrix products are what vmap's rules run) less
+    # vmap's per-op overhead, measured in docs/benchmarks.md ("Packed forward").
+
     @property
     def num_params(self) -> int:
         return count_params(self)
@@ -42,6 +48,11 @@ def count_params(model: nn.Module) -> int:
     """Number of parameters (weights and biases; batch-norm running statistics are buffers, not
     counted). This is the model size the scaling fits use."""
     return sum(p.numel() for p in model.parameters())
+
+
+def packed_linear(params: dict[str, torch.Tensor], name: str, h: torch.Tensor) -> torch.Tensor:
+    """nn.Linear `name` of S stacked students on their own inputs h [S, B, in] -> [S, B, out]."""
+    return torch.baddbmm(params[f"{name}.bias"][:, None], h, params[f"{name}.weight"].transpose(1, 2))
 
 
 def bad_shape(family: str, input_shape: tuple[int, ...], needs: str) -> SpecError:

@@ -13,9 +13,10 @@ MNIST-1D's digits apart, and pooling it away costs accuracy.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from kdscale.models.base import MODELS, Classifier, bad_shape
+from kdscale.models.base import MODELS, Classifier, bad_shape, packed_linear
 
 # (kernel, stride, padding) of each convolution, from the reference model.
 LAYERS = ((5, 2, 1), (3, 2, 1), (3, 2, 1))
@@ -44,6 +45,16 @@ class CNN1d(Classifier):
         # MNIST-1D comes as [B, 40]; it is a single-channel signal, [B, 1, 40].
         x = x.view(x.shape[0], self.in_channels, x.shape[-1])
         return self.body(x).flatten(1)  # [B, w, L3] -> [B, w * L3]
+
+    def packed_logits(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """S students at once (see Classifier): their channels side by side, one grouped convolution
+        per layer, [B, S * C, L] -> [B, S * w, L'], then each student's flatten and head."""
+        size, batch = x.shape[:2]
+        h = x.reshape(size, batch, self.in_channels, x.shape[-1]).transpose(0, 1).reshape(batch, -1, x.shape[-1])
+        for i, (kernel, stride, padding) in enumerate(LAYERS):
+            weight, bias = params[f"body.{2 * i}.weight"], params[f"body.{2 * i}.bias"]  # [S, w, C, k], [S, w]
+            h = F.conv1d(h, weight.flatten(0, 1), bias.flatten(), stride, padding, groups=size).relu()
+        return packed_linear(params, "head", h.reshape(batch, size, -1).transpose(0, 1))  # [S, B, w * L3]
 
 
 @MODELS.register("cnn1d")

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from kdscale.models.base import MODELS, Classifier, bad_shape, int_option
+from kdscale.models.base import MODELS, Classifier, bad_shape, int_option, packed_linear
 
 
 class MLP(Classifier):
@@ -28,6 +28,13 @@ class MLP(Classifier):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x.flatten(1))  # [B, ...] -> [B, in_features] -> [B, width]
+
+    def packed_logits(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """S students at once (see Classifier): one batched matrix product per layer."""
+        h = x.flatten(2)  # [S, B, in_features]
+        for i in range(0, len(self.body), 2):
+            h = packed_linear(params, f"body.{i}", h).relu()
+        return packed_linear(params, "head", h)
 
 
 @MODELS.register("mlp")

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state
 
 EVAL_BATCH = 2048
+FAMILY_FORWARD = True  # False: every pack vmaps `forward` (bench/pack_scaling.py --forward compares the two)
 OWN_EVAL_ROWS = 16384  # a pack evaluated on its students' own inputs: rows (students x samples) per pass
 
 _BATCH_STATS: list[tuple[list, list]] = []  # (stats, (layer name, momentum)) of the functional call in progress
@@ -125,6 +126,8 @@ class Pack:
         self.students = models
         self.params, self.buffers = stack_module_state(models)
         self.base = _functional_copy(models[0])  # the architecture; its weights come from `params`
+        # The family's own packed forward where it has one (kdscale.models.base.Classifier), else vmap.
+        self.packed_logits = getattr(self.base, "packed_logits", None) if FAMILY_FORWARD else None
 
     def parameters(self):
         return list(self.params.values())
@@ -134,6 +137,8 @@ class Pack:
 
         In training mode the running statistics of batch-norm layers are updated here, per student.
         """
+        if self.packed_logits is not None:
+            return self.packed_logits(self.params, x.expand(len(self.students), *x.shape) if shared_input else x)
         names: list[tuple[str, float]] = []  # batch-norm layers (name, momentum) in the order they ran
         x = x.contiguous()  # vmap's batch norm on CUDA refuses channels_last input ("NYI: querying is_contiguous")
 
