@@ -244,3 +244,15 @@ def test_a_familys_packed_forward_equals_vmap_of_its_forward(family, shape):
         assert torch.allclose(a, b, atol=1e-5), name
     shared = students[0].packed_logits(params, x[0].expand(size, *x[0].shape))
     assert all(torch.allclose(shared[s], students[s](x[0]), atol=1e-5) for s in range(size))
+
+
+def test_a_pack_of_students_with_a_projection_head_matches_them_alone():
+    """`projection=K` replaces the family's linear head, which packed_logits computes: such a pack
+    goes through vmap and still matches its students trained alone (seen failing: KeyError 'head.bias')."""
+    spec, recipe, seeds = ModelSpec.parse("cnn1d:width=4,projection=5"), RecipeSpec(lr=0.05, steps=20, batch_size=32), [0, 1]
+    datas = [student_data(s) for s in seeds]
+    packed = train_students(spec, ObjectiveSpec("lt"), recipe, seeds, datas, 5)
+    for seed, data, result in zip(seeds, datas, packed):
+        alone = train(spec, ObjectiveSpec("lt"), recipe, seed, data, 5)
+        assert result.status == alone.status == "ok"
+        assert torch.allclose(result.test_probs, alone.test_probs, atol=1e-4)

@@ -37,7 +37,8 @@ class Classifier(nn.Module):
     # stacked parameters are `params` (name -> [S, ...]) on their own batches x [S, B, ...], without
     # vmap. A pack (kdscale.train.students) then calls it instead of vmapping `forward`: the same
     # arithmetic (grouped convolutions and batched matrix products are what vmap's rules run) less
-    # vmap's per-op overhead, measured in docs/benchmarks.md ("Packed forward").
+    # vmap's per-op overhead, measured in docs/benchmarks.md ("Packed forward"). It computes the
+    # family's own linear head; a model whose head `projection=K` replaced is packed through vmap.
 
     @property
     def num_params(self) -> int:

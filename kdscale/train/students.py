@@ -129,8 +129,10 @@ class Pack:
         self.students = models
         self.params, self.buffers = stack_module_state(models)
         self.base = _functional_copy(models[0])  # the architecture; its weights come from `params`
-        # The family's own packed forward where it has one (kdscale.models.base.Classifier), else vmap.
-        self.packed_logits = getattr(self.base, "packed_logits", None) if FAMILY_FORWARD else None
+        # The family's own packed forward where it has one (kdscale.models.base.Classifier) and the model
+        # keeps the family's linear head (`projection=K` replaces it: kdscale.models), else vmap.
+        own_head = isinstance(getattr(self.base, "head", None), nn.Linear)
+        self.packed_logits = getattr(self.base, "packed_logits", None) if FAMILY_FORWARD and own_head else None
 
     def parameters(self):
         return list(self.params.values())
