@@ -170,23 +170,20 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
     order_rngs = [torch.Generator(device="cpu").manual_seed(derive_seed(seed, 2)) for seed in seeds]
     unique_seeds = sorted(set(seeds))  # students of one seed share its augmented batch
     augment_rngs = {u: torch.Generator(device=device).manual_seed(derive_seed(u, 3)) for u in unique_seeds}
-    if size == 1:  # one student indexes its own tensors (as fast as a plain loop); a pack gathers stacked
+    if size == 1:  # one student indexes its own tensors (as fast as a plain loop); a pack gathers
         only = datas[0]
 
         def batch_of(idx):
             i = idx[0]
             return only.x_train[i][None], only.y_train[i][None], only.teacher_train[i][None] if uses_teacher else None
     else:
-        rows = torch.arange(size, device=device)[:, None]
-        x_all, y_all = torch.stack([d.x_train for d in datas]), torch.stack([d.y_train for d in datas])
-        teacher_all = None
+        # The students' samples end to end (student s's rows from s * M): a batch is one index_select.
+        offsets = torch.arange(size, device=device)[:, None] * n_train
+        flat = [torch.cat([d.x_train for d in datas]), torch.cat([d.y_train for d in datas]), None]
         if uses_teacher:  # students that read no teacher (lt in a pack with kd) may come without logits
             shape = next(d.teacher_train for d in datas if d.teacher_train is not None)
-            teacher_all = torch.stack([d.teacher_train if d.teacher_train is not None else torch.zeros_like(shape)
-                                       for d in datas])
-
-        offsets = rows * n_train
-        flat = [None if t is None else t.flatten(0, 1) for t in (x_all, y_all, teacher_all)]
+            flat[2] = torch.cat([d.teacher_train if d.teacher_train is not None else torch.zeros_like(shape)
+                                 for d in datas])
 
         def batch_of(idx):
             picked = (idx + offsets).flatten()
