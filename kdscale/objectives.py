@@ -35,9 +35,11 @@ OBJECTIVES: Registry = Registry("objective")
 
 
 def kl_to_teacher(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tau: float) -> torch.Tensor:
-    """KL(p_t^tau || p_s^tau), batch mean."""
-    return F.kl_div(F.log_softmax(student_logits / tau, dim=1), F.log_softmax(teacher_logits / tau, dim=1),
-                    reduction="batchmean", log_target=True)
+    """KL(p_t^tau || p_s^tau), batch mean. Written out (F.kl_div's arithmetic with log_target) since
+    kl_div has no vmap batching rule: `pack_loss` would fall back to a loop over the students."""
+    log_s = F.log_softmax(student_logits / tau, dim=1)
+    log_t = F.log_softmax(teacher_logits / tau, dim=1)
+    return (log_t.exp() * (log_t - log_s)).sum() / student_logits.shape[0]
 
 
 def distillation_loss(student_logits, teacher_logits, labels, tau: float, alpha: float,
@@ -120,6 +122,64 @@ def loss(spec: ObjectiveSpec, student_logits, labels, teacher_logits=None) -> to
         student_logits, labels = student_logits[labelled], labels[labelled]
         teacher_logits = None if teacher_logits is None else teacher_logits[labelled]
     return OBJECTIVES.get(spec.name)(spec, student_logits, labels, teacher_logits)
+
+
+# False: `pack_loss` calls `loss` once per student (bench/pack_scaling.py --loss compares the two).
+GROUPED_LOSS = True
+
+
+def _stacked_ce(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """CE(y, p_s) of each of k students, [k], from logits [k, B, C] and labels [k, B]."""
+    k, batch, classes = student_logits.shape
+    return F.cross_entropy(student_logits.reshape(-1, classes), labels.reshape(-1), reduction="none").view(k, batch).mean(1)
+
+
+def _stacked(spec: ObjectiveSpec, student_logits, labels, teacher_logits) -> torch.Tensor | None:
+    """`loss` of k students of one spec at once, [k] (logits [k, B, C]), for lt and kd; None for others."""
+    if spec.name == "lt":
+        return _stacked_ce(student_logits, labels)
+    if spec.name != "kd":
+        return None
+    log_s = F.log_softmax(student_logits / spec.tau, dim=2)
+    log_t = F.log_softmax(teacher_logits / spec.tau, dim=2)
+    soft = (log_t.exp() * (log_t - log_s)).sum((1, 2)) / student_logits.shape[1]
+    scale = spec.tau * spec.tau if spec.tau_squared else 1.0
+    if spec.alpha == 0.0:
+        return scale * soft
+    return (1.0 - spec.alpha) * scale * soft + spec.alpha * _stacked_ce(student_logits, labels)
+
+
+def pack_loss(specs: list[ObjectiveSpec], student_logits, labels, teacher_logits=None) -> torch.Tensor:
+    """Each student's batch-mean loss, [S], for a pack's logits [S, B, C], labels [S, B] and teacher
+    logits [S, B, C] (or None when no spec reads a teacher). The students of one lt or kd spec share
+    one computation over their stacked logits (a handful of kernels, not a handful per student);
+    other objectives, and per-token logits [S, B, T, C] (their labelled tokens differ in number per
+    student), go one student at a time through `loss`."""
+    size = len(specs)
+    groups: dict[ObjectiveSpec, list[int]] = {}
+    for s, spec in enumerate(specs):
+        groups.setdefault(spec, []).append(s)
+    values, order = [], []
+    for spec, members in groups.items():
+        value = None
+        if GROUPED_LOSS and student_logits.dim() == 3:
+            if len(members) == size:
+                picked = (student_logits, labels, teacher_logits if spec.uses_teacher else None)
+            else:
+                index = torch.tensor(members, device=student_logits.device)
+                picked = (student_logits.index_select(0, index), labels.index_select(0, index),
+                          teacher_logits.index_select(0, index) if spec.uses_teacher else None)
+            value = _stacked(spec, *picked)
+        if value is None:
+            value = torch.stack([loss(spec, student_logits[s], labels[s], teacher_logits[s] if spec.uses_teacher
+                                      else None) for s in members])
+        values.append(value)
+        order += members
+    if len(values) == 1:
+        return values[0]
+    inverse = torch.empty(size, dtype=torch.long)
+    inverse[torch.tensor(order)] = torch.arange(size)
+    return torch.cat(values).index_select(0, inverse.to(student_logits.device))
 
 
 def paper_ls_epsilon(num_classes: int, alpha: float = 0.9, peak: float = 0.99) -> float:

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from kdscale.config import OBJECTIVES as CONFIG_OBJECTIVES, ObjectiveSpec
-from kdscale.objectives import OBJECTIVES, distillation_loss, logit_l2, loss, paper_ls_epsilon
+from kdscale import objectives
+from kdscale.objectives import OBJECTIVES, distillation_loss, logit_l2, loss, pack_loss, paper_ls_epsilon
 
 S = torch.tensor([[0.0, 0.0]])  # student: p_s = (1/2, 1/2) at any tau
 T = torch.tensor([[math.log(3.0), 0.0]])  # teacher: p_t = (3/4, 1/4) at tau = 1
@@ -82,3 +83,40 @@ def test_teacher_objectives_need_teacher_logits():
 
 def test_registry_matches_the_config_choices():
     assert sorted(OBJECTIVES.names()) == sorted(CONFIG_OBJECTIVES)
+
+
+PACK_SPECS = [ObjectiveSpec("kd", tau=4.0), ObjectiveSpec("lt"), ObjectiveSpec("kd", tau=4.0),
+              ObjectiveSpec("ls", epsilon=0.1), ObjectiveSpec("kd", tau=2.0, alpha=0.5), ObjectiveSpec("lt"),
+              ObjectiveSpec("hard", alpha=0.3), ObjectiveSpec("l2")]
+
+
+@pytest.mark.parametrize("specs", [PACK_SPECS, [ObjectiveSpec("lt")] * 3, [ObjectiveSpec("kd", tau=4.0)] * 4,
+                                   [ObjectiveSpec("lt"), ObjectiveSpec("kd", tau=4.0)]])
+def test_pack_loss_is_each_students_own_loss_and_gradient(specs, monkeypatch):
+    """A pack's grouped losses (one vmapped call per spec) against `loss` student by student: the
+    same values and the same gradient per student, in the students' order."""
+    gen = torch.Generator().manual_seed(1)
+    size = len(specs)
+    z = torch.randn(size, 32, 10, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 10, (size, 32), generator=gen)
+    t = 3 * torch.randn(size, 32, 10, generator=gen, dtype=torch.float64)
+    got = []
+    for grouped in (True, False):
+        monkeypatch.setattr(objectives, "GROUPED_LOSS", grouped)
+        logits = z.clone().requires_grad_()
+        values = pack_loss(specs, logits, y, t)
+        (values * torch.arange(1.0, size + 1, dtype=torch.float64)).sum().backward()  # weights tell students apart
+        got.append((values.detach(), logits.grad))
+    by_hand = torch.stack([loss(spec, z[s], y[s], t[s] if spec.uses_teacher else None) for s, spec in enumerate(specs)])
+    assert torch.allclose(got[0][0], by_hand, rtol=1e-12, atol=0)
+    assert torch.allclose(got[0][1], got[1][1], rtol=1e-12, atol=1e-15)
+    assert torch.equal(got[1][0], by_hand)
+
+
+def test_pack_loss_of_token_logits_counts_each_students_labelled_tokens():
+    gen = torch.Generator().manual_seed(2)
+    z = torch.randn(2, 4, 6, 5, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 5, (2, 4, 6), generator=gen)
+    y[0, :, 3:] = -100  # the first student's sequences are padded after 3 tokens
+    specs = [ObjectiveSpec("lt"), ObjectiveSpec("lt")]
+    assert torch.equal(pack_loss(specs, z, y), torch.stack([loss(specs[s], z[s], y[s]) for s in range(2)]))

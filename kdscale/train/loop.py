@@ -228,9 +228,10 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
                 inputs, teacher = _augment(inputs, teacher, seeds, augment_rngs, recipe.augment, teacher_model)
             with autocast():
                 logits = students.logits(inputs).float()  # [S, B, C]
-            losses = [objectives.loss(objective_of[s], logits[s], labels[s],
-                                      teacher[s] if objective_of[s].uses_teacher else None) for s in range(size)]
-            loss = losses[0] if size == 1 else torch.stack(losses)  # [S]; each student's gradient is its own
+            if size == 1:
+                loss = objectives.loss(objective_of[0], logits[0], labels[0], teacher[0] if uses_teacher else None)
+            else:  # [S]; each student's gradient is its own
+                loss = objectives.pack_loss(objective_of, logits, labels, teacher)
             optimizer.zero_grad(set_to_none=True)
             (loss if size == 1 else loss.sum()).backward()
             optimizer.step()
