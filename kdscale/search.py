@@ -16,7 +16,7 @@ so on (`SearchSpace`); where two rungs follow it, the first scores on one seed o
 scores pick the next rung's candidates but never the recipe; once one learning rate has passed a
 rung alone on all seeds, the longer rungs, which only choose its budget, score on one seed (and
 where that rate collapses, the next rung trains it halved: `carried`); and a search skips its last rung
-where that rung cannot change the recipe its cell trains with (`_decided`). The candidates of one
+where that rung cannot change the recipe its cell trains with (`last_rung_decided`). The candidates of one
 rung share the model and the data, so they train as one pack with a learning rate each
 (kdscale.train.schedule.stacked_optimizer: SGD, Adam or AdamW); so do the searches of one
 (student, kappa), lt and kd alike (kdscale.searchjob.run_job). The winner is the best (learning rate, budget) seen
@@ -241,14 +241,14 @@ def trained_with(result: dict) -> tuple[float, int]:
 
 def _trained(candidates: list[dict], n_val: int, space: dict, best: dict, top: int) -> tuple[float, int]:
     """trained_with from the candidates; `best` stands when every candidate diverged."""
-    finite = _scored([c for c in candidates if not c["diverged"]])
+    finite = choosable([c for c in candidates if not c["diverged"]])
     if finite:
-        best = min(finite, key=_rank)  # the stored best, but for a result that kept a screen's
+        best = min(finite, key=rank_key)  # the stored best, but for a result that kept a screen's
         p = min(max(best["val_acc_min"], 0.5 / n_val), 1 - 0.5 / n_val)
         band = best["val_acc_min"] - math.sqrt(p * (1 - p) / n_val)
         near = [c for c in finite if c["val_acc_min"] >= band]
         longest = max(c["steps"] for c in near)
-        best = min((c for c in near if c["steps"] == longest), key=_rank)
+        best = min((c for c in near if c["steps"] == longest), key=rank_key)
     return _with_margin(float(best["lr"]), best["steps"], space, top)
 
 
@@ -260,7 +260,8 @@ def _with_margin(lr: float, steps: int, space: dict, top: int) -> tuple[float, i
     return trained, int(max(steps, min(longer, top)))
 
 
-def _decided(spec: "SearchSpec", candidates: list[dict], carried: list[float], budget: int, n_val: int) -> bool:
+def last_rung_decided(spec: "SearchSpec", candidates: list[dict], carried: list[float], budget: int,
+                      n_val: int) -> bool:
     """Whether the last rung, `carried` (one learning rate) at `budget` steps, cannot change the recipe.
 
     The new candidate has the longest budget of the search. If it is the winner or within the noise
@@ -276,7 +277,7 @@ def _decided(spec: "SearchSpec", candidates: list[dict], carried: list[float], b
 
 def carried(space: SearchSpace, candidates: list[dict], rung: int, num_classes: int) -> list[float]:
     """The learning rates rung `rung` + 1 may train (best first; it keeps its share), from a search's
-    candidates so far: rung `rung`'s that did not diverge, by `_rank`; but where that rung trained one
+    candidates so far: rung `rung`'s that did not diverge, by `rank_key`; but where that rung trained one
     rate and it collapsed (COLLAPSE), that rate halved, or none below the smallest searched."""
     tried = [c for c in candidates if c["rung"] == rung]
     floor = COLLAPSE / num_classes
@@ -284,10 +285,10 @@ def carried(space: SearchSpace, candidates: list[dict], rung: int, num_classes: 
             c["lr"] == tried[0]["lr"] and c["rung"] < rung and c["val_acc"] > floor for c in candidates):
         half = tried[0]["lr"] / 2
         return [half] if half >= min(space.lrs) * (1 - 1e-9) else []
-    return [c["lr"] for c in sorted((c for c in tried if not c["diverged"]), key=_rank)]
+    return [c["lr"] for c in sorted((c for c in tried if not c["diverged"]), key=rank_key)]
 
 
-def _scored(candidates: list[dict]) -> list[dict]:
+def choosable(candidates: list[dict]) -> list[dict]:
     """The candidates that may be chosen: those scored on every seed (not a screen's), if any."""
     full = [c for c in candidates if not c.get("screen")]
     return full or candidates
@@ -324,7 +325,7 @@ def write_search(storage: str, result: dict) -> str:
     return path
 
 
-def _rank(entry: dict) -> tuple:
+def rank_key(entry: dict) -> tuple:
     """Best first: the higher validation accuracy of its worse seed (a learning rate at the edge of
     stability, which collapsed to chance on some seeds' splits, is not chosen), then the higher
     mean, the lower validation loss, the smaller budget and the smaller learning rate."""

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from kdscale.config import to_dict
-from kdscale.search import SearchSpec, _decided, _rank, _scored, carried, trained_with
+from kdscale.search import SearchSpec, carried, choosable, last_rung_decided, rank_key, trained_with
 
 
 def _split_data(spec: SearchSpec, seed: int, loaded, teacher_logits, device):
@@ -62,7 +62,8 @@ def run_job(specs: list[SearchSpec], loaded, teacher_logits: dict[str, Any], dev
         scored = seeds[:rung_seeds[rung]]
         if rung > 0 and rung == len(rungs) - 1:
             for spec in specs:
-                if _decided(spec, candidates[spec.id], alive[spec.id][:keep], budget, sizes[spec.id][1]):
+                if last_rung_decided(spec, candidates[spec.id], alive[spec.id][:keep], budget,
+                                     sizes[spec.id][1]):
                     alive[spec.id] = []
                     skipped.add(spec.id)
         members = [(spec, lr, seed) for spec in specs for lr in alive[spec.id][:keep] for seed in scored]
@@ -99,12 +100,12 @@ def run_job(specs: list[SearchSpec], loaded, teacher_logits: dict[str, Any], dev
 
 def _result(spec: SearchSpec, candidates: list[dict], sizes: tuple[int, int], wall: float,
             skipped_last: bool = False) -> dict:
-    finite = _scored([c for c in candidates if not c["diverged"]])
+    finite = choosable([c for c in candidates if not c["diverged"]])
     if not finite:  # every candidate diverged: the smallest learning rate at the smallest budget
         best = {"lr": spec.space.lrs[0], "steps": spec.space.budgets[0], "val_acc": 0.0, "val_acc_min": 0.0,
                 "val_loss": None}
     else:
-        best = min(finite, key=_rank)
+        best = min(finite, key=rank_key)
     space = spec.space
     edges = []
     if best["lr"] == space.lrs[-1] and len(space.lrs) > 1:

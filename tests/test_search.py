@@ -10,8 +10,8 @@ from kdscale import data as datasets
 from kdscale.config import DataSpec, ModelSpec, ObjectiveSpec, RecipeSpec, TeacherSpec, from_dict, to_dict
 from kdscale.data import student_indices, subsets
 from kdscale.errors import SpecError
-from kdscale.search import (SearchSpace, SearchSpec, _decided, chosen_recipe, trained_with, read_search, search_path,
-                            write_search)
+from kdscale.search import (SearchSpace, SearchSpec, chosen_recipe, last_rung_decided, read_search, search_path,
+                            trained_with, write_search)
 from kdscale.searchjob import run_job
 
 DIGITS = DataSpec(name="digits", n_teacher=400)
@@ -378,7 +378,7 @@ def test_the_last_rung_is_skipped_only_where_it_cannot_change_the_recipe():
     }
     for name, (candidates, decided) in cases.items():
         carried = candidates[-1]["lr"]
-        assert _decided(spec, candidates, [carried], 4000, n_val) == decided, name
+        assert last_rung_decided(spec, candidates, [carried], 4000, n_val) == decided, name
         if decided:  # every score the 4000-step rung could give: the same recipe
             before = trained_with(result(candidates))
             for score in np.linspace(0.0, 1.0, 41):
@@ -389,7 +389,7 @@ def test_the_last_rung_is_skipped_only_where_it_cannot_change_the_recipe():
             before = trained_with(result(candidates))
             assert any(trained_with(result(candidates + [_candidate(carried, 4000, score)])) != before
                        for score in np.linspace(0.0, 1.0, 41)), name
-    assert not _decided(spec, cases["2000 in the noise"][0], [0.08, 0.16], 4000, n_val)  # two carried
+    assert not last_rung_decided(spec, cases["2000 in the noise"][0], [0.08, 0.16], 4000, n_val)  # two carried
     # a cell whose search stops below the space's largest budget (700 epochs of 160 samples in batches
     # of 64: 2000 steps) never trains longer than that, margin or not; so a last rung whose carried lr
     # would give the recipe chosen so far is decided there too
@@ -400,7 +400,7 @@ def test_the_last_rung_is_skipped_only_where_it_cannot_change_the_recipe():
         return {**result(candidates), "spec": to_dict(short)}
     before = [_candidate(0.16, 500, 0.62), _candidate(0.16, 1000, 0.60)]
     assert trained_with(short_result(before)) == (0.08, 2000)
-    assert _decided(short, before, [0.16], 2000, n_val)
+    assert last_rung_decided(short, before, [0.16], 2000, n_val)
     for score in np.linspace(0.0, 1.0, 41):
         assert trained_with(short_result(before + [_candidate(0.16, 2000, score)])) == (0.08, 2000)
     assert trained_with(result(before + [_candidate(0.16, 2000, 0.61)])) == (0.08, 4000)  # where 4000 is reached
