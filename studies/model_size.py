@@ -14,7 +14,8 @@ searched per cell on validation data (kdscale.search). `--adaptive` searches kap
 then rounds that split the bracket of kappa* and add seeds where they decide it, until its 95%
 interval is within x/1.25 (--target) or the pair has spent 96 trials (--budget); study
 `model_size_adaptive`. Tested on planted truth and measured on the default pairs (docs/studies.md):
-18.4 min on a bare cache against the grid's 12.1 here, so the grid stays the default. Cost and result on this
+18.4 min on a bare cache against the grid's 12.1 here (both before packs grouped their losses;
+the grid now 10.5), so the grid stays the default. Cost and result on this
 project's 2-core CPU machine: README, "The main job".
 
 It prints, per pair, the performance gain PG = acc(kd) / acc(lt) per kappa and the data
