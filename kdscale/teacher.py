@@ -145,6 +145,22 @@ def _write_teacher(spec: TeacherSpec, model: torch.nn.Module, loaded, n_pool: in
     return meta, logits_train
 
 
+def is_cached(spec: TeacherSpec, n_pool: int | None = None, root: Path | None = None) -> bool:
+    """Whether `get_teacher(spec, n_pool, root)` would only read files: the teacher's cache entry is
+    whole (every checksum matches) and its logits reach `n_pool`. A damaged entry is not cached here:
+    get_teacher reports and retrains it."""
+    directory = teacher_dir(spec, root)
+    try:
+        if _read_cached(directory) is None:
+            return False
+        covered = np.load(directory / "logits_train.npy", mmap_mode="r").shape[0]
+    except (OSError, ValueError):
+        return False
+    pool_size = datasets.info(spec.data).pool_size
+    n_pool = max(n_pool or 0, spec.data.n_teacher)
+    return covered >= (n_pool if pool_size is None else min(n_pool, pool_size))
+
+
 def get_teacher(spec: TeacherSpec, n_pool: int | None = None, root: Path | None = None,
                 device: str | torch.device = "cpu", log=None, on_report=None) -> TeacherOutputs:
     """Train the teacher of `spec` or load it from the cache, with logits on the stream's first `n_pool`.

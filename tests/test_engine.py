@@ -7,6 +7,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kdscale.config import DataSpec, ModelSpec, ObjectiveSpec, RecipeSpec
@@ -293,3 +294,26 @@ def test_studies_under_one_storage_share_trials_and_train_nothing_twice(tmp_path
     probed = ResultsStore(str(tmp_path / "results"), "probed")
     wanted = {i: ("probe",) for i in lt.index} | {lt.index[0]: ()}
     assert {s: [r["trial_id"] for r in rows] for s, rows in shared_trials(probed, wanted).items()} == {"first": [lt.index[0]]}
+
+
+def test_cached_teachers_are_read_on_the_driver_without_starting_ray(tmp_path):
+    """A teacher whose cache entry holds every logit the study needs is read by the driver: no Ray
+    task (none is started here, and Ray stays down); the same outputs a task would return."""
+    import ray
+
+    from kdscale import data as datasets
+    from kdscale.engine.driver import _train_teachers
+    from kdscale.schema import n_train
+    from kdscale.teacher import get_teacher
+
+    spec = small_study()
+    reach = max(datasets.stream_length_for(400, n_train(k, 400)) for k in spec.kappas)
+    made = {t.id: get_teacher(t, reach, root=tmp_path, log=lambda m: None) for t in spec.teachers()}
+    assert not ray.is_initialized()
+    lines = []
+    read = _train_teachers(spec, str(tmp_path), lines.append)
+    assert not ray.is_initialized() and set(read) == set(made)
+    for tid, out in read.items():
+        assert not out.trained and out.forward_samples == 0 and out.test_acc == made[tid].test_acc
+        np.testing.assert_array_equal(out.logits_train, made[tid].logits_train)
+    assert lines[0] == "teachers: 1 to train or load (1 cached)" and "(cached)" in lines[1]

@@ -3,7 +3,7 @@ import pytest
 
 from kdscale import teacher as teacher_module
 from kdscale.config import DataSpec, ModelSpec, ObjectiveSpec, RecipeSpec, TeacherSpec, TrialSpec
-from kdscale.teacher import get_teacher
+from kdscale.teacher import get_teacher, is_cached
 from kdscale.trial import run_trial
 
 SMALL = RecipeSpec(lr=0.05, steps=60, batch_size=64)
@@ -48,6 +48,19 @@ def test_logits_extend_only_over_new_samples(tmp_path):
     np.testing.assert_array_equal(extended.logits_train[:200], first.logits_train)
     again = get_teacher(spec, n_pool=600, root=tmp_path, log=lambda m: None)
     assert again.forward_samples == 0
+
+
+def test_is_cached_says_whether_get_teacher_would_only_read(tmp_path, monkeypatch):
+    spec = TeacherSpec(DataSpec(n_teacher=200), ModelSpec.parse("mlp:width=16"), SMALL)
+    assert not is_cached(spec, root=tmp_path)
+    get_teacher(spec, root=tmp_path, log=lambda m: None)
+    assert is_cached(spec, root=tmp_path) and is_cached(spec, n_pool=200, root=tmp_path)
+    assert not is_cached(spec, n_pool=600, root=tmp_path)  # its logits stop at 200 of the stream
+    forbid_teacher_compute(monkeypatch)
+    assert not get_teacher(spec, n_pool=150, root=tmp_path, log=lambda m: None).trained
+    logits = teacher_module.teacher_dir(spec, tmp_path) / "logits_test.npy"
+    logits.write_bytes(logits.read_bytes()[:-4] + b"oops")
+    assert not is_cached(spec, root=tmp_path)  # damaged: get_teacher reports and retrains it
 
 
 @pytest.mark.slow  # trains a teacher on MNIST-1D
