@@ -5,6 +5,8 @@ batch-mean loss. Shapes: logits [B, C], labels [B] (int64). Token models give on
 token, logits [B, T, C] and labels [B, T]: `loss` flattens the labelled tokens (label >= 0; padding
 carries schema.IGNORE_LABEL) into the batch, so every objective is the mean over the batch's
 labelled tokens, kd at each token at temperature tau against the teacher's logits at that token.
+A pack of S students (kdscale.train) gets each student's own loss, [S], from `pack_loss`, which
+computes lt and kd over the students' stacked logits at once.
 
 Eq. 1 of the paper (arXiv 2510.15516), with c = tau^2 when `tau_squared` else 1:
     L_kd = (1 - alpha) * c * KL(p_t^tau || p_s^tau) + alpha * CE(y, p_s)
@@ -35,8 +37,8 @@ OBJECTIVES: Registry = Registry("objective")
 
 
 def kl_to_teacher(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tau: float) -> torch.Tensor:
-    """KL(p_t^tau || p_s^tau), batch mean. Written out (F.kl_div's arithmetic with log_target) since
-    kl_div has no vmap batching rule: `pack_loss` would fall back to a loop over the students."""
+    """KL(p_t^tau || p_s^tau), batch mean. Written out (F.kl_div's arithmetic with log_target, the
+    same values bitwise) in the form `pack_loss` computes for a pack's stacked students."""
     log_s = F.log_softmax(student_logits / tau, dim=1)
     log_t = F.log_softmax(teacher_logits / tau, dim=1)
     return (log_t.exp() * (log_t - log_s)).sum() / student_logits.shape[0]
@@ -131,7 +133,8 @@ GROUPED_LOSS = True
 def _stacked_ce(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """CE(y, p_s) of each of k students, [k], from logits [k, B, C] and labels [k, B]."""
     k, batch, classes = student_logits.shape
-    return F.cross_entropy(student_logits.reshape(-1, classes), labels.reshape(-1), reduction="none").view(k, batch).mean(1)
+    per_sample = F.cross_entropy(student_logits.reshape(-1, classes), labels.reshape(-1), reduction="none")
+    return per_sample.view(k, batch).mean(1)
 
 
 def _stacked(spec: ObjectiveSpec, student_logits, labels, teacher_logits) -> torch.Tensor | None:
