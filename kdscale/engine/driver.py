@@ -1,10 +1,10 @@
 """The study runner: run_study(spec) = validate -> take the study's lease -> skip finished trials ->
-teachers as parallel Ray tasks -> students as Ray Tune trials (kdscale.engine.trials, workers) ->
-rows into the store, runs into MLflow.
+teachers (read from the cache on the driver, or trained as parallel Ray tasks) -> students as Ray
+Tune trials (kdscale.engine.trials, workers) -> rows into the store, runs into MLflow.
 
 The driver owns the results table and MLflow; workers train, checkpoint, and write only their own
-trial's prediction and history files. A finished trial's row reaches the table the moment its last
-report reaches the driver, so Ctrl-C or a crashed driver loses only unfinished work, and the same
+trial's prediction and history files. A finished pack's rows reach the table (in one rewrite) the
+moment its last report reaches the driver, so Ctrl-C or a crashed driver loses only unfinished work, and the same
 command continues the study (finished trials are skipped by id, not by Tune's state).
 
 Before anything starts: the input (SpecError), the tracking URI (kdscale.tracking.check_uri), the
