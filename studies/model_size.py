@@ -1,7 +1,7 @@
 """Model size x data size: where does distillation stop helping, and how does that depend on size?
 
     python studies/model_size.py              # the grid: MNIST-1D, 5 pairs, 8 kappas x 3 seeds
-    python studies/model_size.py --adaptive   # adaptive kappa* search, to +-25% (18.4 min here)
+    python studies/model_size.py --adaptive   # adaptive kappa* search, to +-25% (16.7 min here)
     python studies/model_size.py --quick      # smoke size (a fixed grid), every part of the pipeline
     python studies/model_size.py --dataset digits --vit   # CNN teachers, ViT students (VIT_PAIRS)
 
@@ -14,8 +14,7 @@ searched per cell on validation data (kdscale.search). `--adaptive` searches kap
 then rounds that split the bracket of kappa* and add seeds where they decide it, until its 95%
 interval is within x/1.25 (--target) or the pair has spent 96 trials (--budget); study
 `model_size_adaptive`. Tested on planted truth and measured on the default pairs (docs/studies.md):
-18.4 min on a bare cache against the grid's 12.1 here (both before packs grouped their losses;
-the grid now 10.5), so the grid stays the default. Cost and result on this
+16.7 min on a bare cache against the grid's 10.5 here, so the grid stays the default. Cost and result on this
 project's 2-core CPU machine: README, "The main job".
 
 It prints, per pair, the performance gain PG = acc(kd) / acc(lt) per kappa and the data
