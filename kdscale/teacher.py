@@ -145,28 +145,16 @@ def _write_teacher(spec: TeacherSpec, model: torch.nn.Module, loaded, n_pool: in
     return meta, logits_train
 
 
-def is_cached(spec: TeacherSpec, n_pool: int | None = None, root: Path | None = None) -> bool:
-    """Whether `get_teacher(spec, n_pool, root)` would only read files: the teacher's cache entry is
-    whole (every checksum matches) and its logits reach `n_pool`. A damaged entry is not cached here:
-    get_teacher reports and retrains it."""
-    directory = teacher_dir(spec, root)
-    try:
-        if _read_cached(directory) is None:
-            return False
-        covered = np.load(directory / "logits_train.npy", mmap_mode="r").shape[0]
-    except (OSError, ValueError):
-        return False
-    pool_size = datasets.info(spec.data).pool_size
-    n_pool = max(n_pool or 0, spec.data.n_teacher)
-    return covered >= (n_pool if pool_size is None else min(n_pool, pool_size))
-
-
 def get_teacher(spec: TeacherSpec, n_pool: int | None = None, root: Path | None = None,
-                device: str | torch.device = "cpu", log=None, on_report=None) -> TeacherOutputs:
+                device: str | torch.device = "cpu", log=None, on_report=None,
+                cached_only: bool = False) -> TeacherOutputs | None:
     """Train the teacher of `spec` or load it from the cache, with logits on the stream's first `n_pool`.
 
     `n_pool` defaults to N; a larger one (a student with kappa > 1) extends the cached logits.
     `on_report` is passed to the trainer when the teacher is trained (a progress bar, say).
+    `cached_only`: read files only, or return None where the teacher would train or extend its
+    logits, or where its cache entry is damaged (left as it is, for a later call to report and
+    retrain).
     """
     log = log or (lambda message: print(message, file=sys.stderr))
     device = torch.device(device)
@@ -178,10 +166,14 @@ def get_teacher(spec: TeacherSpec, n_pool: int | None = None, root: Path | None 
     try:
         meta = _read_cached(directory)
     except ValueError as damage:
+        if cached_only:
+            return None
         log(f"teacher cache {directory} is corrupt ({damage}): retraining")
         shutil.rmtree(directory)
         meta = None
     trained = meta is None
+    if trained and cached_only:
+        return None
     if trained:
         meta, logits_train = _train_teacher(spec, datasets.load(spec.data, n_pool), n_pool, directory, device,
                                             log, on_report)
@@ -189,6 +181,8 @@ def get_teacher(spec: TeacherSpec, n_pool: int | None = None, root: Path | None 
     else:
         logits_train = np.load(directory / "logits_train.npy")
         forward_samples = max(0, n_pool - len(logits_train))
+    if forward_samples and cached_only:
+        return None
     if len(logits_train) < n_pool:  # a cached teacher, and a student that needs more of the stream
         new = torch.as_tensor(datasets.load(spec.data, n_pool).x_pool[len(logits_train):n_pool]).to(device)
         model = _load_weights(spec, directory, device)

@@ -3,7 +3,7 @@ import pytest
 
 from kdscale import teacher as teacher_module
 from kdscale.config import DataSpec, ModelSpec, ObjectiveSpec, RecipeSpec, TeacherSpec, TrialSpec
-from kdscale.teacher import get_teacher, is_cached
+from kdscale.teacher import get_teacher
 from kdscale.trial import run_trial
 
 SMALL = RecipeSpec(lr=0.05, steps=60, batch_size=64)
@@ -50,17 +50,23 @@ def test_logits_extend_only_over_new_samples(tmp_path):
     assert again.forward_samples == 0
 
 
-def test_is_cached_says_whether_get_teacher_would_only_read(tmp_path, monkeypatch):
+def test_cached_only_reads_files_or_returns_none(tmp_path, monkeypatch):
     spec = TeacherSpec(DataSpec(n_teacher=200), ModelSpec.parse("mlp:width=16"), SMALL)
-    assert not is_cached(spec, root=tmp_path)
-    get_teacher(spec, root=tmp_path, log=lambda m: None)
-    assert is_cached(spec, root=tmp_path) and is_cached(spec, n_pool=200, root=tmp_path)
-    assert not is_cached(spec, n_pool=600, root=tmp_path)  # its logits stop at 200 of the stream
+
+    def cached(n_pool=None):
+        return get_teacher(spec, n_pool=n_pool, root=tmp_path, log=lambda m: None, cached_only=True)
+    assert cached() is None and not teacher_module.teacher_dir(spec, tmp_path).exists()  # nothing trained
+    made = get_teacher(spec, root=tmp_path, log=lambda m: None)
     forbid_teacher_compute(monkeypatch)
-    assert not get_teacher(spec, n_pool=150, root=tmp_path, log=lambda m: None).trained
+    assert cached() is not None and cached(200) is not None
+    assert cached(600) is None  # its logits stop at 200 of the stream
+    read = cached(150)
+    assert not read.trained and read.forward_samples == 0
+    np.testing.assert_array_equal(read.logits_train, made.logits_train)
     logits = teacher_module.teacher_dir(spec, tmp_path) / "logits_test.npy"
     logits.write_bytes(logits.read_bytes()[:-4] + b"oops")
-    assert not is_cached(spec, root=tmp_path)  # damaged: get_teacher reports and retrains it
+    assert cached() is None  # damaged: left for get_teacher to report and retrain
+    assert logits.exists()
 
 
 @pytest.mark.slow  # trains a teacher on MNIST-1D

@@ -38,7 +38,7 @@ from kdscale.schema import FINISHED, n_train
 from kdscale.search import chosen_recipe
 from kdscale.store import ResultsStore, shared_trials
 from kdscale.study import StudySpec, check_study
-from kdscale.teacher import get_teacher, is_cached
+from kdscale.teacher import get_teacher
 from kdscale.tracking import StudyTracker, check_uri
 
 
@@ -238,8 +238,12 @@ def _train_teachers(spec: StudySpec, cache: str, log) -> dict:
     train or extend their logits as Ray tasks."""
     teachers = {t.id: t for t in spec.teachers()}
     reach = max(datasets.stream_length_for(spec.data.n_teacher, n_train(k, spec.data.n_teacher)) for k in spec.kappas)
-    local = "://" not in cache
-    cached = {tid for tid, t in teachers.items() if local and is_cached(t, reach, Path(cache))}
+    cached = {}
+    if "://" not in cache:
+        for tid, t in teachers.items():
+            out = get_teacher(t, reach, root=Path(cache), log=lambda message: None, cached_only=True)
+            if out is not None:
+                cached[tid] = out
     resources = spec.resources
     threads = max(1, int(resources.cpus_per_trial))
     task = ray.remote(num_cpus=resources.cpus_per_trial, num_gpus=resources.gpus_per_trial)(teacher_task)
@@ -248,7 +252,7 @@ def _train_teachers(spec: StudySpec, cache: str, log) -> dict:
     outputs = {}
     for tid in teachers:
         if tid in cached:
-            outputs[tid] = get_teacher(teachers[tid], reach, root=Path(cache), log=lambda message: None)
+            outputs[tid] = cached[tid]
         else:
             try:
                 outputs[tid] = ray.get(refs[tid])
