@@ -19,8 +19,9 @@ its students; once the convolution kernels dominate, a bigger pack costs in prop
 `--forward both` times each pack twice in the same round, through the model family's own packed
 forward (`packed_logits`: cnn1d's grouped convolutions, the default) and through vmap of the
 model's forward (kdscale.train.students.FAMILY_FORWARD off), and prints the ratio. `--loss both`
-does the same for the pack's losses: one vmapped call per objective (`kdscale.objectives.pack_loss`,
-the default) against one call of `loss` per student (GROUPED_LOSS off). `--mix kd` makes the pack
+does the same for the pack's losses: lt and kd computed over the stacked logits of the students of
+one objective (`kdscale.objectives.pack_loss`, the default) against one call of `loss` per student
+(GROUPED_LOSS off). `--mix kd` makes the pack
 the main job's: one student in five lt, the others kd at tau 4 from fixed random teacher logits.
 """
 from __future__ import annotations
@@ -34,15 +35,11 @@ import time
 import torch
 
 
-# What a pack runs, by name: the family's packed forward with grouped losses (the trainer's default: "family"
-# or "grouped"),
-# vmap of the model's forward instead, or one loss call per student instead.
-VARIANTS = ("family", "vmap", "loop")
-
-
 def pack_time(width: int, size: int, steps: int, variant: str = "family", mix: str = "lt") -> float:
     """Wall seconds of one pack of `size` students of cnn1d-`width` (all lt, or the main job's mix of
-    lt and kd) for `steps` steps, in one `variant` (VARIANTS)."""
+    lt and kd) for `steps` steps. `variant`: "family" or "grouped" runs the trainer's default (the
+    family's packed forward, grouped losses), "vmap" vmaps the model's forward instead, "loop" calls
+    the loss once per student instead."""
     from kdscale import objectives
     from kdscale.config import ModelSpec, ObjectiveSpec
     from kdscale.recipes import default_recipes
@@ -71,7 +68,7 @@ def main() -> int:
     parser.add_argument("--forward", choices=("family", "vmap", "both"), default="family",
                         help="a pack's forward: the family's packed_logits, vmap, or both side by side")
     parser.add_argument("--loss", choices=("grouped", "loop", "both"), default="grouped",
-                        help="a pack's losses: one vmapped call per objective, one call per student, or both")
+                        help="a pack's losses: grouped per objective, one call per student, or both")
     parser.add_argument("--mix", choices=("lt", "kd"), default="lt",
                         help="the pack's objectives: all lt, or one in five lt and the others kd (the main job's)")
     args = parser.parse_args()
