@@ -18,7 +18,7 @@ from dataclasses import replace
 from kdscale import schema
 from kdscale.study import StudySpec
 
-BUDGET, TARGET = 96, 1.25  # per pair: trials (the grid spends 48), and the interval's x/ target
+BUDGET, TARGET = 80, 1.25  # per pair: trials (the grid spends 48), and the interval's x/ target
 
 
 def pair_labels(spec: StudySpec) -> list[str]:
@@ -67,9 +67,10 @@ def run_search(base: StudySpec, settings, storage: str = "kdscale_results", trac
 def add_adaptive_flags(parser) -> None:
     """model_size's flags of the search: --adaptive, --grid, --target, --budget."""
     for flag, options in (
-            ("--adaptive", dict(action="store_true", help="search kappa* adaptively (rounds of kappas and seeds) "
-                                "instead of training the fixed grid")),
-            ("--grid", dict(action="store_true", help="train the fixed grid (--kappas x --seeds): the default")),
+            ("--adaptive", dict(action="store_true", help="search kappa* adaptively (rounds of kappas and seeds): "
+                                "the default but with --quick")),
+            ("--grid", dict(action="store_true", help="train the fixed grid (--kappas x --seeds) instead of "
+                            "searching kappa*")),
             ("--target", dict(type=float, default=TARGET, help=f"adaptive: stop when kappa*'s 95%% interval is within "
                               f"x/ TARGET (default {TARGET}: +-25%%)")),
             ("--budget", dict(type=int, default=BUDGET, help=f"adaptive: trials per pair, lt and kd counted "
@@ -78,8 +79,17 @@ def add_adaptive_flags(parser) -> None:
 
 
 def is_adaptive(args) -> bool:
-    """--adaptive, unless --grid or --quick (a grid) says otherwise."""
-    return args.adaptive and not (args.grid or args.quick)
+    """The search, unless --grid or --quick (a grid) says otherwise (check_mode refuses --adaptive with them)."""
+    return not (args.grid or args.quick)
+
+
+def check_mode(args) -> None:
+    """--adaptive with --grid or --quick is a SpecError: one of them would be ignored."""
+    from kdscale.errors import SpecError
+
+    if args.adaptive and (args.grid or args.quick):
+        raise SpecError(f"--adaptive and {'--grid' if args.grid else '--quick'} are exclusive: --grid and --quick "
+                        "train a fixed grid, --adaptive (the default) searches kappa*")
 
 
 def coarse_pass(args, grid) -> tuple[tuple[float, ...], tuple[int, ...]]:
