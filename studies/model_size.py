@@ -1,21 +1,21 @@
 """Model size x data size: where does distillation stop helping, and how does that depend on size?
 
-    python studies/model_size.py              # the grid: MNIST-1D, 5 pairs, 8 kappas x 3 seeds
-    python studies/model_size.py --adaptive   # adaptive kappa* search, to +-25% (16.7 min here)
+    python studies/model_size.py              # adaptive kappa* search: MNIST-1D, 5 pairs, to +-25%
+    python studies/model_size.py --grid       # the fixed grid: 8 kappas x 3 seeds
     python studies/model_size.py --quick      # smoke size (a fixed grid), every part of the pipeline
-    python studies/model_size.py --dataset digits --vit   # CNN teachers, ViT students (VIT_PAIRS)
+    python studies/model_size.py --dataset digits --vit --grid   # CNN teachers, ViT students (VIT_PAIRS)
 
 Default: MNIST-1D with N = 4000 teacher samples; teachers cnn1d-8, -16, -32, -64 in five pairs
 (cnn1d-64 > cnn1d-4 and every teacher > cnn1d-16) whose student/teacher parameter ratio spans
-0.012 to 2.9; kappa from 0.02 to 4 (kappa > 1 takes generated samples beyond the teacher's N); lt
-and kd at tau = 4 (chosen on MNIST-1D: README, "Choosing tau"); 3 seeds; each arm's recipe
-searched per cell on validation data (kdscale.search). `--adaptive` searches kappa* instead
-(analysis.kappa_search, kdscale.adaptive): a coarse pass at kappa 0.02, 0.1, 0.5, 4 on 2 seeds,
-then rounds that split the bracket of kappa* and add seeds where they decide it, until its 95%
-interval is within x/1.25 (--target) or the pair has spent 96 trials (--budget); study
-`model_size_adaptive`. Tested on planted truth and measured on the default pairs (docs/studies.md):
-16.7 min on a bare cache against the grid's 10.5 here, so the grid stays the default. Cost and result on this
-project's 2-core CPU machine: README, "The main job".
+0.012 to 2.9; lt and kd at tau = 4 (chosen on MNIST-1D: README, "Choosing tau"); each arm's recipe
+searched per cell on validation data (kdscale.search). kappa* is searched (analysis.kappa_search,
+kdscale.adaptive): a coarse pass at kappa 0.02, 0.1, 0.5, 4 on 2 seeds, then rounds that split
+the bracket of kappa* and add seeds where they decide it (6 or more there), until its 95% interval
+is within x/1.25 (--target) or the pair has spent 80 trials (--budget); study
+`model_size_adaptive`, tested on planted truth (docs/studies.md). `--grid` trains the fixed grid
+instead: kappa from 0.02 to 4 (kappa > 1 takes generated samples beyond the teacher's N), 3 seeds,
+study `model_size`, whose trials the other studies share. Cost and result on this project's 2-core
+CPU machine: README, "The main job".
 
 It prints, per pair, the performance gain PG = acc(kd) / acc(lt) per kappa and the data
 equivalence, how many times more data lt needs to reach kd's accuracy (analysis.sections.model_size),
@@ -30,7 +30,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from kdscale.adaptive import add_adaptive_flags, coarse_pass, is_adaptive, run_adaptive
+from kdscale.adaptive import add_adaptive_flags, check_mode, coarse_pass, is_adaptive, run_adaptive
 from kdscale.config import parse_pair
 from kdscale.errors import SpecError
 from kdscale.study import StudySpec
@@ -48,9 +48,10 @@ TEACHERS_SEED = 1000  # --teacher-per-seed: seed s distils from a teacher of see
 def build_parser() -> argparse.ArgumentParser:
     parser = StudyParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smoke size: 3 pairs, 4 kappas, 2 seeds, short runs "
-                        "(a grid)")
+                        "(a fixed grid)")
     add_adaptive_flags(parser)
-    parser.add_argument("--name", help="study name (default model_size, or model_size_quick)")
+    parser.add_argument("--name", help="study name (default model_size_adaptive; --grid model_size; --quick "
+                        "model_size_quick)")
     add_data_flags(parser)
     for flag, options in (  # in --help's order
             ("--pairs", dict(nargs="+", help="TEACHER>STUDENT model pairs, each in quotes (default: the main job's "
@@ -83,6 +84,7 @@ def build_spec(args: argparse.Namespace) -> StudySpec:
     if args.vit and args.pairs:
         raise SpecError("--vit and --pairs are exclusive: --vit chooses the pairs")
     defaults = {"mnist1d": GRID.get(args, "pairs", GRID.pairs), "digits": DIGITS_PAIRS}.get(args.dataset, IMAGE_PAIRS)
+    check_mode(args)
     adaptive = is_adaptive(args)  # then --kappas and --seeds are the coarse pass's
     kappas, seeds = coarse_pass(args, GRID) if adaptive else (GRID.kappa_values(args), GRID.seed_values(args))
     name = (ADAPTIVE if adaptive else GRID).study_name(args)

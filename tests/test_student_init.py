@@ -54,8 +54,10 @@ def test_end_distance_is_the_trained_students_distance_to_the_teachers_initialis
     ("feature_alignment", ["--student-init", "near", "--init-scale", "0.5", "--recipe", "fixed"],
      "feature_alignment_fixed_init-near-0.5", (("near", 0.5),)),
     ("feature_alignment", ["--student-init", "teacher", "--name", "mine"], "mine", (("teacher", 0.0),)),
-    ("model_size", ["--pairs", "cnn1d:width=16>cnn1d:width=16", "--student-init", "teacher"],
+    ("model_size", ["--pairs", "cnn1d:width=16>cnn1d:width=16", "--student-init", "teacher", "--grid"],
      "model_size_init-teacher", (("teacher", 0.0),)),
+    ("model_size", ["--pairs", "cnn1d:width=16>cnn1d:width=16", "--student-init", "teacher"],
+     "model_size_adaptive_init-teacher", (("teacher", 0.0),)),
 ])
 def test_a_student_init_is_a_study_of_its_own(script, argv, name, inits):
     module = load_script(script)

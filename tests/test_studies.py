@@ -57,17 +57,17 @@ def test_vit_flag_swaps_the_pairs_and_leaves_the_default_grid_alone():
     from tests.scripts import load_script
 
     script = load_script("model_size")
-    vit = script.build_spec(script.build_parser().parse_args(["--dataset", "digits", "--vit"]))
+    vit = script.build_spec(script.build_parser().parse_args(["--dataset", "digits", "--vit", "--grid"]))
     assert vit.name == "model_size_vit" and {str(s) for _, s in vit.pairs} == {
         "vit:width=16,depth=2,patch=2", "vit:width=64,depth=4,patch=2"}
     assert {str(t) for t, _ in vit.pairs} == {"cnn2d:width=16"}  # the digits default pairs' teacher: shared
     from kdscale.search import ADAM_LRS, LRS
 
     assert (vit.recipe.optimizer, vit.search.lrs, vit.teacher_recipe.optimizer) == ("adamw", ADAM_LRS, "sgd")
-    sgd = script.build_spec(script.build_parser().parse_args(["--dataset", "digits", "--vit", "--student-recipe",
-                                                              "digits-student"]))
+    sgd = script.build_spec(script.build_parser().parse_args(["--dataset", "digits", "--vit", "--grid",
+                                                              "--student-recipe", "digits-student"]))
     assert (sgd.recipe.optimizer, sgd.search.lrs) == ("sgd", LRS)  # the earlier ViT study's recipe
-    plain = script.build_spec(script.build_parser().parse_args(["--dataset", "digits"]))
+    plain = script.build_spec(script.build_parser().parse_args(["--dataset", "digits", "--grid"]))
     assert plain.name == "model_size" and [f"{t}>{s}" for t, s in plain.pairs] == list(script.DIGITS_PAIRS)
 
 
@@ -75,7 +75,7 @@ def test_teacher_per_seed_gives_each_seed_its_own_trained_teacher_and_searches_o
     from tests.scripts import load_script
 
     script = load_script("model_size")
-    spec = script.build_spec(script.build_parser().parse_args(["--teacher-per-seed", "--seeds", "3"]))
+    spec = script.build_spec(script.build_parser().parse_args(["--teacher-per-seed", "--seeds", "3", "--grid"]))
     assert spec.name == "model_size_teachers" and spec.recipe_policy == "fair"
     chosen = {search.id: spec.recipe for search in spec.searches()}  # as if every search had chosen the base
     kd = [t for t in spec.trials(chosen) if t.objective.name == "kd"]
@@ -89,7 +89,7 @@ def test_teacher_per_seed_gives_each_seed_its_own_trained_teacher_and_searches_o
     assert searched == {spec.teacher(model, 0).id for model, _ in spec.pairs} and all(
         spec.teacher(model, 0).seed == 1000 for model, _ in spec.pairs)  # the first seed's teacher
     assert {t.id for t in spec.teachers()} >= {t.teacher.id for t in kd}
-    plain = script.build_spec(script.build_parser().parse_args([]))
+    plain = script.build_spec(script.build_parser().parse_args(["--grid"]))
     trials = plain.trials({search.id: plain.recipe for search in plain.searches()})
     assert plain.name == "model_size" and {t.teacher.seed for t in trials} == {0}
 
@@ -100,6 +100,8 @@ def test_teacher_per_seed_gives_each_seed_its_own_trained_teacher_and_searches_o
     (["--seeds", "0"], "--seeds 0 is invalid: must be an integer >= 1"),
     (["--pairs", "cnn1d:width=8"], "write TEACHER>STUDENT"),
     (["--dataset", "digits", "--kappas", "3"], "maximum kappa"),
+    (["--adaptive", "--grid"], "--adaptive and --grid are exclusive"),
+    (["--adaptive", "--quick"], "--adaptive and --quick are exclusive"),
 ])
 def test_model_size_bad_input_is_one_line_before_compute(tmp_path, argv, message):
     assert_refused(call_script("model_size", tmp_path, *argv), message, tmp_path)
