@@ -14,7 +14,7 @@ and `fair`, and their common lt trials train once (the shared trial cache). Prin
 protocol and kappa, the recipes trained with, kappa* per protocol, failed trials (diverged or
 below 1.5 x chance).
 
-Cost here (2-core CPU shared with other jobs, 2026-11-29, after model_size under one storage): 23.5
+Cost here (2-core CPU shared with other jobs, 2026-11-29, after model_size --grid under one storage): 23.5
 min; no search run (model_size's 16 searches of this pair reused), 72 trials trained, 72 reused
 (fair's from model_size, lt's lt from fair); --quick about 2 min, a rerun 14 s.
 Answer here (3 seeds): the protocol decides the answer. fixed: PI > 0 at every kappa (+0.06 at

@@ -17,7 +17,7 @@ Printed: per kappa the three accuracies, PI(kd) and PI(hard) against lt, and kd 
 95% t CI over seeds; the answer names the kappas where the CI of kd - hard lies above 0.
 The section: analysis/sections/hard_vs_soft.py.
 
-Cost here (2 CPU cores, run after model_size): 72 trials, 48 of them reused; README, "Studies".
+Cost here (2 CPU cores, run after model_size --grid): 72 trials, 48 of them reused; README, "Studies".
 """
 from __future__ import annotations
 

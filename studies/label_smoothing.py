@@ -20,7 +20,7 @@ decade of kappa; it *varies* if the ANOVA rejects or the slope's CI excludes 0; 
 *inconclusive*. "ls is flat, kd is not" holds for an epsilon when ls is flat and kd varies.
 The section: analysis/sections/label_smoothing.py.
 
-Cost here (2 CPU cores, run after model_size): 96 trials, 48 of them reused; README, "Studies".
+Cost here (2 CPU cores, run after model_size --grid): 96 trials, 48 of them reused; README, "Studies".
 """
 from __future__ import annotations
 
