@@ -89,3 +89,22 @@ def test_state_tracking_quick_end_to_end(tmp_path, ray_address):
     assert "(part 1)" in (analysis_dir / "state_tracking.md").read_text()
     assert len(pd.read_csv(analysis_dir / "state_tracking_pi.csv")) == 6  # 3 students x 2 kappas
     assert (analysis_dir / "state_tracking_lengths.png").exists() and (analysis_dir / "report.md").exists()
+
+
+def test_a_model_keeps_its_colour_in_every_panel_of_the_lengths_figure():
+    """The tasks list their models in different orders (the distillation task's teacher first): the
+    colour is the model's, not its place in the panel (a stop-37 figure had lstm's line labelled fprnn)."""
+    import matplotlib.pyplot as plt
+
+    from analysis.sections.state_tracking import lengths_figure
+
+    rows = [dict(task=task, model=model, length=n, seq_acc=0.5, seq_low=0.4, seq_high=0.6)
+            for task, models in (("s3", ("diagrnn-32", "lstm-32", "fprnn-16")),
+                                 ("modsum-brackets", ("diagrnn-32", "fprnn-16", "lstm-32")))
+            for model in models for n in (8, 16, 32)]
+    fig = lengths_figure(pd.DataFrame(rows))
+    colours = [{line.get_label(): line.get_color() for line in ax.get_lines()} for ax in fig.axes]
+    assert colours[0] == colours[1] and len(set(colours[0].values())) == 3
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["8", "16", "32"]
+    assert not fig.axes[0].get_xticklabels(minor=True) or all(not t.get_text() for t in fig.axes[0].get_xticklabels(minor=True))
+    plt.close(fig)

@@ -177,19 +177,29 @@ def _plt():
 
 def draw_lengths(out_dir: Path, summary: pd.DataFrame) -> Path:
     """Sequence accuracy against test length, one panel per task, a line per model with its CI."""
+    fig = lengths_figure(summary)
+    return _save(fig, _plt(), out_dir / FIGURES[0])
+
+
+def lengths_figure(summary: pd.DataFrame):
+    """draw_lengths' figure: each model keeps one colour in every panel (the tasks list their models
+    in different orders), and the test lengths are the only x ticks."""
     plt = _plt()
     tasks = list(dict.fromkeys(summary["task"]))
+    colors = {model: f"C{i}" for i, model in enumerate(sorted(summary["model"].unique()))}
+    lengths = sorted(summary["length"].unique())
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3.2), squeeze=False, sharey=True)
     for ax, task in zip(axes[0], tasks):
-        for model, group in summary[summary["task"] == task].groupby("model", sort=False):
-            ax.plot(group["length"], group["seq_acc"], marker="o", label=model)
+        for model, group in summary[summary["task"] == task].groupby("model", sort=True):
+            ax.plot(group["length"], group["seq_acc"], marker="o", label=model, color=colors[model])
             ax.fill_between(group["length"], group["seq_low"].fillna(group["seq_acc"]),
-                            group["seq_high"].fillna(group["seq_acc"]), alpha=0.2)
+                            group["seq_high"].fillna(group["seq_acc"]), alpha=0.2, color=colors[model])
         ax.set(title=task, xscale="log", xlabel="test length", ylim=(-0.05, 1.05))
-        ax.set_xticks(sorted(summary["length"].unique()), labels=[str(n) for n in sorted(summary["length"].unique())])
+        ax.minorticks_off()
+        ax.set_xticks(lengths, labels=[str(n) for n in lengths])
     axes[0][0].set_ylabel("sequence accuracy")
     axes[0][-1].legend(fontsize=8)
-    return _save(fig, plt, out_dir / FIGURES[0])
+    return fig
 
 
 def draw_pi(out_dir: Path, pi: pd.DataFrame) -> Path:
