@@ -145,7 +145,7 @@ def test_the_default_space_follows_the_optimizer():
     from kdscale.search import ADAM_LRS, LRS, QUICK_SPACE, default_space
 
     assert default_space("sgd") == SearchSpace() and default_space("sgd", quick=True) == QUICK_SPACE
-    assert default_space("adamw").lrs == ADAM_LRS and ADAM_LRS[0] == 2.5e-4 and ADAM_LRS[-1] == 8e-3
+    assert default_space("adamw").lrs == ADAM_LRS and ADAM_LRS[0] == 1.25e-4 and ADAM_LRS[-1] == 1.6e-2 and len(ADAM_LRS) == 8
     assert default_space("adam", quick=True).budgets == QUICK_SPACE.budgets and LRS[0] == 0.01
 
 
