@@ -130,35 +130,54 @@ def loss(spec: ObjectiveSpec, student_logits, labels, teacher_logits=None) -> to
 GROUPED_LOSS = True
 
 
-def _stacked_ce(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def _batch_mean(per_sample: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """[k] means over the batch of per-sample values [k, B]; with `weights` [k, B] (1 for a real row,
+    0 for padding), the means of each student's real rows."""
+    if weights is None:
+        return per_sample.mean(1)
+    return (per_sample * weights).sum(1) / weights.sum(1)
+
+
+def _stacked_ce(student_logits: torch.Tensor, labels: torch.Tensor, weights=None) -> torch.Tensor:
     """CE(y, p_s) of each of k students, [k], from logits [k, B, C] and labels [k, B]."""
     k, batch, classes = student_logits.shape
     per_sample = F.cross_entropy(student_logits.reshape(-1, classes), labels.reshape(-1), reduction="none")
-    return per_sample.view(k, batch).mean(1)
+    return _batch_mean(per_sample.view(k, batch), weights)
 
 
-def _stacked(spec: ObjectiveSpec, student_logits, labels, teacher_logits) -> torch.Tensor | None:
-    """`loss` of k students of one spec at once, [k] (logits [k, B, C]), for lt and kd; None for others."""
+def _stacked(spec: ObjectiveSpec, student_logits, labels, teacher_logits, weights=None) -> torch.Tensor | None:
+    """`loss` of k students of one spec at once, [k] (logits [k, B, C]), for lt and kd; None for others.
+    `weights` [k, B], when given, leave each student's padding rows out (kdscale.train.order)."""
     if spec.name == "lt":
-        return _stacked_ce(student_logits, labels)
+        return _stacked_ce(student_logits, labels, weights)
     if spec.name != "kd":
         return None
     log_s = F.log_softmax(student_logits / spec.tau, dim=2)
     log_t = F.log_softmax(teacher_logits / spec.tau, dim=2)
-    soft = (log_t.exp() * (log_t - log_s)).sum((1, 2)) / student_logits.shape[1]
+    if weights is None:
+        soft = (log_t.exp() * (log_t - log_s)).sum((1, 2)) / student_logits.shape[1]
+    else:
+        soft = _batch_mean((log_t.exp() * (log_t - log_s)).sum(2), weights)
     scale = spec.tau * spec.tau if spec.tau_squared else 1.0
     if spec.alpha == 0.0:
         return scale * soft
-    return (1.0 - spec.alpha) * scale * soft + spec.alpha * _stacked_ce(student_logits, labels)
+    return (1.0 - spec.alpha) * scale * soft + spec.alpha * _stacked_ce(student_logits, labels, weights)
 
 
-def pack_loss(specs: list[ObjectiveSpec], student_logits, labels, teacher_logits=None) -> torch.Tensor:
+def pack_loss(specs: list[ObjectiveSpec], student_logits, labels, teacher_logits=None,
+              lengths: list[int] | None = None) -> torch.Tensor:
     """Each student's batch-mean loss, [S], for a pack's logits [S, B, C], labels [S, B] and teacher
     logits [S, B, C] (or None when no spec reads a teacher). The students of one lt or kd spec share
     one computation over their stacked logits (a handful of kernels, not a handful per student);
     other objectives, and per-token logits [S, B, T, C] (their labelled tokens differ in number per
-    student), go one student at a time through `loss`."""
+    student), go one student at a time through `loss`. `lengths`, when given, are the students' real
+    rows: student s's batch is its first lengths[s] rows, the rest padding (kdscale.train.order)."""
     size = len(specs)
+    weights = None
+    if lengths is not None:
+        width = student_logits.shape[1]
+        weights = (torch.arange(width, device=student_logits.device)[None, :] <
+                   torch.tensor(lengths, device=student_logits.device)[:, None]).to(student_logits.dtype)
     groups: dict[ObjectiveSpec, list[int]] = {}
     for s, spec in enumerate(specs):
         groups.setdefault(spec, []).append(s)
@@ -167,15 +186,18 @@ def pack_loss(specs: list[ObjectiveSpec], student_logits, labels, teacher_logits
         value = None
         if GROUPED_LOSS and student_logits.dim() == 3:
             if len(members) == size:
-                picked = (student_logits, labels, teacher_logits if spec.uses_teacher else None)
+                picked = (student_logits, labels, teacher_logits if spec.uses_teacher else None, weights)
             else:
                 index = torch.tensor(members, device=student_logits.device)
                 picked = (student_logits.index_select(0, index), labels.index_select(0, index),
-                          teacher_logits.index_select(0, index) if spec.uses_teacher else None)
+                          teacher_logits.index_select(0, index) if spec.uses_teacher else None,
+                          None if weights is None else weights.index_select(0, index))
             value = _stacked(spec, *picked)
         if value is None:
-            value = torch.stack([loss(spec, student_logits[s], labels[s], teacher_logits[s] if spec.uses_teacher
-                                      else None) for s in members])
+            real = [student_logits.shape[1] if lengths is None else lengths[s] for s in members]
+            value = torch.stack([loss(spec, student_logits[s, :n], labels[s, :n],
+                                      teacher_logits[s, :n] if spec.uses_teacher else None)
+                                 for s, n in zip(members, real)])
         values.append(value)
         order += members
     if len(values) == 1:

@@ -8,9 +8,11 @@ seed on CPU give identical metrics, and several seeds can share one process.
 
 With one student the loop runs the plain module (`students.Single`); with several it runs them as
 one vmapped pack (`students.Pack`), each student on its own subset, batch order and objective (lt,
-or kd at its own tau; same model, recipe and step count), with its own optimizer state. With
-augmentation the students of one seed share that seed's augmented batch, and the teacher runs once
-on it for all of them.
+or kd at its own tau; same model, recipe and step count), with its own optimizer state. The
+subsets may differ in size (one model at several kappas): each student then keeps its own epochs
+and short last batches, padded to one width at a step (kdscale.train.order), and reports at its
+own epoch ends. With augmentation the students of one seed share that seed's augmented batch,
+and the teacher runs once on it for all of them.
 
 A run reports at epoch ends, thinned to at most `max_reports` reports so a step budget on a tiny
 subset (one step per epoch) does not evaluate after every step. The running losses are summed on
@@ -38,7 +40,8 @@ from kdscale.config import ModelSpec, ObjectiveSpec, RecipeSpec
 from kdscale.train.metrics import accuracy, agreement, test_metrics
 from kdscale.train.schedule import (derive_seed, lr_factor, make_optimizer, plan_steps, precision_context,
                                     shared_recipe, stacked_optimizer)
-from kdscale.train.students import Pack, Single, predict
+from kdscale.train.order import Orders
+from kdscale.train.students import Pack, Single, packs_across_sizes, predict
 
 
 @dataclass
@@ -118,15 +121,16 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
                    on_report: Callable[[list[dict | None], Callable[[], dict]], None] | None = None,
                    resume: dict | None = None, max_reports: int = 20, vocab_size: int | None = None,
                    init_states: list[dict | None] | None = None) -> list[TrainResult]:
-    """Train one student per seed on its own `datas[i]` (all with the same number of samples), each
+    """Train one student per seed on its own `datas[i]` (of any sizes that give one step count), each
     with `objective`, or with its own objective when given a list, and return their results.
 
     `recipe` is one for all, or one per student: students may then differ in learning rate and
     weight decay (the candidates of a recipe search), and nothing else.
 
     `on_report(reports, state)` is called at each report with one report per student (None for a
-    diverged one); `state()` builds a checkpoint (weights, optimizer, step, generators) that
-    `resume` takes back to continue where it was. A result's `flops` counts the student's own
+    diverged one, or one whose epoch did not end at this step); `state()` builds a checkpoint
+    (weights, optimizer, step, batch orders, generators) that `resume` takes back to continue
+    where it was. A result's `flops` counts the student's own
     forward and backward passes; what a teacher adds is its caller's to count (kdscale.trial).
     `vocab_size` is the data's token count for token inputs (kdscale.data.DataInfo), else None.
     `init_states[i]`, when given and not None, is student i's starting state dict instead of its
@@ -137,10 +141,13 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
     objective_of = list(objective) if isinstance(objective, (list, tuple)) else [objective] * size
     recipes = list(recipe) if isinstance(recipe, (list, tuple)) else [recipe] * size
     recipe = shared_recipe(recipes)
-    n_train = len(datas[0].x_train)
-    if len(datas) != size or len(objective_of) != size or len(recipes) != size or \
-            any(len(d.x_train) != n_train for d in datas):
-        raise ValueError("training needs one data set (and objective, recipe) per seed, all of the same size")
+    if len(datas) != size or len(objective_of) != size or len(recipes) != size:
+        raise ValueError("training needs one data set (and objective, recipe) per seed")
+    sizes = [len(d.x_train) for d in datas]
+    plans = [plan_steps(recipe, n) for n in sizes]  # (batch, steps per epoch, total steps) of each student
+    if len({plan[2] for plan in plans}) > 1:
+        raise ValueError(f"a pack's students train one number of steps: {sorted({plan[2] for plan in plans})} "
+                         f"for data sets of {sorted(set(sizes))} samples")
     uses_teacher = any(o.uses_teacher for o in objective_of)
     augmenting = recipe.augment != "none"
     for o, d in zip(objective_of, datas):
@@ -152,6 +159,9 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
     device = datas[0].x_train.device
     input_shape = tuple(datas[0].x_train.shape[1:])
     built = [initial_model(model_spec, seed, input_shape, num_classes, vocab_size).to(device) for seed in seeds]
+    if len(set(sizes)) > 1 and (augmenting or not packs_across_sizes(built[0])):
+        raise ValueError("students of different data sizes pack only without augmentation (a seed's students "
+                         "share its augmented batch) and without batch norm (padding would reach its statistics)")
     for model, state in zip(built, init_states or [None] * size):
         if state is not None:  # a start other than the seed's own (kdscale/train/init.py)
             model.load_state_dict(state)
@@ -167,120 +177,135 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
     else:  # the students' own learning rates and weight decays, on their stacked parameters
         optimizer = stacked_optimizer(recipes, list(students.parameters()))
         base_lrs = True
-    order_rngs = [torch.Generator(device="cpu").manual_seed(derive_seed(seed, 2)) for seed in seeds]
+    orders = Orders(sizes, recipe.batch_size, seeds, device)
     unique_seeds = sorted(set(seeds))  # students of one seed share its augmented batch
     augment_rngs = {u: torch.Generator(device=device).manual_seed(derive_seed(u, 3)) for u in unique_seeds}
-    if size == 1:  # one student indexes its own tensors (as fast as a plain loop); a pack gathers
+    batch_of = _batches(datas, uses_teacher)
+    teacher_model = datas[0].teacher_model if augmenting and uses_teacher else None
+    per_epoch, total = plans[0][1], plans[0][2]  # per_epoch differs by size only where the schedule ignores it
+    report_every = [max(1, math.ceil(math.ceil(total / plan[1]) / max_reports)) for plan in plans]
+    step, histories, alive = 0, [[] for _ in seeds], [True] * size
+    loss_sums = torch.zeros(size, device=device)
+    last_report = [0] * size  # the step of each student's last report: its running loss counts from there
+    if resume is not None:
+        students.load(resume["students"])
+        optimizer.load_state_dict(resume["optimizer"])
+        if "orders" in resume:
+            orders.load(resume["orders"])
+            loss_sums.copy_(resume["loss_sums"])
+            last_report = list(resume["last_report"])
+        else:  # a checkpoint from before per-student epochs: every student at an epoch's end, just reported
+            orders.load_epoch_end(resume["order_rngs"], resume["epoch"], resume["seen"])
+            last_report = [resume["step"]] * size
+        for u, saved in zip(unique_seeds, resume["augment_rngs"]):
+            augment_rngs[u].set_state(saved)
+        step = resume["step"]
+        histories, alive = [list(h) for h in resume["histories"]], list(resume["alive"])
+
+    def state() -> dict:
+        return {"students": students.state(), "optimizer": optimizer.state_dict(), "orders": orders.state(),
+                "augment_rngs": [augment_rngs[u].get_state() for u in unique_seeds], "step": step,
+                "loss_sums": loss_sums.clone(), "last_report": list(last_report),
+                "histories": [list(h) for h in histories], "alive": list(alive)}
+
+    final_logits = None  # the test logits of the last report, while no step has moved the weights since
+    while step < total:
+        idx, lengths = orders.next()  # [S, W]: each student's own batch (lengths: where some are shorter)
+        if base_lrs:
+            optimizer.set_lr(lr_factor(recipe, step, per_epoch, total))
+        else:
+            for group in optimizer.param_groups:
+                group["lr"] = recipe.lr * lr_factor(recipe, step, per_epoch, total)
+        inputs, labels, teacher = batch_of(idx)  # [S, W, ...], [S, W], [S, W, C]
+        if augmenting:
+            inputs, teacher = _augment(inputs, teacher, seeds, augment_rngs, recipe.augment, teacher_model)
+        with autocast():
+            logits = students.logits(inputs).float()  # [S, W, C]
+        if size == 1:
+            loss = objectives.loss(objective_of[0], logits[0], labels[0], teacher[0] if uses_teacher else None)
+        else:  # [S]; each student's gradient is its own
+            loss = objectives.pack_loss(objective_of, logits, labels, teacher, lengths)
+        optimizer.zero_grad(set_to_none=True)
+        (loss if size == 1 else loss.sum()).backward()
+        optimizer.step()
+        final_logits = None
+        loss_sums += loss.detach()
+        step += 1
+        due = [s for s in orders.end_epochs(final=step >= total)
+               if orders.epochs[s] % report_every[s] == 0 or step >= total]
+        if not due:
+            continue
+        counts = torch.tensor([max(1, step - last_report[s]) for s in range(size)], dtype=loss_sums.dtype)
+        train_losses = (loss_sums / counts.to(device)).tolist()
+        for s in due:
+            loss_sums[s] = 0.0
+            last_report[s] = step
+            alive[s] = alive[s] and math.isfinite(train_losses[s])
+        if not any(alive):
+            break
+        test_logits = dict(zip(due, _test_logits(students, datas, due)))
+        if len(due) == size:
+            final_logits = [test_logits[s] for s in range(size)]
+        reports: list[dict | None] = [None] * size
+        for s in due:
+            if alive[s]:
+                reports[s] = {"epoch": orders.epochs[s], "step": step, "train_loss": train_losses[s],
+                              **test_metrics(test_logits[s], datas[s].y_test),
+                              "lr": recipes[s].lr * lr_factor(recipe, max(0, step - 1), per_epoch, total)}
+                histories[s].append(reports[s])
+        if on_report is not None:
+            on_report(reports, state)
+
+    counts = [{"steps": step, "epochs": orders.epochs[s], "pack_size": size, "samples_seen": orders.seen[s],
+               "resumed_from_step": resume["step"] if resume is not None else 0} for s in range(size)]
+    return _results(students, datas, alive, histories, counts, started, final_logits)
+
+
+def _batches(datas: list[TrainData], uses_teacher: bool) -> Callable:
+    """idx [S, W] (each student's rows) -> the students' inputs, labels and teacher logits [S, W, ...]."""
+    if len(datas) == 1:  # one student indexes its own tensors (as fast as a plain loop); a pack gathers
         only = datas[0]
 
         def batch_of(idx):
             i = idx[0]
             return only.x_train[i][None], only.y_train[i][None], only.teacher_train[i][None] if uses_teacher else None
-    else:
-        # The students' samples end to end (student s's rows from s * M): a batch is one index_select.
-        offsets = torch.arange(size, device=device)[:, None] * n_train
-        flat = [torch.cat([d.x_train for d in datas]), torch.cat([d.y_train for d in datas]), None]
-        if uses_teacher:  # students that read no teacher (lt in a pack with kd) may come without logits
-            shape = next(d.teacher_train for d in datas if d.teacher_train is not None)
-            flat[2] = torch.cat([d.teacher_train if d.teacher_train is not None else torch.zeros_like(shape)
-                                 for d in datas])
+        return batch_of
+    # The students' samples end to end (student s's rows from the sum of the sizes before it): a batch
+    # is one index_select.
+    device = datas[0].x_train.device
+    starts = [0]
+    for d in datas[:-1]:
+        starts.append(starts[-1] + len(d.x_train))
+    offsets = torch.tensor(starts, device=device)[:, None]
+    flat = [torch.cat([d.x_train for d in datas]), torch.cat([d.y_train for d in datas]), None]
+    if uses_teacher:  # students that read no teacher (lt in a pack with kd) may come without logits
+        shape = next(d.teacher_train for d in datas if d.teacher_train is not None)
+        flat[2] = torch.cat([d.teacher_train if d.teacher_train is not None else
+                             torch.zeros((len(d.x_train),) + shape.shape[1:], dtype=shape.dtype, device=device)
+                             for d in datas])
 
-        def batch_of(idx):
-            picked = (idx + offsets).flatten()
-            return tuple(None if t is None else t.index_select(0, picked).view(idx.shape + t.shape[1:]) for t in flat)
-    teacher_model = datas[0].teacher_model if augmenting and uses_teacher else None
-    batch, per_epoch, total = plan_steps(recipe, n_train)
-    total_epochs = math.ceil(total / per_epoch)
-    report_every = max(1, math.ceil(total_epochs / max_reports))
-    step, epoch, seen, histories, alive = 0, 0, 0, [[] for _ in seeds], [True] * size
-    if resume is not None:
-        students.load(resume["students"])
-        optimizer.load_state_dict(resume["optimizer"])
-        for rng, state in zip(order_rngs, resume["order_rngs"]):
-            rng.set_state(state)
-        for u, state in zip(unique_seeds, resume["augment_rngs"]):
-            augment_rngs[u].set_state(state)
-        step, epoch, seen = resume["step"], resume["epoch"], resume["seen"]
-        histories, alive = [list(h) for h in resume["histories"]], list(resume["alive"])
-
-    def state() -> dict:
-        return {"students": students.state(), "optimizer": optimizer.state_dict(),
-                "order_rngs": [r.get_state() for r in order_rngs],
-                "augment_rngs": [augment_rngs[u].get_state() for u in unique_seeds], "step": step, "epoch": epoch,
-                "seen": seen, "histories": [list(h) for h in histories], "alive": list(alive)}
-
-    loss_sums = torch.zeros(size, device=device)
-    loss_count = 0
-    final_logits = None  # the test logits of the last report, while no step has moved the weights since
-    while step < total:
-        perms = torch.stack([torch.randperm(n_train, generator=rng) for rng in order_rngs]).to(device)
-        for start in range(0, n_train, batch):
-            if step >= total:
-                break
-            idx = perms[:, start:start + batch]  # [S, B]: each student's own batch
-            if base_lrs:
-                optimizer.set_lr(lr_factor(recipe, step, per_epoch, total))
-            else:
-                for group in optimizer.param_groups:
-                    group["lr"] = recipe.lr * lr_factor(recipe, step, per_epoch, total)
-            inputs, labels, teacher = batch_of(idx)  # [S, B, ...], [S, B], [S, B, C]
-            if augmenting:
-                inputs, teacher = _augment(inputs, teacher, seeds, augment_rngs, recipe.augment, teacher_model)
-            with autocast():
-                logits = students.logits(inputs).float()  # [S, B, C]
-            if size == 1:
-                loss = objectives.loss(objective_of[0], logits[0], labels[0], teacher[0] if uses_teacher else None)
-            else:  # [S]; each student's gradient is its own
-                loss = objectives.pack_loss(objective_of, logits, labels, teacher)
-            optimizer.zero_grad(set_to_none=True)
-            (loss if size == 1 else loss.sum()).backward()
-            optimizer.step()
-            final_logits = None
-            loss_sums += loss.detach()
-            loss_count += 1
-            step += 1
-            seen += idx.shape[1]
-        epoch += 1
-        if epoch % report_every == 0 or step >= total:
-            train_losses = (loss_sums / max(1, loss_count)).tolist()
-            loss_sums.zero_()
-            loss_count = 0
-            for s in range(size):
-                alive[s] = alive[s] and math.isfinite(train_losses[s])
-            if not any(alive):
-                break
-            test_logits = final_logits = _test_logits(students, datas)
-            reports: list[dict | None] = []
-            for s in range(size):
-                report = None
-                if alive[s]:
-                    y_test = datas[s].y_test
-                    report = {"epoch": epoch, "step": step, "train_loss": train_losses[s],
-                              **test_metrics(test_logits[s], y_test),
-                              "lr": recipes[s].lr * lr_factor(recipe, max(0, step - 1), per_epoch, total)}
-                    histories[s].append(report)
-                reports.append(report)
-            if on_report is not None:
-                on_report(reports, state)
-
-    counts = {"steps": step, "epochs": epoch, "resumed_from_step": resume["step"] if resume is not None else 0,
-              "pack_size": size, "samples_seen": seen}
-    return _results(students, datas, alive, histories, counts, seen, started, final_logits)
+    def batch_of(idx):
+        picked = (idx + offsets).flatten()
+        return tuple(None if t is None else t.index_select(0, picked).view(idx.shape + t.shape[1:]) for t in flat)
+    return batch_of
 
 
-def _test_logits(students, datas: list[TrainData]) -> list[torch.Tensor]:
-    """Each student's logits on its own test set: one pass for a test set the students share (trials
-    share the data set's); with distinct sets of one shape (a search's validation splits), one pass
-    of each student on its own set; else one pass of every student per distinct set."""
-    keys = [(d.x_test.data_ptr(), tuple(d.x_test.shape), d.x_test.device) for d in datas]
+def _test_logits(students, datas: list[TrainData], members: list[int] | None = None) -> list[torch.Tensor]:
+    """The logits of each student of `members` (default all) on its own test set: one pass for a test
+    set the students share (trials share the data set's); with distinct sets of one shape (a search's
+    validation splits), one pass of each student on its own set; else one pass of the students per
+    distinct set."""
+    members = list(range(len(datas))) if members is None else members
+    every = len(members) == len(datas)
+    keys = [(datas[s].x_test.data_ptr(), tuple(datas[s].x_test.shape), datas[s].x_test.device) for s in members]
     if len(set(keys)) > 1 and len({k[1:] for k in keys}) == 1:
-        return list(students.predict_own(torch.stack([d.x_test for d in datas])))
+        return list(students.predict_own(torch.stack([datas[s].x_test for s in members]), None if every else members))
     passes: dict[tuple, torch.Tensor] = {}
     out = []
-    for s, key in enumerate(keys):
-        if key not in passes:
-            passes[key] = students.predict(datas[s].x_test)  # [S, n, C]: every student on this set
-        out.append(passes[key][s])
+    for place, (s, key) in enumerate(zip(members, keys)):
+        if key not in passes:  # [len(members), n, C]: every member on this set
+            passes[key] = students.predict(datas[s].x_test) if every else students.predict(datas[s].x_test, members)
+        out.append(passes[key][place])
     return out
 
 
@@ -298,9 +323,10 @@ def _augment(inputs, teacher, seeds, augment_rngs, name, teacher_model):
     return inputs, teacher
 
 
-def _results(students, datas, alive, histories, counts, seen, started, test_logits=None) -> list[TrainResult]:
-    """Per student: its trained model and final metrics (test and train accuracy, fidelity, cost);
-    `test_logits`, when given, are the students' logits on their test sets at their final weights."""
+def _results(students, datas, alive, histories, counts, started, test_logits=None) -> list[TrainResult]:
+    """Per student: its trained model and final metrics (test and train accuracy, fidelity, cost; its
+    `counts` of steps, epochs and samples); `test_logits`, when given, are the students' logits on
+    their test sets at their final weights."""
     trained = students.models()
     flops_fwd = forward_flops(trained[0], datas[0].x_train)
     if test_logits is None:
@@ -309,8 +335,8 @@ def _results(students, datas, alive, histories, counts, seen, started, test_logi
     results = []
     for s, (model, data) in enumerate(zip(trained, datas)):
         # forward + backward is about 3 forward passes per sample
-        metrics: dict[str, Any] = {"student_params": models.count_params(model), **counts,
-                                   "flops": 3.0 * flops_fwd * seen,
+        metrics: dict[str, Any] = {"student_params": models.count_params(model), **counts[s],
+                                   "flops": 3.0 * flops_fwd * counts[s]["samples_seen"],
                                    "wall_s": wall / len(trained)}  # a pack's time, shared evenly
         status, probs = "diverged", None
         if alive[s]:

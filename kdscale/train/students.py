@@ -60,7 +60,7 @@ class Single:
     def logits(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.model(inputs[0])[None]
 
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
+    def predict(self, x: torch.Tensor, members: list[int] | None = None) -> torch.Tensor:
         return predict(self.model, x)[None]
 
     def state(self) -> dict:
@@ -111,6 +111,13 @@ def _functional_copy(model: nn.Module) -> nn.Module:
     return base
 
 
+def packs_across_sizes(model: nn.Module) -> bool:
+    """Can students of this model with data sets of different sizes share a pack? Their batches are
+    then padded to one width (kdscale.train.order), which batch norm's statistics would see."""
+    return packable(model) and not any(isinstance(module, nn.modules.batchnorm._BatchNorm)
+                                       for module in model.modules())
+
+
 def packable(model: nn.Module) -> bool:
     """Can this model be trained in a pack? Not one that says it cannot (`packable = False`: an op
     vmap has no rule for, or a loop that stops at a data-dependent point), nor one with a batch
@@ -137,13 +144,20 @@ class Pack:
     def parameters(self):
         return list(self.params.values())
 
-    def _logits(self, x: torch.Tensor, shared_input: bool) -> torch.Tensor:
-        """Logits of every student: x [S, B, ...] (own batches) or [B, ...] (one batch for all).
+    def _logits(self, x: torch.Tensor, shared_input: bool, members: list[int] | None = None) -> torch.Tensor:
+        """Logits of every student, or of `members` only: x [S, B, ...] (own batches) or [B, ...] (one
+        batch for all).
 
         In training mode the running statistics of batch-norm layers are updated here, per student.
         """
+        params, buffers = self.params, self.buffers
+        if members is not None:  # in eval mode only (predictions): nothing is updated
+            index = torch.tensor(members, device=next(iter(params.values())).device)
+            params = {k: v.index_select(0, index) for k, v in params.items()}
+            buffers = {k: v.index_select(0, index) for k, v in buffers.items()}
         if self.packed_logits is not None:
-            return self.packed_logits(self.params, x.expand(len(self.students), *x.shape) if shared_input else x)
+            return self.packed_logits(params, x.expand(len(next(iter(params.values()))), *x.shape)
+                                      if shared_input else x)
         names: list[tuple[str, float]] = []  # batch-norm layers (name, momentum) in the order they ran
         x = x.contiguous()  # vmap's batch norm on CUDA refuses channels_last input ("NYI: querying is_contiguous")
 
@@ -154,7 +168,7 @@ class Pack:
                 return logits, _BATCH_STATS[-1][0]
             finally:
                 _BATCH_STATS.pop()
-        logits, stats = torch.vmap(one, in_dims=(0, 0, None if shared_input else 0))(self.params, self.buffers, x)
+        logits, stats = torch.vmap(one, in_dims=(0, 0, None if shared_input else 0))(params, buffers, x)
         if stats:
             with torch.no_grad():
                 for (name, momentum), (mean, var) in zip(names, stats):  # [S, C] each
@@ -167,20 +181,24 @@ class Pack:
         return self._logits(inputs, False)
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """[S, n, C] logits of every student on one shared input, in batches (eval mode)."""
+    def predict(self, x: torch.Tensor, members: list[int] | None = None) -> torch.Tensor:
+        """[S, n, C] logits of every student (or [len(members), n, C] of `members`) on one shared
+        input, in batches (eval mode)."""
         self.base.eval()
-        out = torch.cat([self._logits(x[i:i + EVAL_BATCH], True) for i in range(0, len(x), EVAL_BATCH)], dim=1)
+        out = torch.cat([self._logits(x[i:i + EVAL_BATCH], True, members) for i in range(0, len(x), EVAL_BATCH)],
+                        dim=1)
         self.base.train()
         return out
 
     @torch.no_grad()
-    def predict_own(self, x: torch.Tensor) -> torch.Tensor:
-        """[S, n, C] logits of each student on its own inputs x [S, n, ...] (eval mode, in batches):
-        S times less work than `predict` on each student's set in turn (a search's validation splits)."""
+    def predict_own(self, x: torch.Tensor, members: list[int] | None = None) -> torch.Tensor:
+        """[S, n, C] logits of each student (of `members`, when given) on its own inputs x [S, n, ...]
+        (eval mode, in batches): S times less work than `predict` on each student's set in turn (a
+        search's validation splits)."""
         self.base.eval()
         chunk = max(1, OWN_EVAL_ROWS // x.shape[0])
-        out = torch.cat([self._logits(x[:, i:i + chunk], False) for i in range(0, x.shape[1], chunk)], dim=1)
+        out = torch.cat([self._logits(x[:, i:i + chunk], False, members) for i in range(0, x.shape[1], chunk)],
+                        dim=1)
         self.base.train()
         return out
 
