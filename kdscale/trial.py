@@ -213,21 +213,22 @@ def training_key(spec: TrialSpec) -> str:
 def run_pack(specs: list[TrialSpec], teachers: dict[str, TeacherOutputs] | None = None,
              device: str | torch.device | None = None, cache_root: Path | None = None,
              on_report: Callable | None = None, resume: dict | None = None, log=None) -> list[TrialOutcome]:
-    """Train students that differ only by seed, objective, learning rate and teacher together
-    (kdscale.train: one student trains as a plain module, several as a vmapped pack); twins
-    (`training_key`) train once. `teachers` maps teacher ids to their outputs (loaded if missing).
+    """Train students that differ only by seed, objective, learning rate, teacher and number of
+    samples together (kdscale.train: one student trains as a plain module, several as a vmapped
+    pack; of several sizes only where kdscale.train allows it); twins (`training_key`) train once.
+    `teachers` maps teacher ids to their outputs (loaded if missing).
 
-    `on_report(reports, state)` gets a list with one report per spec (None once diverged).
+    `on_report(reports, state)` gets a list with one report per spec (None once diverged, or when
+    that student's epoch did not end at this report).
     """
     spec = specs[0]
-    if any(other.data != spec.data or other.n_train != spec.n_train or other.student != spec.student
-           for other in specs):
-        raise ValueError("a pack's trials must share their data, number of samples and student")
+    if any(other.data != spec.data or other.student != spec.student for other in specs):
+        raise ValueError("a pack's trials must share their data and student")
     device = resolve_device(device)
     for s in specs:
         if "ntk" in s.extras:
             check_ntk(s.data, (s.student, s.teacher.model))
-    n_stream = datasets.stream_length_for(spec.data.n_teacher, spec.n_train)
+    n_stream = max(datasets.stream_length_for(spec.data.n_teacher, s.n_train) for s in specs)
     teachers = dict(teachers or {})
     for s in specs:
         if s.teacher.id not in teachers:

@@ -111,8 +111,8 @@ def test_fair_recipes_are_searched_once_stored_shared_and_trained_with(tmp_path,
 @pytest.mark.slow
 @pytest.mark.parametrize("seeds", [(0,), (0, 1)], ids=["alone", "pack-of-2"])
 def test_a_killed_worker_resumes_its_trial_from_the_checkpoint(tmp_path, seeds):
-    spec = small_study(name="worker_kill", kappas=(0.5,), seeds=seeds, objectives=("kd",),
-                       resources=Resources(cpus_per_trial=1, checkpoint_every_s=0))
+    spec = small_study(name="worker_kill", kappas=(0.5,), seeds=seeds, objectives=("kd",),  # one pack of the seeds
+                       resources=Resources(cpus_per_trial=1, checkpoint_every_s=0, pack_size=len(seeds)))
     marker = tmp_path / "killed.pid"
     result = run(spec, tmp_path, fault={"kill_marker": str(marker), "kill_after_reports": 3})
     assert marker.exists()  # the worker really died (SIGKILL) once
@@ -129,30 +129,35 @@ def test_a_killed_worker_resumes_its_trial_from_the_checkpoint(tmp_path, seeds):
     check_exactly_once(tmp_path, spec)
 
 
-def test_seeds_and_objectives_of_one_configuration_are_packed_unless_told_not_to():
+def test_students_of_one_model_are_packed_across_kappas_unless_told_not_to():
     from kdscale.engine import make_packs
 
-    trials = small_study(kappas=(0.25, 0.5), seeds=(0, 1, 2)).trials()
+    trials = small_study(kappas=(0.25, 0.5), seeds=(0, 1, 2)).trials()  # an MLP: no batch norm
     packs = make_packs(trials, None)
-    assert len(packs) == 2 and all(len(p) == 6 for p in packs)  # per kappa: (lt, kd) x 3 seeds
-    assert all(len({t.kappa for t in p}) == 1 and len({t.objective for t in p}) == 2 for p in packs)
-    assert len(make_packs(trials, 1)) == 12 and sorted(len(p) for p in make_packs(trials, 4)) == [2, 2, 4, 4]
+    assert len(packs) == 1 and len(packs[0]) == 12  # (lt, kd) x 3 seeds x 2 kappas: one pack on one slot
+    assert len({t.kappa for t in packs[0]}) == 2 and len({t.objective for t in packs[0]}) == 2
+    # two slots: two packs of 6 (each kappa's students: the sizes sorted) beat one of 12 and an idle slot
+    assert [sorted({t.kappa for t in p}) for p in make_packs(trials, None, slots=2)] == [[0.25], [0.5]]
+    assert len(make_packs(trials, 1)) == 12 and sorted(len(p) for p in make_packs(trials, 4)) == [4, 4, 4]
     bn = small_study(pairs=((ModelSpec.parse("cnn2d:width=4"), ModelSpec.parse("cnn2d:width=4,batch_norm=true")),))
-    assert all(len(p) == 4 for p in make_packs(bn.trials(), None))  # batch norm packs too (PackBatchNorm)
-    augmented = small_study(pairs=bn.pairs, recipe=RecipeSpec(lr=0.05, steps=80, batch_size=64, augment="crop-flip"))
+    assert all(len(p) == 4 and len({t.kappa for t in p}) == 1 for p in make_packs(bn.trials(), None))  # one size
+    augmented = small_study(pairs=bn.pairs[:1], recipe=RecipeSpec(lr=0.05, steps=80, batch_size=64, augment="crop-flip"))
     assert all(len(p) == 4 for p in make_packs(augmented.trials(), None))  # augmented packs share batches by seed
+    epochs = small_study(recipe=RecipeSpec(lr=0.05, epochs=3, steps=None, batch_size=64))
+    assert all(len({t.kappa for t in p}) == 1 for p in make_packs(epochs.trials(), None))  # steps differ by size
     big = small_study(pairs=((ModelSpec.parse("cnn2d:width=4"), ModelSpec.parse("cnn2d:width=64")),))  # ~5.6 MFLOP
     assert all(len(p) == 1 for p in make_packs(big.trials(), None))  # compute-bound: not packed by default
-    assert sorted(len(p) for p in make_packs(big.trials(), 3)) == [1, 1, 3, 3]  # unless asked
-    assert all(len(p) == 4 for p in make_packs(big.trials(), None, gpu=True))  # a GPU packs it (PACK_MAX_FLOPS_GPU)
+    assert sorted(len(p) for p in make_packs(big.trials(), 3)) == [2, 3, 3]  # unless asked: 8 students, even packs
+    assert [len(p) for p in make_packs(big.trials(), None, gpu=True)] == [8]  # a GPU packs it (PACK_MAX_FLOPS_GPU)
     huge = small_study(pairs=((ModelSpec.parse("cnn2d:width=4"), ModelSpec.parse("cnn2d:width=400")),))  # ~230 MFLOP
     assert all(len(p) == 1 for p in make_packs(huge.trials(), None, gpu=True))
     shared = ModelSpec.parse("mlp:width=16")  # two pairs, one student: their lt trials are twins
     twins = small_study(pairs=((ModelSpec.parse("mlp:width=32"), shared), (ModelSpec.parse("mlp:width=64"), shared)),
                         kappas=(0.5,), seeds=(0, 1, 2))
     assert [len(p) for p in make_packs(twins.trials(), None)] == [12]  # 3 lt units (two twins each) + 6 kd
-    packs = make_packs(twins.trials(), 8)  # 9 students > 8
-    assert sorted(len(p) for p in packs) == [1, 11]  # 8 units (3 lt twin pairs + 5 kd), then 1 kd
+    packs = make_packs(twins.trials(), 8)  # 9 students > 8: two packs of 4 and 5 students
+    assert sorted(len({(t.seed, t.objective, t.teacher.id) for t in p if t.objective.name == "kd"} |
+                      {(t.seed, "lt") for t in p if t.objective.name == "lt"}) for p in packs) == [4, 5]
     for pack in packs:  # twins never split across packs
         lt = [t for t in pack if t.objective.name == "lt"]
         assert sorted(t.seed for t in lt) == sorted(2 * list({t.seed for t in lt}))
@@ -165,7 +170,7 @@ def test_seeds_and_objectives_of_one_configuration_are_packed_unless_told_not_to
                 for t in trials]
     assert [p[0].kappa for p in make_packs(longer(0.25), None)] == [0.25, 0.5]
     assert [p[0].kappa for p in make_packs(longer(0.5), None)] == [0.5, 0.25]
-    assert [len(p) for p in make_packs(twins.trials(), 8)] == [11, 1]
+    assert [len(p) for p in make_packs(twins.trials(), 8)] == [5, 7]  # 5 students (5 kd) before 4 (3 lt twins, 1 kd)
 
 
 DRIVER = textwrap.dedent("""

@@ -15,6 +15,7 @@ A second Ctrl-C stops at once.
 from __future__ import annotations
 
 import json
+import math
 import signal
 import sys
 import threading
@@ -47,6 +48,11 @@ PACK_MAX_FLOPS_GPU = 4e7
 # a job's work, which order the student packs (`_pack_cost`) and the search jobs (kdscale.engine.searches)
 # longest first, count students x steps x (forward FLOPs + this).
 STEP_FLOPS = 1e4
+# What one step costs a pack whatever its size (dispatch, optimizer, data), in the same FLOP-
+# equivalents: a step of k cnn1d-4 (2.6 kFLOP) at batch 128 on one thread took about 1.0 + 0.27 k ms
+# and of cnn1d-16 (27.7 kFLOP) 0.65 k ms (2026-12-01, /work's second machine), about 1.5e-5 ms a
+# FLOP-equivalent; `make_packs` weighs a further cut of a group (one slot less idle) against it.
+PACK_STEP_FLOPS = 6e4
 STOP_GRACE_S = 30.0  # after Ctrl-C, how long running trials get to reach a report and save
 
 
@@ -187,15 +193,18 @@ class _StopOnInterrupt(tune.Stopper):
         return self.callback.should_stop()
 
 
-def make_packs(trials: list[TrialSpec], pack_size: int | None, gpu: bool = False) -> list[list[TrialSpec]]:
-    """Group trials that differ only by seed, objective, learning rate and teacher into packs
-    (kdscale.train) of at most `pack_size` students: same model, budget and data size, so the same
-    step count. Twins (kdscale.trial.training_key: lt of several pairs with one student) go to one
-    pack and count as one student: they train once.
+def make_packs(trials: list[TrialSpec], pack_size: int | None, gpu: bool = False, slots: int = 1
+               ) -> list[list[TrialSpec]]:
+    """Group trials that differ only by seed, objective, learning rate, teacher and, for a model
+    without batch norm trained without augmentation on a step budget, kappa into packs
+    (kdscale.train) of at most `pack_size` students: same model and step count. Twins
+    (kdscale.trial.training_key: lt of several pairs with one student) go to one pack and count as
+    one student: they train once. A group larger than a pack is cut into packs of even sizes.
 
     None packs up to MAX_PACK students of every packable configuration whose model is small
     (PACK_MAX_FLOPS, or PACK_MAX_FLOPS_GPU when the trials run on GPUs: `gpu`), where packing was
-    measured faster; an explicit size packs every packable one;
+    measured faster, and then cuts packs further while that shortens the estimated time on `slots`
+    trials at once (`_fill_slots`); an explicit size packs every packable one, as asked;
     1 turns packing off (twins still train once).
 
     The packs come longest first (students x steps x forward FLOPs, `_pack_cost`), the order Tune
@@ -205,10 +214,11 @@ def make_packs(trials: list[TrialSpec], pack_size: int | None, gpu: bool = False
     """
     from kdscale import data as datasets, models
     from kdscale.train import forward_flops, packable
+    from kdscale.train.students import packs_across_sizes
 
     size = MAX_PACK if pack_size is None else pack_size
     groups: dict[str, list[TrialSpec]] = {}
-    can_pack: dict[tuple, bool] = {}
+    can_pack: dict[tuple, tuple[bool, bool]] = {}  # (packs, packs across data sizes)
     flops: dict[tuple, float] = {}
     for trial in trials:
         key = (trial.student, trial.recipe, trial.data)
@@ -217,46 +227,93 @@ def make_packs(trials: list[TrialSpec], pack_size: int | None, gpu: bool = False
             model = models.build(trial.student, info.input_shape, info.num_classes, info.vocab_size)
             flops[key] = forward_flops(model, info.example())
             small = flops[key] <= (PACK_MAX_FLOPS_GPU if gpu else PACK_MAX_FLOPS)
-            can_pack[key] = packable(model) and (small or pack_size is not None)
-        group = _pack_key(trial) if can_pack[key] and size > 1 else training_key(trial)
+            packs = packable(model) and (small or pack_size is not None)
+            can_pack[key] = (packs, packs and packs_across_sizes(model) and trial.recipe.augment == "none"
+                             and trial.recipe.epochs is None)
+        packs, across = can_pack[key]
+        group = _pack_key(trial, across) if packs and size > 1 else training_key(trial)
         groups.setdefault(group, []).append(trial)
-    packs = []
+    units = []  # per group, its training units (twins together)
     for members in groups.values():
-        units: dict[str, list[TrialSpec]] = {}
+        by_key: dict[str, list[TrialSpec]] = {}
         for trial in members:
-            units.setdefault(training_key(trial), []).append(trial)
-        chunks = list(units.values())
-        packs += [[t for unit in chunks[i:i + size] for t in unit] for i in range(0, len(chunks), size)]
+            by_key.setdefault(training_key(trial), []).append(trial)
+        units.append(sorted(by_key.values(), key=lambda unit: unit[0].n_train))  # a pack's sizes close
+    cuts = [math.ceil(len(group) / size) for group in units]  # packs per group
+    if pack_size is None and slots > 1:
+        cuts = _fill_slots(units, cuts, slots, flops)
+    packs = [pack for group, count in zip(units, cuts) for pack in _cut(group, count)]
     return sorted(packs, key=lambda pack: -_pack_cost(pack, flops))
 
 
-def _pack_cost(pack: list[TrialSpec], flops: dict[tuple, float]) -> float:
-    """A pack's work, roughly: students trained (twins once) x steps x (forward FLOPs + STEP_FLOPS)."""
+def _cut(group: list[list[TrialSpec]], count: int) -> list[list[TrialSpec]]:
+    """The units of one group in `count` packs of even sizes (each unit's trials in one pack)."""
+    bounds = [round(i * len(group) / count) for i in range(count + 1)]
+    return [[t for unit in group[a:b] for t in unit] for a, b in zip(bounds, bounds[1:])]
+
+
+def _fill_slots(units: list[list[list[TrialSpec]]], cuts: list[int], slots: int, flops: dict) -> list[int]:
+    """More packs per group while that shortens the estimated makespan of all packs on `slots` trials
+    at once (longest first onto the least loaded slot): a pack's step costs PACK_STEP_FLOPS plus its
+    students' own, so a cut costs work and pays off only where a slot would otherwise idle."""
+    def makespan(counts):
+        loads = [0.0] * slots
+        for cost in sorted((_pack_cost(pack, flops, fixed=True) for group, count in zip(units, counts)
+                            for pack in _cut(group, count)), reverse=True):
+            loads[loads.index(min(loads))] += cost
+        return max(loads)
+    best = makespan(cuts)
+    while True:
+        options = [(makespan(trial), trial) for g in range(len(cuts)) if cuts[g] < len(units[g])
+                   for trial in [cuts[:g] + [cuts[g] + 1] + cuts[g + 1:]]]
+        if not options or min(options)[0] >= best:
+            return cuts
+        best, cuts = min(options)
+
+
+def _pack_cost(pack: list[TrialSpec], flops: dict[tuple, float], fixed: bool = False) -> float:
+    """A pack's work, roughly: students trained (twins once) x steps x (forward FLOPs + STEP_FLOPS),
+    plus, with `fixed`, steps x PACK_STEP_FLOPS (what a step costs the pack whatever its size)."""
     from kdscale.train.schedule import plan_steps
 
+    unique = list({training_key(t): t for t in pack}.values())
+    steps = max(plan_steps(t.recipe, t.n_train)[2] for t in unique)
     return sum(plan_steps(t.recipe, t.n_train)[2] * (flops[t.student, t.recipe, t.data] + STEP_FLOPS)
-               for t in {training_key(t): t for t in pack}.values())
+               for t in unique) + (steps * PACK_STEP_FLOPS if fixed else 0.0)
 
 
-def _pack_key(trial: TrialSpec) -> str:
-    """Trials with one pack key train in one pack: same student, data size and recipe, but for the
-    seed, the objective, the teacher (one only with augmentation: it runs on the shared augmented
-    batch) and, with sgd, the learning rate and weight decay."""
+def _pack_key(trial: TrialSpec, across_sizes: bool = False) -> str:
+    """Trials with one pack key train in one pack: same student, data and recipe, but for the seed,
+    the objective, the teacher (one only with augmentation: it runs on the shared augmented batch),
+    with sgd the learning rate and weight decay, and with `across_sizes` the kappa (the data size)."""
     recipe = trial.recipe
     if recipe.optimizer == "sgd":
         recipe = replace(recipe, lr=1.0, weight_decay=0.0)
     teacher = trial.teacher.id if recipe.augment != "none" else None
-    return spec_id((trial.data, trial.student, trial.kappa, recipe, trial.extras, teacher or ""))
+    kappa = None if across_sizes else trial.kappa
+    return spec_id((trial.data, trial.student, kappa, recipe, trial.extras, teacher or ""))
+
+
+def _slots(resources) -> int:
+    """How many trials the cluster runs at once: what its CPUs (GPUs) hold, at most max_concurrent."""
+    import ray
+
+    total = ray.cluster_resources()
+    held = [int(total.get("CPU", 0) // resources.cpus_per_trial)] if resources.cpus_per_trial > 0 else []
+    if resources.gpus_per_trial > 0:
+        held.append(int(total.get("GPU", 0) // resources.gpus_per_trial))
+    slots = max(1, min(held, default=1))
+    return slots if resources.max_concurrent is None else max(1, min(slots, resources.max_concurrent))
 
 
 def train_students(spec, pending: list[TrialSpec], teachers: dict, store: ResultsStore, tracker, cache: str,
                    total: int, done: int, progress: bool, log, fault: dict | None) -> bool:
     """Train the pending trials as Tune trials; True if some did not finish (interrupted)."""
     resources = spec.resources
-    packs = make_packs(pending, resources.pack_size, gpu=resources.gpus_per_trial > 0)
+    packs = make_packs(pending, resources.pack_size, gpu=resources.gpus_per_trial > 0, slots=_slots(resources))
     if len(packs) < len(pending):
-        log(f"students: {len(pending)} in {len(packs)} Tune trials (seeds and objectives of one configuration "
-            "packed)")
+        log(f"students: {len(pending)} in {len(packs)} Tune trials (packs of one model: seeds, objectives, "
+            "teachers and kappas)")
     name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     interrupt = _Interrupt(f"kdscale-stop:{store.uri}:{name}", log)
     callback = _DriverCallback(store, tracker, total, done, log, progress, resources.metrics_every_s, interrupt)

@@ -61,7 +61,7 @@ def search_task(specs: list, cache: str, threads: int, teacher_logits: dict) -> 
 
 
 def student_trainable(config: dict, teachers: dict | None = None) -> None:
-    """One Tune trial, a pack of students that differ only by seed (often of one): resume from the
+    """One Tune trial, a pack of students of one model (kdscale.engine.trials.make_packs): resume from the
     pack's checkpoint if any, train, report, write predictions."""
     import torch
 
