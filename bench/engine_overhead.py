@@ -75,7 +75,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="kdscale-bench-"))  # cache, results and MLflow of the timed runs
     atexit.register(shutil.rmtree, work, ignore_errors=True)
     os.environ["KDSCALE_CACHE"] = str(work / "cache")
-    argv = (["--quick"] if args.grid == "quick" else []) + ["--recipe", "fixed", "--name", "bench"]
+    argv = ["--quick" if args.grid == "quick" else "--grid", "--recipe", "fixed", "--name", "bench"]
     spec = model_size.build_spec(model_size.build_parser().parse_args(argv))
     trials = spec.trials()
     cores, default_threads = os.cpu_count(), torch.get_num_threads()
@@ -101,19 +101,13 @@ def main() -> None:
             rows = workers.map(_pool_trial, [(t, needs[t.teacher.id]) for t in trials], chunksize=1)
         return time.perf_counter() - start, rows
 
-    def engine():
-        import ray
-
+    def engine():  # as a study script runs it: run_study starts Ray (one CPU a trial) and stops it
         from kdscale.engine import run_study
 
         torch.set_num_threads(default_threads)
         start = time.perf_counter()
-        ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-        try:
-            result = run_study(spec, storage=str(work / "engine"), tracking_uri=f"sqlite:///{work / 'mlflow.db'}",
-                               progress=False, log=lambda m: None)
-        finally:
-            ray.shutdown()
+        result = run_study(spec, storage=str(work / "engine"), tracking_uri=f"sqlite:///{work / 'mlflow.db'}",
+                           progress=False, log=lambda m: None)
         assert result.complete and len(result.table) == len(trials)
         return time.perf_counter() - start, result.table.to_dict("records")
 
