@@ -167,6 +167,7 @@ def _run(spec: StudySpec, store: ResultsStore, opening: Future, address, cache: 
         raise
     finally:
         try:
+            tracker = tracker or _if_opened(opening)  # a fault before the driver waited for it
             if tracker is not None:  # else MLflow's study never opened: its error is the one raised
                 tracker.close(status)
         except EnvironmentFault:
@@ -202,6 +203,14 @@ def _opened(opening: Future, log) -> StudyTracker:
     if tracker.killed:
         log(f"marked {tracker.killed} MLflow run(s) left RUNNING by an earlier driver as KILLED")
     return tracker
+
+
+def _if_opened(opening: Future) -> StudyTracker | None:
+    """The study's MLflow side if it opened, else None (its own error is not the news)."""
+    try:
+        return opening.result()
+    except Exception:
+        return None
 
 
 def _reuse_shared(pending: list[TrialSpec], found: dict, store: ResultsStore, tracker: StudyTracker) -> dict[str, str]:
