@@ -51,19 +51,27 @@ def test_a_student_that_diverges_leaves_the_rest_of_the_pack_alone():
     assert torch.allclose(packed[2].test_probs, alone.test_probs, atol=1e-4)
 
 
+def state_at(when, *args, **kwargs) -> dict:
+    """The checkpoint of `train_students(*args, **kwargs)` at its first report where `when(reports)`
+    holds; the run is stopped there, as Ctrl-C stops a trial after its save."""
+    saved = []
+
+    def stop(reports, state):
+        if when(reports):
+            saved.append(state())
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        train_students(*args, on_report=stop, **kwargs)
+    return saved[0]
+
+
 def test_pack_resume_matches_an_uninterrupted_pack():
     spec, recipe, seeds = ModelSpec.parse("mlp:width=16"), RecipeSpec(lr=0.05, epochs=8, steps=None, batch_size=32), [3, 4]
     datas = [student_data(s) for s in seeds]
     full = train_students(spec, ObjectiveSpec("kd", tau=2.0), recipe, seeds, datas, 5)
-    saved = []
-
-    def stop(reports, state):
-        if reports[0]["epoch"] == 3:
-            saved.append(state())
-            raise KeyboardInterrupt
-    with pytest.raises(KeyboardInterrupt):
-        train_students(spec, ObjectiveSpec("kd", tau=2.0), recipe, seeds, datas, 5, on_report=stop, max_reports=100)
-    resumed = train_students(spec, ObjectiveSpec("kd", tau=2.0), recipe, seeds, datas, 5, resume=saved[0])
+    saved = state_at(lambda reports: reports[0]["epoch"] == 3,
+                     spec, ObjectiveSpec("kd", tau=2.0), recipe, seeds, datas, 5, max_reports=100)
+    resumed = train_students(spec, ObjectiveSpec("kd", tau=2.0), recipe, seeds, datas, 5, resume=saved)
     for a, b in zip(full, resumed):
         assert torch.equal(a.test_probs, b.test_probs) and b.metrics["resumed_from_step"] == 12
 

@@ -7,6 +7,7 @@ from kdscale.config import ModelSpec, ObjectiveSpec, RecipeSpec
 from kdscale.objectives import loss, pack_loss
 from kdscale.train import TrainData, train, train_students
 from kdscale.train.order import Orders
+from tests.test_packed import state_at
 
 
 def sized_data(seed, n, n_test=200):
@@ -75,16 +76,10 @@ def test_a_pack_across_sizes_resumes_mid_epoch_as_if_never_stopped():
     datas = [sized_data(seed, n) for seed, n in zip(seeds, [45, 100, 20])]
     objective = ObjectiveSpec("kd", tau=2.0)
     full = train_students(spec, objective, recipe, seeds, datas, 5, max_reports=100)
-    saved = []
-
-    def stop(reports, state):
-        if reports[0] is not None and reports[0]["epoch"] == 3:  # step 6: the 100-sample student mid-epoch
-            saved.append(state())
-            raise KeyboardInterrupt
-    with pytest.raises(KeyboardInterrupt):
-        train_students(spec, objective, recipe, seeds, datas, 5, on_report=stop, max_reports=100)
-    assert saved[0]["orders"]["positions"][1] not in (0, 100)
-    resumed = train_students(spec, objective, recipe, seeds, datas, 5, resume=saved[0], max_reports=100)
+    saved = state_at(lambda reports: reports[0] is not None and reports[0]["epoch"] == 3,  # step 6
+                     spec, objective, recipe, seeds, datas, 5, max_reports=100)
+    assert saved["orders"]["positions"][1] not in (0, 100)  # the 100-sample student mid-epoch
+    resumed = train_students(spec, objective, recipe, seeds, datas, 5, resume=saved, max_reports=100)
     for a, b in zip(full, resumed):
         assert torch.equal(a.test_probs, b.test_probs) and b.metrics["resumed_from_step"] == 6
         assert a.history == b.history
@@ -95,15 +90,8 @@ def test_a_checkpoint_written_before_per_student_epochs_still_resumes():
     spec, recipe, seeds = ModelSpec.parse("mlp:width=16"), RecipeSpec(lr=0.05, epochs=6, steps=None, batch_size=32), [3, 4]
     datas = [sized_data(seed, 64) for seed in seeds]
     full = train_students(spec, ObjectiveSpec("lt"), recipe, seeds, datas, 5)
-    saved = []
-
-    def stop(reports, state):
-        if reports[0]["epoch"] == 2:
-            saved.append(state())
-            raise KeyboardInterrupt
-    with pytest.raises(KeyboardInterrupt):
-        train_students(spec, ObjectiveSpec("lt"), recipe, seeds, datas, 5, on_report=stop, max_reports=100)
-    new = saved[0]
+    new = state_at(lambda reports: reports[0]["epoch"] == 2,
+                   spec, ObjectiveSpec("lt"), recipe, seeds, datas, 5, max_reports=100)
     old = {key: value for key, value in new.items() if key not in ("orders", "loss_sums", "last_report")}
     old.update(order_rngs=new["orders"]["rngs"], epoch=2, seen=new["orders"]["seen"][0])
     resumed = train_students(spec, ObjectiveSpec("lt"), recipe, seeds, datas, 5, resume=old)

@@ -296,15 +296,15 @@ def _test_logits(students, datas: list[TrainData], members: list[int] | None = N
     validation splits), one pass of each student on its own set; else one pass of the students per
     distinct set."""
     members = list(range(len(datas))) if members is None else members
-    every = len(members) == len(datas)
+    subset = None if len(members) == len(datas) else members  # None: the whole pack, no parameter copy
     keys = [(datas[s].x_test.data_ptr(), tuple(datas[s].x_test.shape), datas[s].x_test.device) for s in members]
     if len(set(keys)) > 1 and len({k[1:] for k in keys}) == 1:
-        return list(students.predict_own(torch.stack([datas[s].x_test for s in members]), None if every else members))
+        return list(students.predict_own(torch.stack([datas[s].x_test for s in members]), subset))
     passes: dict[tuple, torch.Tensor] = {}
     out = []
     for place, (s, key) in enumerate(zip(members, keys)):
         if key not in passes:  # [len(members), n, C]: every member on this set
-            passes[key] = students.predict(datas[s].x_test) if every else students.predict(datas[s].x_test, members)
+            passes[key] = students.predict(datas[s].x_test, subset)
         out.append(passes[key][place])
     return out
 
