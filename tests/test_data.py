@@ -1,4 +1,6 @@
 import random
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -37,6 +39,28 @@ def test_mnist1d_pool_is_a_prefix_of_a_larger_pool_and_cached(pool):
 def test_mnist1d_train_and_test_do_not_overlap(pool):
     train_rows = {row.tobytes() for row in pool.x_pool}
     assert not any(row.tobytes() in train_rows for row in pool.x_test)
+
+
+def test_mnist1d_generation_args_are_the_packages_defaults():
+    from mnist1d.data import get_dataset_args
+
+    package = get_dataset_args(as_dict=True)
+    for own in ("url", "seed", "num_samples", "train_split"):  # kdscale sets these itself
+        package.pop(own)
+    assert mnist1d._generation_args() == package
+    assert mnist1d._generation_args(DataSpec(options=(("templates", "reversed"),))) == package | {
+        "templates": "reversed"}
+
+
+@pytest.mark.slow  # a fresh interpreter and a generated chunk: about 3 s
+def test_mnist1d_cached_load_does_not_import_the_generator(tmp_path):
+    """A cached pool loads without `mnist1d.data` (scipy, matplotlib: 1-2 s of a worker's start)."""
+    code = ("import sys; from kdscale import data; from kdscale.config import DataSpec; "
+            "data.load(DataSpec(n_teacher=100), 100); print('mnist1d.data' in sys.modules)")
+    env = {"KDSCALE_CACHE": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    run = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+           for _ in range(2)]
+    assert [r.stdout.split() for r in run] == [["True"], ["False"]]  # generated, then read from the cache
 
 
 @pytest.mark.slow  # about a second or more: the fast tier stays near a minute

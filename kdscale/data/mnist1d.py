@@ -28,10 +28,18 @@ TEST_STREAM = 1_000_000  # chunk offset of the test stream, so test and train se
 
 
 TEMPLATES = ("original", "reversed")
+# The generator's arguments: the `mnist1d` package's defaults (`mnist1d.data.get_dataset_args`, the
+# paper's data set) less its download URL, seed, size and split, which kdscale sets itself. Kept here
+# rather than read from the package: `mnist1d.data` imports scipy and matplotlib (0.9-2 s of every
+# worker's start, 2026-12-01) and only a chunk not yet cached needs the generator; and a new package
+# version that changed a default would otherwise change the data under the same cache key
+# (tests/test_data.py checks they equal the installed package's).
+GENERATION_ARGS = {"template_len": 12, "padding": [36, 60], "scale_coeff": 0.4, "max_translation": 48,
+                   "corr_noise_scale": 0.25, "iid_noise_scale": 2e-2, "shear_scale": 0.75,
+                   "shuffle_seq": False, "final_seq_length": 40}
 
 
 def _generation_args(spec: DataSpec | None = None) -> dict:
-    from mnist1d.data import get_dataset_args
     from kdscale.errors import SpecError
 
     options = dict(spec.options) if spec is not None else {}
@@ -41,11 +49,7 @@ def _generation_args(spec: DataSpec | None = None) -> dict:
         if value not in TEMPLATES:
             raise SpecError(f"data.options.templates={value!r} is invalid: must be one of {', '.join(TEMPLATES)}")
 
-    args = get_dataset_args(as_dict=True)
-    args.pop("url", None)
-    args.pop("seed", None)
-    args.pop("num_samples", None)
-    args.pop("train_split", None)
+    args = {name: list(value) if isinstance(value, list) else value for name, value in GENERATION_ARGS.items()}
     if options.get("templates", "original") != "original":  # in the chunk cache's key only when set
         args["templates"] = options["templates"]
     return args
