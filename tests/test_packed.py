@@ -76,6 +76,29 @@ def test_pack_resume_matches_an_uninterrupted_pack():
         assert torch.equal(a.test_probs, b.test_probs) and b.metrics["resumed_from_step"] == 12
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_a_checkpoint_with_torch_optims_state_still_resumes(optimizer):
+    """Packs of one learning rate trained with torch.optim until 2026-12; their checkpoints hold its
+    state dict, which the stacked optimizers now in their place take over."""
+    spec, objective, seeds = ModelSpec.parse("mlp:width=16"), ObjectiveSpec("lt"), [3, 4]
+    recipe = RecipeSpec(lr=0.05 if optimizer == "sgd" else 0.003, epochs=6, steps=None, batch_size=32,
+                        optimizer=optimizer)
+    datas = [student_data(s) for s in seeds]
+    full = train_students(spec, objective, recipe, seeds, datas, 5)
+    saved = state_at(lambda reports: reports[0]["epoch"] == 2, spec, objective, recipe, seeds, datas, 5,
+                     max_reports=100)
+    own = saved["optimizer"]
+    if optimizer == "sgd":
+        state = {i: {"momentum_buffer": b} for i, b in enumerate(own["buffers"])}
+    else:
+        state = {i: {"step": torch.tensor(float(n)), "exp_avg": m[0], "exp_avg_sq": m[1]}
+                 for i, (n, m) in enumerate(zip(own["steps"], own["moments"]))}
+    saved["optimizer"] = {"state": state, "param_groups": [{"lr": 0.01, "params": list(range(len(state)))}]}
+    resumed = train_students(spec, objective, recipe, seeds, datas, 5, resume=saved)
+    for a, b in zip(full, resumed):
+        assert torch.equal(a.test_probs, b.test_probs) and b.metrics["resumed_from_step"] == 8
+
+
 def test_batch_norm_packs_unless_it_has_no_momentum():
     bn = models.build(ModelSpec.parse("cnn2d:width=4,batch_norm=true"), (1, 8, 8), 10)
     assert packable(bn)

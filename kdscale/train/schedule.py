@@ -67,8 +67,9 @@ def make_optimizer(recipe: RecipeSpec, model: nn.Module | list[torch.Tensor]) ->
 
 class _Stacked:
     """An optimizer over a pack's stacked parameters [S, ...] with a learning rate and a weight decay
-    per student: the candidates of a recipe search train in one pack. `set_lr(factor)` sets every
-    student's rate to its base rate times the schedule's factor."""
+    per student: the candidates of a recipe search train in one pack; every pack uses one (torch.optim's
+    update rules; packs match students trained alone with torch.optim, tests/test_packed.py).
+    `set_lr(factor)` sets every student's rate to its base rate times the schedule's factor."""
 
     def __init__(self, params: list[torch.Tensor], lrs, weight_decays):
         self.params = params
@@ -117,6 +118,9 @@ class StackedSGD(_Stacked):
         return {"buffers": [None if b is None else b.clone() for b in self.buffers], "lr": self.lr.clone()}
 
     def load_state_dict(self, state: dict) -> None:
+        if "state" in state:  # torch.optim.SGD's, from a checkpoint of a pack of one learning rate before 2026-12
+            state = {"buffers": [state["state"].get(i, {}).get("momentum_buffer") for i in range(len(self.params))],
+                     "lr": torch.full_like(self.base_lr, state["param_groups"][0]["lr"])}
         self.buffers = [None if b is None else b.clone() for b in state["buffers"]]
         self.lr = state["lr"].clone()
 
@@ -159,13 +163,18 @@ class StackedAdam(_Stacked):
                 "moments": [None if m is None else (m[0].clone(), m[1].clone()) for m in self.moments]}
 
     def load_state_dict(self, state: dict) -> None:
+        if "state" in state:  # torch.optim.Adam(W)'s, from a checkpoint of a pack of one learning rate before 2026-12
+            own = [state["state"].get(i) for i in range(len(self.params))]
+            state = {"steps": [0 if o is None else int(o["step"]) for o in own],
+                     "moments": [None if o is None else (o["exp_avg"], o["exp_avg_sq"]) for o in own],
+                     "lr": torch.full_like(self.base_lr, state["param_groups"][0]["lr"])}
         self.steps = list(state["steps"])
         self.moments = [None if m is None else (m[0].clone(), m[1].clone()) for m in state["moments"]]
         self.lr = state["lr"].clone()
 
 
 def stacked_optimizer(recipes: list[RecipeSpec], params: list[torch.Tensor]) -> _Stacked:
-    """The optimizer of a pack whose students have their own learning rates and weight decays."""
+    """The optimizer of a pack, each student at its own learning rate and weight decay."""
     lrs, decays, first = [r.lr for r in recipes], [r.weight_decay for r in recipes], recipes[0]
     if first.optimizer == "sgd":
         return StackedSGD(params, lrs, decays, first.momentum, first.nesterov)
