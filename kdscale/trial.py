@@ -210,16 +210,23 @@ def training_key(spec: TrialSpec) -> str:
     return spec_id((spec.data, spec.student, spec.kappa, spec.objective, spec.recipe, spec.seed, spec.extras))
 
 
+def model_key(spec: TrialSpec) -> str:
+    """What a trial's forward FLOPs depend on: its student and data (kdscale.engine passes them by it)."""
+    return spec_id((spec.student, spec.data))
+
+
 def run_pack(specs: list[TrialSpec], teachers: dict[str, TeacherOutputs] | None = None,
              device: str | torch.device | None = None, cache_root: Path | None = None,
-             on_report: Callable | None = None, resume: dict | None = None, log=None) -> list[TrialOutcome]:
+             on_report: Callable | None = None, resume: dict | None = None, log=None,
+             forward_flops: float | None = None) -> list[TrialOutcome]:
     """Train students that differ only by seed, objective, learning rate, teacher and number of
     samples together (kdscale.train: one student trains as a plain module, several as a vmapped
     pack; of several sizes only where kdscale.train allows it); twins (`training_key`) train once.
     `teachers` maps teacher ids to their outputs (loaded if missing).
 
     `on_report(reports, state)` gets a list with one report per spec (None once diverged, or when
-    that student's epoch did not end at this report).
+    that student's epoch did not end at this report). `forward_flops`, the student's forward FLOPs
+    of one sample when the caller knows them (kdscale.engine), else counted here.
     """
     spec = specs[0]
     if any(other.data != spec.data or other.student != spec.student for other in specs):
@@ -266,7 +273,8 @@ def run_pack(specs: list[TrialSpec], teachers: dict[str, TeacherOutputs] | None 
     results = train_students(spec.student, [specs[i].objective for i in unique], [specs[i].recipe for i in unique],
                              [specs[i].seed for i in unique], [tensors[i] for i in unique], loaded.info.num_classes,
                              on_report=None if on_report is None else report, resume=resume,
-                             vocab_size=loaded.info.vocab_size, init_states=[starts[i].state for i in unique])
+                             vocab_size=loaded.info.vocab_size, init_states=[starts[i].state for i in unique],
+                             forward_flops=forward_flops)
     return [_outcome(s, results[p], teachers[s.teacher.id], loaded, t, start, teacher_model_of(s))
             for s, t, start, p in zip(specs, tensors, starts, place)]
 

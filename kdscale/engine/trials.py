@@ -14,6 +14,7 @@ A second Ctrl-C stops at once.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import signal
@@ -28,7 +29,7 @@ from kdscale.config import TrialSpec, from_dict, spec_id, to_dict
 from kdscale.engine.workers import FAULT_KEY, REPORTS_KEY, ROWS_KEY, SAVED_KEY, STARTED_KEY, student_trainable
 from kdscale.errors import EnvironmentFault
 from kdscale.store import ResultsStore, resume_id
-from kdscale.trial import spec_row, training_key
+from kdscale.trial import model_key, spec_row, training_key
 
 # Students a pack holds by default. A student-step of cnn1d-16 (one thread, batch 128) cost 2.5 ms in a
 # pack of 8 and 1.9 ms in a pack of 16 (cnn1d-4: 1.8 and 1.4 ms; 2026-11-30): up to about 16 a bigger
@@ -213,7 +214,7 @@ def make_packs(trials: list[TrialSpec], pack_size: int | None, gpu: bool = False
     built (by student and kappa, the longest last) and 493 s longest first, against 492 s of work a core.
     """
     from kdscale import data as datasets, models
-    from kdscale.train import forward_flops, packable
+    from kdscale.train import packable
     from kdscale.train.students import packs_across_sizes
 
     size = MAX_PACK if pack_size is None else pack_size
@@ -225,7 +226,7 @@ def make_packs(trials: list[TrialSpec], pack_size: int | None, gpu: bool = False
         if key not in can_pack:
             info = datasets.info(trial.data)
             model = models.build(trial.student, info.input_shape, info.num_classes, info.vocab_size)
-            flops[key] = forward_flops(model, info.example())
+            flops[key] = model_flops(trial.student, trial.data)
             small = flops[key] <= (PACK_MAX_FLOPS_GPU if gpu else PACK_MAX_FLOPS)
             packs = packable(model) and (small or pack_size is not None)
             can_pack[key] = (packs, packs and packs_across_sizes(model) and trial.recipe.augment == "none"
@@ -244,6 +245,18 @@ def make_packs(trials: list[TrialSpec], pack_size: int | None, gpu: bool = False
         cuts = _fill_slots(units, cuts, slots, flops)
     packs = [pack for group, count in zip(units, cuts) for pack in _cut(group, count)]
     return sorted(packs, key=lambda pack: -_pack_cost(pack, flops))
+
+
+@functools.lru_cache(maxsize=None)
+def model_flops(student, data) -> float:
+    """Forward FLOPs of one sample of `data` through `student` (kdscale.train.forward_flops), once per
+    driver: the trials get them in their config, as torch's flop counter costs a worker 1.2 s of
+    imports (torch._dynamo) on its first call."""
+    from kdscale import data as datasets, models
+    from kdscale.train import forward_flops
+
+    info = datasets.info(data)
+    return forward_flops(models.build(student, info.input_shape, info.num_classes, info.vocab_size), info.example())
 
 
 def _cut(group: list[list[TrialSpec]], count: int) -> list[list[TrialSpec]]:
@@ -320,7 +333,8 @@ def train_students(spec, pending: list[TrialSpec], teachers: dict, store: Result
     trainable = tune.with_resources(tune.with_parameters(student_trainable, teachers=teachers),
                                     {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial})
     shared = {"storage": store.storage, "study": spec.name, "cache": cache, "cpus": resources.cpus_per_trial,
-              "checkpoint_every_s": resources.checkpoint_every_s, "stop_key": interrupt.key}
+              "checkpoint_every_s": resources.checkpoint_every_s, "stop_key": interrupt.key,
+              "forward_flops": {model_key(p[0]): model_flops(p[0].student, p[0].data) for p in packs}}
     shared.update(fault or {})
     tuner = tune.Tuner(
         trainable,

@@ -24,7 +24,7 @@ from ray import tune
 from kdscale.config import TrialSpec, from_dict
 from kdscale.errors import find_fault
 from kdscale.store import ResultsStore, resume_id
-from kdscale.trial import spec_row
+from kdscale.trial import model_key, spec_row
 
 ROWS_KEY = "kdscale_rows"  # the final report of a Tune trial: its students' results rows, as JSON
 REPORTS_KEY = "kdscale_reports"  # a per-epoch report: [[trial id, report or null], ...], as JSON
@@ -104,7 +104,8 @@ def student_trainable(config: dict, teachers: dict | None = None) -> None:
 
     fault = None
     try:
-        outcomes = run_pack(specs, teachers, on_report=on_report, resume=resume)
+        outcomes = run_pack(specs, teachers, on_report=on_report, resume=resume,
+                            forward_flops=config.get("forward_flops", {}).get(model_key(specs[0])))
         node = ray.get_runtime_context().get_node_id()
         rows = []
         for spec, outcome in zip(specs, outcomes):

@@ -120,7 +120,8 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
                    recipe: RecipeSpec | list[RecipeSpec], seeds: list[int], datas: list[TrainData], num_classes: int,
                    on_report: Callable[[list[dict | None], Callable[[], dict]], None] | None = None,
                    resume: dict | None = None, max_reports: int = 20, vocab_size: int | None = None,
-                   init_states: list[dict | None] | None = None) -> list[TrainResult]:
+                   init_states: list[dict | None] | None = None, forward_flops: float | None = None
+                   ) -> list[TrainResult]:
     """Train one student per seed on its own `datas[i]` (of any sizes that give one step count), each
     with `objective`, or with its own objective when given a list, and return their results.
 
@@ -132,7 +133,9 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
     (weights, optimizer, step, batch orders, generators) that `resume` takes back to continue
     where it was. A result's `flops` counts the student's own
     forward and backward passes; what a teacher adds is its caller's to count (kdscale.trial).
-    `vocab_size` is the data's token count for token inputs (kdscale.data.DataInfo), else None.
+    `vocab_size` is the data's token count for token inputs (kdscale.data.DataInfo), else None;
+    `forward_flops` a sample's forward FLOPs when the caller has them (else counted here, with torch's
+    flop counter).
     `init_states[i]`, when given and not None, is student i's starting state dict instead of its
     seed's initialisation (the seed still drives its batch order and augmentation).
     """
@@ -260,7 +263,7 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
 
     counts = [{"steps": step, "epochs": orders.epochs[s], "pack_size": size, "samples_seen": orders.seen[s],
                "resumed_from_step": resume["step"] if resume is not None else 0} for s in range(size)]
-    return _results(students, datas, alive, histories, counts, started, final_logits)
+    return _results(students, datas, alive, histories, counts, started, final_logits, forward_flops)
 
 
 def _batches(datas: list[TrainData], uses_teacher: bool) -> Callable:
@@ -325,12 +328,14 @@ def _augment(inputs, teacher, seeds, augment_rngs, name, teacher_model):
     return inputs, teacher
 
 
-def _results(students, datas, alive, histories, counts, started, test_logits=None) -> list[TrainResult]:
+def _results(students, datas, alive, histories, counts, started, test_logits=None, flops_fwd=None
+             ) -> list[TrainResult]:
     """Per student: its trained model and final metrics (test and train accuracy, fidelity, cost; its
     `counts` of steps, epochs and samples); `test_logits`, when given, are the students' logits on
-    their test sets at their final weights."""
+    their test sets at their final weights; `flops_fwd`, when given, a sample's forward FLOPs."""
     trained = students.models()
-    flops_fwd = forward_flops(trained[0], datas[0].x_train)
+    if flops_fwd is None:
+        flops_fwd = forward_flops(trained[0], datas[0].x_train)
     if test_logits is None:
         test_logits = _test_logits(students, datas)
     wall = time.perf_counter() - started
