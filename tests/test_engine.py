@@ -180,13 +180,15 @@ DRIVER = textwrap.dedent("""
     from pathlib import Path
     spec = small_study(name="driver_kill", kappas=(0.1, 0.25, 0.5, 1.0), seeds=(0, 1, 2),
                        recipe=__import__("kdscale.config").config.RecipeSpec(lr=0.05, steps=400, batch_size=64),
-                       resources=__import__("kdscale.study").study.Resources(metrics_every_s=0))
+                       resources=__import__("kdscale.study").study.Resources(metrics_every_s=0, pack_size=4))
     run(spec, Path({tmp!r}))
 """)
 
 
 @pytest.mark.slow
 def test_a_killed_driver_continues_with_the_same_command(tmp_path):
+    # Packs of 4 (6 packs, 3 rounds on 2 slots): between rounds some rows are stored while the next
+    # packs' runs are open. Two packs of 12 ended together, leaving no such moment to kill in.
     script = tmp_path / "driver.py"
     script.write_text(DRIVER.format(tests=str(REPO / "tests"), tmp=str(tmp_path)))
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -217,7 +219,8 @@ def test_a_killed_driver_continues_with_the_same_command(tmp_path):
     assert any(r["status"] == "RUNNING" for r in runs)  # the kill left runs open (live metrics) ...
 
     spec = small_study(name="driver_kill", kappas=(0.1, 0.25, 0.5, 1.0), seeds=(0, 1, 2),
-                       recipe=RecipeSpec(lr=0.05, steps=400, batch_size=64), resources=Resources(metrics_every_s=0))
+                       recipe=RecipeSpec(lr=0.05, steps=400, batch_size=64),
+                       resources=Resources(metrics_every_s=0, pack_size=4))
     result = run(spec, tmp_path)
     assert result.complete and result.skipped >= rows_before  # ... finished rows were kept, not rerun
     check_exactly_once(tmp_path, spec)  # ... and now none is RUNNING or duplicated
