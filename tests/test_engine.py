@@ -325,3 +325,57 @@ def test_cached_teachers_are_read_on_the_driver_without_starting_ray(tmp_path):
         assert not out.trained and out.forward_samples == 0 and out.test_acc == made[tid].test_acc
         np.testing.assert_array_equal(out.logits_train, made[tid].logits_train)
     assert lines[0] == "teachers: 1 to train or load (1 cached)" and "(cached)" in lines[1]
+
+
+def test_the_drivers_mlflow_writes_keep_their_order_and_stop_at_a_fault():
+    import threading
+
+    from kdscale.engine.trials import _Writes
+    from kdscale.errors import EnvironmentFault
+
+    done, gate = [], threading.Event()
+    writes = _Writes()
+    writes.submit(lambda: gate.wait(5))  # holds the thread while the rest queue up
+    for i in range(5):
+        writes.submit(done.append, i)
+    assert done == []  # the caller did not wait for them
+    gate.set()
+    writes.close()
+    assert done == [0, 1, 2, 3, 4]
+
+    def fail():
+        raise EnvironmentFault("tracking: the MLflow server went away")
+    writes, done, gate = _Writes(), [], threading.Event()
+    writes.submit(gate.wait, 5)
+    writes.submit(fail)
+    writes.submit(done.append, "after the fault")
+    gate.set()
+    with pytest.raises(EnvironmentFault, match="went away"):
+        writes.close()
+    assert done == []  # skipped: one fault is the news, not one a write
+    with pytest.raises(EnvironmentFault, match="went away"):  # and the caller's next write hears it
+        writes.submit(done.append, "later")
+
+    writes, done, gate = _Writes(), [], threading.Event()
+    writes.submit(lambda: gate.wait(5))
+    writes.submit(done.append, "queued")
+    threading.Timer(0.2, gate.set).start()
+    writes.close(drain=False)  # a second Ctrl-C: the write under way ends, the queued ones are left
+    assert done == []
+
+
+@pytest.mark.slow
+def test_an_mlflow_fault_during_the_trials_ends_the_study_with_its_rows_kept(tmp_path, monkeypatch):
+    from kdscale.errors import EnvironmentFault
+    from kdscale.tracking import StudyTracker
+
+    def gone(self, row, spec, history=(), tags=None):
+        raise EnvironmentFault("tracking: the MLflow server at http://example went away")
+    monkeypatch.setattr(StudyTracker, "finish_trial", gone)
+    spec = small_study(name="mlflow_gone")
+    with pytest.raises(EnvironmentFault, match="went away"):
+        run(spec, tmp_path)
+    table = ResultsStore(str(tmp_path / "results"), spec.name).table()
+    assert len(table) > 0 and set(table["status"]) == {"ok"}  # rows reach the store before MLflow
+    runs = study_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", spec.name)
+    assert all(r["status"] != "RUNNING" for r in runs)  # the driver closed what it opened

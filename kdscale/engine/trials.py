@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 
 from ray import tune
@@ -90,6 +91,46 @@ class _Interrupt:
                  "then stop; Ctrl-C again to stop now")
 
 
+class _Writes:
+    """The driver's MLflow writes during the trials, in their order, on one thread of their own. A
+    finished trial's run is four SQLite transactions (about 80 ms, 2026-12-01); made in Tune's callback
+    they held Tune's loop, so the slot of a finished pack of 16 stayed idle 0.4-0.6 s before the next
+    pack started. The first write's fault (an MLflow server gone) skips the writes after it and is
+    raised at the callback's next call or at the end. Rows reach the store before their runs are
+    written: runs a driver did not write (killed, or stopped by a second Ctrl-C) are the next driver's
+    to write (kdscale.engine.driver._sync_tracker)."""
+
+    def __init__(self):
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="kdscale-mlflow-writes")
+        self.pending: list[Future] = []
+        self.fault: BaseException | None = None
+
+    def __reduce__(self):  # Tune pickles its callbacks with the experiment's state: a copy starts empty
+        return _Writes, ()
+
+    def submit(self, call, *args) -> None:
+        self.check()
+        self.pending.append(self.pool.submit(self._write, call, *args))
+
+    def _write(self, call, *args) -> None:
+        if self.fault is None:
+            try:
+                call(*args)
+            except BaseException as error:
+                self.fault = error
+
+    def check(self) -> None:
+        self.pending = [f for f in self.pending if not f.done()]
+        if self.fault is not None:
+            raise self.fault
+
+    def close(self, drain: bool = True, raise_fault: bool = True) -> None:
+        """Wait for the writes (`drain`), else only for the one under way."""
+        self.pool.shutdown(wait=True, cancel_futures=not drain)
+        if raise_fault:
+            self.check()
+
+
 class _DriverCallback(tune.Callback):
     """Per-epoch metrics and finished rows into MLflow and the store, progress, and the stop on Ctrl-C."""
 
@@ -98,6 +139,7 @@ class _DriverCallback(tune.Callback):
         from tqdm import tqdm
 
         self.store, self.tracker, self.log, self.interrupt = store, tracker, log, interrupt
+        self.writes = _Writes()  # the tracker is the writes' thread's alone until close()
         # Per-epoch metrics wait here and reach MLflow in one batch per trial and interval: a
         # log_batch per report per trial cost the driver (on the trials' cores) a second a trial.
         self.flush_every_s = flush_every_s
@@ -149,9 +191,13 @@ class _DriverCallback(tune.Callback):
             first = self.flushed.setdefault(trial_id, now)
             if now - first >= self.flush_every_s:
                 spec, spec_dict = students[trial_id]
-                self.tracker.trial_run(trial_id, spec.label, spec_dict, started=result.get(STARTED_KEY))
-                self.tracker.log_reports(trial_id, self.buffer.pop(trial_id))
+                self.writes.submit(self._flush, trial_id, spec.label, spec_dict, result.get(STARTED_KEY),
+                                   self.buffer.pop(trial_id))
                 self.flushed[trial_id] = now
+
+    def _flush(self, trial_id: str, label: str, spec_dict: dict, started: float | None, reports: list) -> None:
+        self.tracker.trial_run(trial_id, label, spec_dict, started=started)
+        self.tracker.log_reports(trial_id, reports)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.running.discard(trial.trial_id)
@@ -164,7 +210,7 @@ class _DriverCallback(tune.Callback):
         row: 48 rewrites took 1.2 s of the driver's time on the --quick grid), then each trial's run."""
         self.store.add_rows([row for _, _, row in finished])
         for spec, spec_dict, row in finished:
-            self.tracker.finish_trial(row, spec_dict, self.buffer.pop(spec.id, []))
+            self.writes.submit(self.tracker.finish_trial, row, spec_dict, self.buffer.pop(spec.id, []))
             self.flushed.pop(spec.id, None)
             self.finished += 1
             self.bar.update(1)
@@ -179,8 +225,13 @@ class _DriverCallback(tune.Callback):
             else:
                 self.bar.write(line, file=sys.stderr)  # above the bar, which stays at the bottom
 
-    def close(self):
-        self.bar.close()
+    def close(self, drain: bool = True, raise_fault: bool = True):
+        """After the trials: the MLflow writes done (`drain`; else only the one under way; the first
+        write's fault raised unless `raise_fault` is off), the bar closed."""
+        try:
+            self.writes.close(drain, raise_fault)
+        finally:
+            self.bar.close()
 
 
 class _StopOnInterrupt(tune.Stopper):
@@ -321,7 +372,9 @@ def _slots(resources) -> int:
 
 def train_students(spec, pending: list[TrialSpec], teachers: dict, store: ResultsStore, tracker, cache: str,
                    total: int, done: int, progress: bool, log, fault: dict | None) -> bool:
-    """Train the pending trials as Tune trials; True if some did not finish (interrupted)."""
+    """Train the pending trials as Tune trials; True if some did not finish (interrupted). The MLflow
+    writes are done before it returns: a thread writing while Ray stops can free a Ray object after
+    its core worker is gone, which ends the process (seen once, 2026-12-01)."""
     resources = spec.resources
     packs = make_packs(pending, resources.pack_size, gpu=resources.gpus_per_trial > 0, slots=_slots(resources))
     if len(packs) < len(pending):
@@ -347,6 +400,8 @@ def train_students(spec, pending: list[TrialSpec], teachers: dict, store: Result
     try:
         with interrupt:
             tuner.fit()
-    finally:
-        callback.close()
+    except BaseException as error:  # after a second Ctrl-C the queued runs are the next driver's to write
+        callback.close(drain=not isinstance(error, KeyboardInterrupt), raise_fault=False)
+        raise
+    callback.close()
     return callback.finished < len(pending)
