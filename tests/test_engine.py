@@ -330,11 +330,11 @@ def test_cached_teachers_are_read_on_the_driver_without_starting_ray(tmp_path):
 def test_the_drivers_mlflow_writes_keep_their_order_and_stop_at_a_fault():
     import threading
 
-    from kdscale.engine.trials import _Writes
+    from kdscale.engine.writes import Writes
     from kdscale.errors import EnvironmentFault
 
     done, gate = [], threading.Event()
-    writes = _Writes()
+    writes = Writes()
     writes.submit(lambda: gate.wait(5))  # holds the thread while the rest queue up
     for i in range(5):
         writes.submit(done.append, i)
@@ -345,7 +345,7 @@ def test_the_drivers_mlflow_writes_keep_their_order_and_stop_at_a_fault():
 
     def fail():
         raise EnvironmentFault("tracking: the MLflow server went away")
-    writes, done, gate = _Writes(), [], threading.Event()
+    writes, done, gate = Writes(), [], threading.Event()
     writes.submit(gate.wait, 5)
     writes.submit(fail)
     writes.submit(done.append, "after the fault")
@@ -356,7 +356,7 @@ def test_the_drivers_mlflow_writes_keep_their_order_and_stop_at_a_fault():
     with pytest.raises(EnvironmentFault, match="went away"):  # and the caller's next write hears it
         writes.submit(done.append, "later")
 
-    writes, done, gate = _Writes(), [], threading.Event()
+    writes, done, gate = Writes(), [], threading.Event()
     writes.submit(lambda: gate.wait(5))
     writes.submit(done.append, "queued")
     threading.Timer(0.2, gate.set).start()

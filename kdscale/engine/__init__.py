@@ -1,7 +1,7 @@
 """The engine: kdscale's only Ray code.
 
     run_study(spec)   every unfinished trial of a study, teachers first (driver.py; trials.py, workers.py:
-                      the Tune trials; checks.py: resources and faults on Ray)
+                      the Tune trials; writes.py: their MLflow writes; checks.py: resources and faults on Ray)
     run_searches()    recipe searches (kdscale.search) as Ray tasks, stored as they finish (searches.py)
     ray_session()     Ray started (or joined) for a block, stopped after it if it started it (session.py)
 """

@@ -21,13 +21,13 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 
 from ray import tune
 
 from kdscale.config import TrialSpec, from_dict, spec_id, to_dict
 from kdscale.engine.workers import FAULT_KEY, REPORTS_KEY, ROWS_KEY, SAVED_KEY, STARTED_KEY, student_trainable
+from kdscale.engine.writes import Writes
 from kdscale.errors import EnvironmentFault
 from kdscale.store import ResultsStore, resume_id
 from kdscale.trial import model_key, spec_row, training_key
@@ -91,46 +91,6 @@ class _Interrupt:
                  "then stop; Ctrl-C again to stop now")
 
 
-class _Writes:
-    """The driver's MLflow writes during the trials, in their order, on one thread of their own. A
-    finished trial's run is four SQLite transactions (about 80 ms, 2026-12-01); made in Tune's callback
-    they held Tune's loop, so the slot of a finished pack of 16 stayed idle 0.4-0.6 s before the next
-    pack started. The first write's fault (an MLflow server gone) skips the writes after it and is
-    raised at the callback's next call or at the end. Rows reach the store before their runs are
-    written: runs a driver did not write (killed, or stopped by a second Ctrl-C) are the next driver's
-    to write (kdscale.engine.driver._sync_tracker)."""
-
-    def __init__(self):
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="kdscale-mlflow-writes")
-        self.pending: list[Future] = []
-        self.fault: BaseException | None = None
-
-    def __reduce__(self):  # Tune pickles its callbacks with the experiment's state: a copy starts empty
-        return _Writes, ()
-
-    def submit(self, call, *args) -> None:
-        self.check()
-        self.pending.append(self.pool.submit(self._write, call, *args))
-
-    def _write(self, call, *args) -> None:
-        if self.fault is None:
-            try:
-                call(*args)
-            except BaseException as error:
-                self.fault = error
-
-    def check(self) -> None:
-        self.pending = [f for f in self.pending if not f.done()]
-        if self.fault is not None:
-            raise self.fault
-
-    def close(self, drain: bool = True, raise_fault: bool = True) -> None:
-        """Wait for the writes (`drain`), else only for the one under way."""
-        self.pool.shutdown(wait=True, cancel_futures=not drain)
-        if raise_fault:
-            self.check()
-
-
 class _DriverCallback(tune.Callback):
     """Per-epoch metrics and finished rows into MLflow and the store, progress, and the stop on Ctrl-C."""
 
@@ -139,7 +99,7 @@ class _DriverCallback(tune.Callback):
         from tqdm import tqdm
 
         self.store, self.tracker, self.log, self.interrupt = store, tracker, log, interrupt
-        self.writes = _Writes()  # the tracker is the writes' thread's alone until close()
+        self.writes = Writes()  # the tracker is the writes' thread's alone until close()
         # Per-epoch metrics wait here and reach MLflow in one batch per trial and interval: a
         # log_batch per report per trial cost the driver (on the trials' cores) a second a trial.
         self.flush_every_s = flush_every_s
