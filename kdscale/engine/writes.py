@@ -1,7 +1,7 @@
 """The driver's MLflow writes during a study's trials, off Tune's loop (kdscale.engine.trials)."""
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 
 class Writes:
@@ -15,7 +15,6 @@ class Writes:
 
     def __init__(self):
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="kdscale-mlflow-writes")
-        self.pending: list[Future] = []
         self.fault: BaseException | None = None
 
     def __reduce__(self):  # Tune pickles its callbacks with the experiment's state: a copy starts empty
@@ -23,7 +22,7 @@ class Writes:
 
     def submit(self, call, *args) -> None:
         self.check()
-        self.pending.append(self.pool.submit(self._write, call, *args))
+        self.pool.submit(self._write, call, *args)
 
     def _write(self, call, *args) -> None:
         if self.fault is None:
@@ -33,7 +32,6 @@ class Writes:
                 self.fault = error
 
     def check(self) -> None:
-        self.pending = [f for f in self.pending if not f.done()]
         if self.fault is not None:
             raise self.fault
 
