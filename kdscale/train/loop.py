@@ -176,12 +176,10 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
     autocast = precision_context(recipe, device)
     if size == 1:
         optimizer = make_optimizer(recipe, list(students.parameters()))
-        base_lrs = None
     else:  # the students' own learning rates and weight decays, on their stacked parameters. Not
         # torch.optim even where they share them: its first optimizer imports torch._dynamo (1.2-1.7 s
         # of a worker's first pack on 2 cores, 2026-12-01) and each step and zero_grad pass its wrapper.
         optimizer = stacked_optimizer(recipes, list(students.parameters()))
-        base_lrs = True
     orders = Orders(sizes, recipe.batch_size, seeds, device)
     unique_seeds = sorted(set(seeds))  # students of one seed share its augmented batch
     augment_rngs = {u: torch.Generator(device=device).manual_seed(derive_seed(u, 3)) for u in unique_seeds}
@@ -216,7 +214,7 @@ def train_students(model_spec: ModelSpec, objective: ObjectiveSpec | list[Object
     final_logits = None  # the test logits of the last report, while no step has moved the weights since
     while step < total:
         idx, lengths = orders.next()  # [S, W]: each student's own batch (lengths: where some are shorter)
-        if base_lrs:
+        if size > 1:  # the stacked optimizer: each student's base rate times the schedule's factor
             optimizer.set_lr(lr_factor(recipe, step, per_epoch, total))
         else:
             for group in optimizer.param_groups:
